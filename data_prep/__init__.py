@@ -1,0 +1,1 @@
+"""Data preparation run once per data set: face alignment and TensorFlow Datasets builders."""

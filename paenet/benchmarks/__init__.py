@@ -1,0 +1,1 @@
+"""Benchmark rows for ``python -m paenet.bench``: each module's ``rows(quick)`` yields row dicts."""

@@ -1,0 +1,83 @@
+"""Foundation rows: masked vs plain Keras model (forward, train step) and the pruning update."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from paenet.benchmarks.references import reference_prune
+from paenet.benchmarks.timing import compare_rates, row
+from paenet.models import SmallCNN, TaskSpec, plain_small_cnn
+from paenet.optim import ExactFreezingOptimizer
+from paenet.packing import claim_free_weights
+from paenet.pruning import TaskPruner
+from paenet.training import classification_loss, make_predict_fn, make_train_step
+
+BATCH = 32
+CLASSES = 10
+
+
+def _models(quick: bool):
+    size = 32 if quick else 96
+    widths = (8, 16) if quick else (32, 64, 128, 256)
+    model = SmallCNN(widths=widths, dense_units=256, input_shape=(size, size, 3),
+                     tasks=[TaskSpec("bench", CLASSES)], name="bench_cnn").build_variables()
+    claim_free_weights(model, 1)
+    return model, plain_small_cnn(model, CLASSES), size
+
+
+def _plain_train_step(model, optimizer):
+    loss_fn = classification_loss()
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step
+
+
+def rows(quick: bool = False):
+    import keras
+    model, plain, size = _models(quick)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(BATCH, size, size, 3)).astype(np.float32))
+    y = tf.constant(rng.integers(0, CLASSES, BATCH))
+    timing = dict(repeats=2, calls=1, warmup=1) if quick else dict(repeats=7, calls=5, warmup=3)
+    shape = f"SmallCNN{list(model.widths)} {size}px batch {BATCH}, fp32"
+
+    ours_fwd, plain_fwd = make_predict_fn(model, 1), tf.function(lambda t: plain(t, training=False))
+    ours, ref = compare_rates(lambda: ours_fwd(x).numpy(), lambda: plain_fwd(x).numpy(), BATCH, **timing)
+    yield row("forward_masked_vs_plain", ours, ref, "images/s", config=shape)
+
+    wrapper = ExactFreezingOptimizer(keras.optimizers.Adam(1e-3)).start_task(model, 1)
+    ours_step = make_train_step(model, wrapper, 1)
+    plain_step = _plain_train_step(plain, keras.optimizers.Adam(1e-3))
+    ours, ref = compare_rates(lambda: ours_step(x, y).numpy(), lambda: plain_step(x, y).numpy(), BATCH, **timing)
+    yield row("train_step_masked_vs_plain", ours, ref, "images/s", config=shape + ", Adam")
+
+    yield _prune_row(quick, timing)
+
+
+def _prune_row(quick: bool, timing: dict) -> dict:
+    """One whole-model pruning update from the same state each time (restoring it costs both sides)."""
+    model = SmallCNN(widths=(8, 16) if quick else (64, 128, 256, 512), dense_units=512,
+                     input_shape=(32, 32, 3), tasks=[TaskSpec("bench", CLASSES)]).build_variables()
+    claim_free_weights(model, 1)
+    start = [(l, l.kernel.numpy(), l.mask.numpy()) for l in model.masked_layers()]
+    pruner = TaskPruner(model, 1)
+
+    def from_start(prune):
+        for layer, kernel, mask in start:
+            layer.kernel.assign(kernel)
+            layer.mask.assign(mask)
+        prune()
+
+    ours, ref = compare_rates(lambda: from_start(lambda: pruner.prune(0.5)),
+                              lambda: from_start(lambda: reference_prune(model, 1, pruner.space, 0.5)),
+                              1, **timing)
+    weights = sum(pruner.space.values())
+    return row("prune_update", ours, ref, "updates/s",
+               config=f"{weights} masked weights, target 0.5; reference: NumPy stable sort")

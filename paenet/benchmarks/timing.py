@@ -1,0 +1,46 @@
+"""Side-by-side timing: ours and the reference, interleaved in one run so that both see the same machine."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+import tensorflow as tf
+
+
+def device_name() -> str:
+    """The accelerator's name when TensorFlow sees one, else the CPU model and core count."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    model = platform.processor() or "CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU: {model}, {os.cpu_count()} cores"
+
+
+def compare_rates(ours, reference, items_per_call: float, repeats: int = 5, calls: int = 3,
+                  warmup: int = 2) -> tuple[float, float]:
+    """Items per second of `ours` and `reference` (zero-argument callables), each the median over
+    `repeats` interleaved trials of `calls` calls after `warmup` calls."""
+    for fn in (ours, reference):
+        for _ in range(warmup):
+            fn()
+    times = {id(ours): [], id(reference): []}
+    for _ in range(repeats):
+        for fn in (ours, reference):
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times[id(fn)].append((time.perf_counter() - start) / calls)
+    return (items_per_call / float(np.median(times[id(ours)])),
+            items_per_call / float(np.median(times[id(reference)])))
+
+
+def row(name: str, ours: float, reference: float, unit: str, **extra) -> dict:
+    return {"name": name, "ours": round(ours, 4), "reference": round(reference, 4), "unit": unit,
+            "ratio": round(ours / reference, 4), **extra}

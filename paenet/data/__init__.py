@@ -1,0 +1,1 @@
+"""Input data: preprocessing, splits and tf.data pipelines."""

@@ -1,0 +1,181 @@
+"""Convolution and dense layers whose kernel carries a uint8 task-ownership mask.
+
+Every kernel entry has an owner in a ``uint8`` mask of the kernel's shape: 0 = free, k = task k. The
+forward pass of task t reads only its *effective* kernel (DESIGN §1):
+
+* ``sharing="cumulative"`` (PAE, the default): entries owned by tasks 1..t;
+* ``sharing="first"``: entries owned by task 1 or by task t.
+
+The forward pass never writes to the kernel or the mask; only the optimizer wrapper (``paenet.optim``)
+and the pruner (``paenet.pruning``) do. Biases, where a layer has them, are per task.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+MAX_TASKS = 255
+SHARING_MODES = ("cumulative", "first")
+
+
+def check_sharing(sharing: str) -> str:
+    if sharing not in SHARING_MODES:
+        raise ValueError(f"sharing must be one of {SHARING_MODES}, got {sharing!r}")
+    return sharing
+
+
+def check_task(task, num_tasks: int) -> int:
+    """Returns `task` as an int after checking that it names one of tasks 1..num_tasks."""
+    if isinstance(task, bool) or not isinstance(task, (int, np.integer)):
+        raise TypeError(f"task must be a Python int (a task number), got {task!r}")
+    if not 1 <= task <= num_tasks:
+        raise ValueError(f"task {task} does not exist: this model has tasks 1..{num_tasks}")
+    return int(task)
+
+
+def check_num_tasks(num_tasks: int) -> int:
+    if not 0 <= num_tasks <= MAX_TASKS:
+        raise ValueError(
+            f"a uint8 ownership mask holds at most {MAX_TASKS} tasks; {num_tasks} were asked for")
+    return int(num_tasks)
+
+
+def effective_condition(mask, task: int, sharing: str = "cumulative"):
+    """Boolean tensor of `mask`'s shape: the kernel entries that task `task` reads."""
+    check_sharing(sharing)
+    mask = tf.convert_to_tensor(mask, tf.uint8)
+    t = tf.constant(task, tf.uint8)
+    if sharing == "cumulative":
+        return (mask >= 1) & (mask <= t)
+    return (mask == 1) | (mask == t)
+
+
+def effective_kernel(kernel, mask, task: int, sharing: str = "cumulative"):
+    """The kernel task `task` uses: its entries, with every other entry +0.0 (never -0.0)."""
+    kernel = tf.convert_to_tensor(kernel)
+    return tf.where(effective_condition(mask, task, sharing), kernel, tf.zeros([], kernel.dtype))
+
+
+class MaskedKernelLayer(keras.layers.Layer):
+    """Base of the masked layers: a float kernel, its uint8 mask and optional per-task biases.
+
+    Subclasses give the kernel's shape and the op that applies it.
+    """
+
+    def __init__(self, units: int, use_bias: bool = False, num_tasks: int = 1,
+                 sharing: str = "cumulative", kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if units < 1:
+            raise ValueError(f"{self.name}: the number of output units must be positive, got {units}")
+        self.units = int(units)
+        self.use_bias = bool(use_bias)
+        self.num_tasks = check_num_tasks(num_tasks)
+        self.sharing = check_sharing(sharing)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def kernel_shape(self, input_shape) -> tuple:
+        raise NotImplementedError
+
+    def apply_kernel(self, inputs, kernel):
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        shape = self.kernel_shape(input_shape)
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer)
+        self.mask = self.add_weight(name="mask", shape=shape, dtype="uint8", initializer="zeros",
+                                    trainable=False)
+        for t in range(1, self.num_tasks + 1):
+            if self.use_bias:
+                setattr(self, f"bias_t{t}", self.add_weight(
+                    name=f"bias_t{t}", shape=(self.units,), initializer=self.bias_initializer))
+
+    def task_variables(self, task: int) -> list:
+        """The variables that belong to `task` alone (its bias, if any)."""
+        check_task(task, self.num_tasks)
+        return [getattr(self, f"bias_t{task}")] if self.use_bias else []
+
+    def effective_kernel(self, task: int):
+        return effective_kernel(self.kernel, self.mask, task, self.sharing)
+
+    def call(self, inputs, task: int):
+        check_task(task, self.num_tasks)
+        outputs = self.apply_kernel(inputs, self.effective_kernel(task))
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, getattr(self, f"bias_t{task}"))
+        return outputs
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "use_bias": self.use_bias,
+            "num_tasks": self.num_tasks,
+            "sharing": self.sharing,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }
+
+
+def _pair(value, what: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(f"{what} must be a positive int or a pair of them, got {value!r}")
+    return pair
+
+
+@keras.saving.register_keras_serializable(package="paenet")
+class MaskedConv2D(MaskedKernelLayer):
+    """2-D convolution (NHWC) over a masked kernel of shape [kh, kw, in, filters]."""
+
+    def __init__(self, filters: int, kernel_size, strides=1, padding: str = "same", **kwargs):
+        super().__init__(units=filters, **kwargs)
+        self.filters = self.units
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        if padding.lower() not in ("same", "valid"):
+            raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+        self.padding = padding.lower()
+
+    def kernel_shape(self, input_shape):
+        if len(input_shape) != 4 or input_shape[-1] is None:
+            raise ValueError(f"{self.name} expects NHWC inputs with known channels, got {input_shape}")
+        return (*self.kernel_size, int(input_shape[-1]), self.filters)
+
+    def apply_kernel(self, inputs, kernel):
+        return tf.nn.conv2d(inputs, kernel, strides=(1, *self.strides, 1), padding=self.padding.upper())
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+
+        def out(size, k, s):
+            if size is None:
+                return None
+            return -(-size // s) if self.padding == "same" else (size - k) // s + 1
+
+        return (n, out(h, self.kernel_size[0], self.strides[0]),
+                out(w, self.kernel_size[1], self.strides[1]), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable(package="paenet")
+class MaskedDense(MaskedKernelLayer):
+    """Dense layer over a masked kernel of shape [in, units]; inputs of rank 2."""
+
+    def kernel_shape(self, input_shape):
+        if len(input_shape) != 2 or input_shape[-1] is None:
+            raise ValueError(f"{self.name} expects [batch, features] inputs, got {input_shape}")
+        return (int(input_shape[-1]), self.units)
+
+    def apply_kernel(self, inputs, kernel):
+        return tf.matmul(inputs, kernel)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}

@@ -1,0 +1,127 @@
+"""Per-task parts: BatchNorm in FaceNet's form and classifier heads.
+
+Each task t owns its own copies (``beta_t{t}``, ``moving_mean_t{t}``, ``kernel_t{t}`` ...). They are plain
+attributes, one per task, because ``tf.train.Checkpoint`` silently skips variables held in lists or dicts
+(DESIGN §9). The number of tasks is part of the layer's config: a model gains a task by being rebuilt with
+one more (``paenet.models.base.PackableModel.with_tasks``), which keeps every existing value.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from paenet.layers.masked import check_num_tasks, check_task
+
+
+@keras.saving.register_keras_serializable(package="paenet")
+class TaskBatchNorm(keras.layers.Layer):
+    """BatchNorm with one set of parameters and moving statistics per task.
+
+    Defaults are FaceNet's: no gamma (``scale=False``), epsilon 1e-3, moving-average decay 0.995. In
+    training mode the active task normalises with batch statistics and updates its own moving averages;
+    no other task's variables are read or written.
+    """
+
+    def __init__(self, num_tasks: int = 1, momentum: float = 0.995, epsilon: float = 1e-3,
+                 scale: bool = False, **kwargs):
+        # Parameters stay float32 under mixed precision: the fused kernel wants them so.
+        super().__init__(autocast=False, **kwargs)
+        self.num_tasks = check_num_tasks(num_tasks)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.scale = bool(scale)
+
+    def build(self, input_shape):
+        if input_shape[-1] is None:
+            raise ValueError(f"{self.name}: the channel dimension must be known, got {input_shape}")
+        channels = (int(input_shape[-1]),)
+        for t in range(1, self.num_tasks + 1):
+            if self.scale:
+                setattr(self, f"gamma_t{t}", self.add_weight(
+                    name=f"gamma_t{t}", shape=channels, initializer="ones"))
+            setattr(self, f"beta_t{t}", self.add_weight(
+                name=f"beta_t{t}", shape=channels, initializer="zeros"))
+            setattr(self, f"moving_mean_t{t}", self.add_weight(
+                name=f"moving_mean_t{t}", shape=channels, initializer="zeros", trainable=False))
+            setattr(self, f"moving_variance_t{t}", self.add_weight(
+                name=f"moving_variance_t{t}", shape=channels, initializer="ones", trainable=False))
+
+    def task_variables(self, task: int) -> list:
+        check_task(task, self.num_tasks)
+        names = (["gamma"] if self.scale else []) + ["beta", "moving_mean", "moving_variance"]
+        return [getattr(self, f"{n}_t{task}") for n in names]
+
+    def call(self, inputs, task: int, training: bool = False):
+        check_task(task, self.num_tasks)
+        gamma, beta, mean, variance = self._parameters(task)
+        x = inputs
+        if len(inputs.shape) != 4:  # The fused kernel takes NHWC; dense features become [N, 1, 1, C].
+            x = tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]])
+        if training:
+            y, batch_mean, batch_variance = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, is_training=True)
+            for moving, batch in ((mean, batch_mean), (variance, batch_variance)):
+                moving.assign(moving * self.momentum + batch * (1.0 - self.momentum))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, mean=mean, variance=variance, epsilon=self.epsilon, is_training=False)
+        return y if len(inputs.shape) == 4 else tf.reshape(y, tf.shape(inputs))
+
+    def _parameters(self, task: int):
+        channels = self.moving_mean_t1.shape
+        gamma = getattr(self, f"gamma_t{task}") if self.scale else tf.ones(channels)
+        return (gamma, getattr(self, f"beta_t{task}"), getattr(self, f"moving_mean_t{task}"),
+                getattr(self, f"moving_variance_t{task}"))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "num_tasks": self.num_tasks, "momentum": self.momentum,
+                "epsilon": self.epsilon, "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="paenet")
+class TaskHeads(keras.layers.Layer):
+    """One dense classifier head per task: ``num_classes[t - 1]`` logits for task t.
+
+    A task with 0 classes has no head (a feature task such as face verification): its inputs pass
+    through unchanged.
+    """
+
+    def __init__(self, num_classes=(), kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = tuple(int(c) for c in num_classes)
+        check_num_tasks(len(self.num_classes))
+        if any(c < 0 for c in self.num_classes):
+            raise ValueError(f"{self.name}: class counts must be >= 0, got {self.num_classes}")
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.num_classes)
+
+    def build(self, input_shape):
+        features = int(input_shape[-1])
+        for t, classes in enumerate(self.num_classes, start=1):
+            if classes:
+                setattr(self, f"kernel_t{t}", self.add_weight(
+                    name=f"kernel_t{t}", shape=(features, classes), initializer=self.kernel_initializer))
+                setattr(self, f"bias_t{t}", self.add_weight(
+                    name=f"bias_t{t}", shape=(classes,), initializer="zeros"))
+
+    def task_variables(self, task: int) -> list:
+        check_task(task, self.num_tasks)
+        if not self.num_classes[task - 1]:
+            return []
+        return [getattr(self, f"kernel_t{task}"), getattr(self, f"bias_t{task}")]
+
+    def call(self, inputs, task: int):
+        check_task(task, self.num_tasks)
+        if not self.num_classes[task - 1]:
+            return inputs
+        return tf.matmul(inputs, getattr(self, f"kernel_t{task}")) + getattr(self, f"bias_t{task}")
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": list(self.num_classes),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}

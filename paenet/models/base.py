@@ -1,0 +1,139 @@
+"""The base of every PAENet network: masked kernels shared among tasks, per-task parts, task list in config.
+
+A model's config names its tasks (``TaskSpec``: a name and a class count). Per-task variables are created
+at build time for every task in the config, so a model gains a task by being rebuilt with a longer task
+list; ``with_tasks`` does that and transplants every existing value bit for bit.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from paenet.layers import MaskedKernelLayer, check_task
+from paenet.layers.masked import MAX_TASKS, check_sharing
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """A task as the network sees it: a name and its number of classes (0: a feature task, no head)."""
+
+    name: str
+    num_classes: int = 0
+
+    def __post_init__(self):
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"a task needs a non-empty name, got {self.name!r}")
+        if self.num_classes < 0:
+            raise ValueError(f"task {self.name!r}: num_classes must be >= 0, got {self.num_classes}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d) -> "TaskSpec":
+        return d if isinstance(d, cls) else cls(**d)
+
+
+def variable_key(variable) -> str:
+    """A variable's name inside its model, without the model's own name (stable across rebuilds)."""
+    return variable.path.split("/", 1)[-1]
+
+
+def layer_key(layer) -> str:
+    """A masked layer's name inside its model: its kernel's key without ``/kernel``."""
+    return variable_key(layer.kernel).rsplit("/", 1)[0]
+
+
+class PackableModel(keras.Model):
+    """A network of masked layers whose forward pass is chosen per call: ``model(x, task=k)``.
+
+    Subclasses create their layers in ``__init__`` (passing ``num_tasks`` and ``sharing`` down), implement
+    ``call(inputs, task, training)`` and extend ``get_config``.
+    """
+
+    def __init__(self, tasks=(), sharing: str = "cumulative", input_shape=(64, 64, 3), **kwargs):
+        super().__init__(**kwargs)
+        self.task_specs = tuple(TaskSpec.from_dict(t) for t in tasks)
+        if len(self.task_specs) > MAX_TASKS:
+            raise ValueError(f"at most {MAX_TASKS} tasks fit a uint8 ownership mask; "
+                             f"{len(self.task_specs)} were given")
+        names = [t.name for t in self.task_specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique, got {names}")
+        self.sharing = check_sharing(sharing)
+        self.image_shape = tuple(int(d) for d in input_shape)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_specs)
+
+    def check_task(self, task) -> int:
+        return check_task(task, self.num_tasks)
+
+    def task_number(self, name: str) -> int:
+        for t, spec in enumerate(self.task_specs, start=1):
+            if spec.name == name:
+                return t
+        raise KeyError(f"no task named {name!r}; this model has {[t.name for t in self.task_specs]}")
+
+    def masked_layers(self) -> list[MaskedKernelLayer]:
+        """Every layer whose kernel carries an ownership mask, in creation order."""
+        return [l for l in self._flatten_layers(include_self=False) if isinstance(l, MaskedKernelLayer)]
+
+    def task_variables(self, task: int, trainable_only: bool = False) -> list:
+        """The variables task `task` owns alone: BatchNorm, biases, head."""
+        self.check_task(task)
+        found = []
+        for layer in self._flatten_layers(include_self=False):
+            if hasattr(layer, "task_variables") and layer.built:
+                found += [v for v in layer.task_variables(task) if v.trainable or not trainable_only]
+        return found
+
+    def checkpoint_variables(self) -> dict:
+        """Every variable by its key, for ``tf.train.Checkpoint(variables=...)``.
+
+        A flat mapping checkpoints every variable however the layers are nested or held (the object
+        graph of a Keras model skips layers kept in Python lists).
+        """
+        return {variable_key(v): v.value for v in self.variables}
+
+    def build_variables(self):
+        """Creates every variable by one inference call on zeros (needs at least one task)."""
+        if self.num_tasks and not self.built:
+            self(tf.zeros((1, *self.image_shape)), task=1, training=False)
+        return self
+
+    def with_tasks(self, tasks) -> "PackableModel":
+        """A new model like this one with the task list `tasks`, holding every value of this one."""
+        return self.rebuild(tasks=[TaskSpec.from_dict(t).to_dict() for t in tasks])
+
+    def rebuild(self, **config_changes) -> "PackableModel":
+        """A new built model from this one's config with `config_changes`, values transplanted exactly."""
+        new = type(self).from_config({**self.get_config(), **config_changes}).build_variables()
+        if self.built:
+            copy_values(self, new)
+        return new
+
+    def get_config(self):
+        return {"name": self.name, "tasks": [t.to_dict() for t in self.task_specs],
+                "sharing": self.sharing, "input_shape": list(self.image_shape)}
+
+
+def copy_values(src: keras.Model, dst: keras.Model):
+    """Copies every variable of `src` into the variable of the same key in `dst`, bit for bit.
+
+    Variables of `dst` that `src` lacks keep their initial values (a new task's fresh parts). A `src`
+    variable without a place in `dst` is an error: nothing is dropped silently.
+    """
+    targets = {variable_key(v): v for v in dst.variables}
+    for v in src.variables:
+        key = variable_key(v)
+        if key not in targets:
+            raise ValueError(f"variable {key!r} of {src.name} has no counterpart in {dst.name}")
+        if tuple(targets[key].shape) != tuple(v.shape):
+            raise ValueError(f"variable {key!r}: shape {tuple(v.shape)} in {src.name} but "
+                             f"{tuple(targets[key].shape)} in {dst.name}")
+        targets[key].assign(np.asarray(v.numpy()))

@@ -1,0 +1,67 @@
+"""A small CNN of masked layers for CPU-sized experiments and tests, and its plain-Keras twin."""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from paenet.layers import MaskedConv2D, MaskedDense, TaskBatchNorm, TaskHeads
+from paenet.models.base import PackableModel
+
+
+@keras.saving.register_keras_serializable(package="paenet")
+class SmallCNN(PackableModel):
+    """``len(widths)`` blocks of 3x3 conv → BN → ReLU → 2x2 max-pool, global average pool, a dense
+    feature layer with BN and ReLU, dropout, and one head per task.
+
+    Every conv and the dense layer are masked; BN and heads are per task (FaceNet's BN form).
+    """
+
+    def __init__(self, widths=(16, 32, 64), dense_units: int = 128, dropout: float = 0.0,
+                 bn_momentum: float = 0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.widths = tuple(int(w) for w in widths)
+        self.dense_units = int(dense_units)
+        self.dropout_rate = float(dropout)
+        # Short CPU runs need faster-moving statistics than FaceNet's 0.995.
+        self.bn_momentum = float(bn_momentum)
+        shared = dict(num_tasks=self.num_tasks, sharing=self.sharing)
+        # One attribute per layer: tf.train.Checkpoint skips layers held in Python lists (DESIGN §9).
+        for i, w in enumerate(self.widths, 1):
+            setattr(self, f"conv{i}", MaskedConv2D(w, 3, name=f"conv{i}", **shared))
+            setattr(self, f"conv{i}_bn", TaskBatchNorm(self.num_tasks, self.bn_momentum, name=f"conv{i}_bn"))
+        self.dense = MaskedDense(self.dense_units, name="dense", **shared)
+        self.dense_bn = TaskBatchNorm(self.num_tasks, self.bn_momentum, name="dense_bn")
+        self.drop = keras.layers.Dropout(self.dropout_rate, name="dropout")
+        self.heads = TaskHeads([t.num_classes for t in self.task_specs], name="heads", dtype="float32")
+
+    def call(self, inputs, task=None, training=False):
+        task = self.check_task(task)
+        x = inputs
+        for i in range(1, len(self.widths) + 1):
+            conv, norm = getattr(self, f"conv{i}"), getattr(self, f"conv{i}_bn")
+            x = tf.nn.relu(norm(conv(x, task=task), task=task, training=training))
+            x = tf.nn.max_pool2d(x, 2, 2, "VALID")
+        x = tf.reduce_mean(x, axis=(1, 2))
+        x = tf.nn.relu(self.dense_bn(self.dense(x, task=task), task=task, training=training))
+        x = self.drop(x, training=training)
+        return self.heads(x, task=task)
+
+    def get_config(self):
+        return {**super().get_config(), "widths": list(self.widths), "dense_units": self.dense_units,
+                "dropout": self.dropout_rate, "bn_momentum": self.bn_momentum}
+
+
+def plain_small_cnn(model: SmallCNN, num_classes: int) -> keras.Model:
+    """The same graph as `model` for one task, built from stock Keras layers (a benchmark baseline)."""
+    bn = dict(momentum=model.bn_momentum, epsilon=1e-3, scale=False)
+    x = inputs = keras.Input(model.image_shape)
+    for w in model.widths:
+        x = keras.layers.Conv2D(w, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization(**bn)(x))
+        x = keras.layers.MaxPool2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(model.dense_units, use_bias=False)(x)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(**bn)(x))
+    x = keras.layers.Dropout(model.dropout_rate)(x)
+    outputs = keras.layers.Dense(num_classes, dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=f"plain_{model.name}")

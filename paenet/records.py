@@ -1,0 +1,92 @@
+"""Task records: what a finished task owns, how sparse it is, how well it does, and a digest of it.
+
+The digest is a SHA-256 over the task's effective kernels (DESIGN §1 (a)) and its task-specific variables
+(b), each framed by its key, dtype and shape. Any later change to what the task computes with changes the
+digest; ``verify`` refuses a model whose finished tasks no longer match their records.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from paenet.models.base import layer_key, variable_key
+
+
+class IntegrityError(RuntimeError):
+    """A finished task's weights or task-specific variables changed since its record was written."""
+
+
+@dataclasses.dataclass
+class TaskRecord:
+    """The state of task `task` when it finished (JSON-serialisable)."""
+
+    task: int
+    name: str
+    num_classes: int
+    sharing: str
+    digest: str
+    owned: dict[str, int]                 # kernel weights the task owns, per layer
+    space: dict[str, int] = dataclasses.field(default_factory=dict)         # N_L when pruning began
+    sparsity: dict[str, float] = dataclasses.field(default_factory=dict)    # released / N_L
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    pruning: list[dict] = dataclasses.field(default_factory=list)           # one entry per round
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TaskRecord":
+        return cls(**d)
+
+
+def _update(h, key: str, array: np.ndarray):
+    h.update(f"{key}|{array.dtype.str}|{array.shape}\n".encode())
+    h.update(np.ascontiguousarray(array).tobytes())
+
+
+def task_digest(model, task: int) -> str:
+    """SHA-256 (hex) of task `task`'s effective kernels and task-specific variables."""
+    task = model.check_task(task)
+    h = hashlib.sha256()
+    for layer in sorted(model.masked_layers(), key=layer_key):
+        _update(h, layer_key(layer), np.asarray(layer.effective_kernel(task)))
+    for v in sorted(model.task_variables(task), key=variable_key):
+        _update(h, variable_key(v), v.numpy())
+    return h.hexdigest()
+
+
+def owned_counts(model, task: int) -> dict[str, int]:
+    return {layer_key(l): int(np.count_nonzero(l.mask.numpy() == task)) for l in model.masked_layers()}
+
+
+def verify(model, records) -> None:
+    """Raises IntegrityError naming every finished task whose digest no longer matches."""
+    failed = []
+    for record in records:
+        if record.task > model.num_tasks or model.task_specs[record.task - 1].name != record.name:
+            failed.append(f"task {record.task} ({record.name}) is missing from the model")
+        elif task_digest(model, record.task) != record.digest:
+            failed.append(f"task {record.task} ({record.name}): digest mismatch")
+    if failed:
+        raise IntegrityError("finished tasks changed since they were recorded, refusing to use them: "
+                             + "; ".join(failed))
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """Writes `obj` as JSON to `path` so that a crash leaves either the old file or the new one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

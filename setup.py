@@ -1,0 +1,28 @@
+"""PAENet: pack many face tasks into one compact TensorFlow/Keras network."""
+from setuptools import find_packages, setup
+
+setup(
+    name="paenet",
+    version="0.1.0",
+    description="Packing and Expanding (PAE) continual learning of face tasks for TensorFlow 2 / Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["paenet", "paenet.*", "data_prep", "data_prep.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "tensorflow==2.21.*",
+        "keras>=3.15,<4",
+        "tensorflow-datasets>=4.9.10",
+        # tf.summary needs it and TensorFlow 2.21 no longer installs it.
+        "tensorboard>=2.21",
+        "numpy>=2.0",
+        "absl-py>=2.0",
+        # The headless build: the same cv2 API without the X11/OpenGL system libraries.
+        "opencv-python-headless>=4.10",
+        # TensorFlow 2.21 needs h5py < 3.15.
+        "h5py<3.15",
+        "mtcnn>=1.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+)
