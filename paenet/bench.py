@@ -14,7 +14,7 @@ from absl import app, flags
 BENCHMARK_MODULES = ("paenet.benchmarks.core",)
 
 flags.DEFINE_bool("quick", False, "Tiny models and few repeats: checks that every row runs, not a measurement.")
-flags.DEFINE_list("only", [], "Run only the rows with these names.")
+flags.DEFINE_list("only", [], "Print only the rows with these names.")
 FLAGS = flags.FLAGS
 
 

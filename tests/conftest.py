@@ -44,3 +44,13 @@ def facenet_dir() -> Path:
 def facenet_reference() -> dict:
     import numpy as np
     return dict(np.load(SHARED / "facenet_reference" / "reference_io.npz"))
+
+
+@pytest.fixture
+def without_op_determinism():
+    """XLA has no deterministic MaxPool gradient: tests of jit-compiled training steps that do not
+    compare bits across runs turn determinism off for their duration."""
+    from tensorflow.python.framework import config
+    config.disable_op_determinism()
+    yield
+    tf.config.experimental.enable_op_determinism()

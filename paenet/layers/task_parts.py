@@ -24,8 +24,7 @@ class TaskBatchNorm(keras.layers.Layer):
 
     def __init__(self, num_tasks: int = 1, momentum: float = 0.995, epsilon: float = 1e-3,
                  scale: bool = False, **kwargs):
-        # Parameters stay float32 under mixed precision: the fused kernel wants them so.
-        super().__init__(autocast=False, **kwargs)
+        super().__init__(**kwargs)
         self.num_tasks = check_num_tasks(num_tasks)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
@@ -34,17 +33,16 @@ class TaskBatchNorm(keras.layers.Layer):
     def build(self, input_shape):
         if input_shape[-1] is None:
             raise ValueError(f"{self.name}: the channel dimension must be known, got {input_shape}")
-        channels = (int(input_shape[-1]),)
+        # Parameters stay float32 under mixed precision (autocast off): the fused kernel wants them so.
+        channels = dict(shape=(int(input_shape[-1]),), autocast=False)
         for t in range(1, self.num_tasks + 1):
             if self.scale:
-                setattr(self, f"gamma_t{t}", self.add_weight(
-                    name=f"gamma_t{t}", shape=channels, initializer="ones"))
-            setattr(self, f"beta_t{t}", self.add_weight(
-                name=f"beta_t{t}", shape=channels, initializer="zeros"))
+                setattr(self, f"gamma_t{t}", self.add_weight(name=f"gamma_t{t}", initializer="ones", **channels))
+            setattr(self, f"beta_t{t}", self.add_weight(name=f"beta_t{t}", initializer="zeros", **channels))
             setattr(self, f"moving_mean_t{t}", self.add_weight(
-                name=f"moving_mean_t{t}", shape=channels, initializer="zeros", trainable=False))
+                name=f"moving_mean_t{t}", initializer="zeros", trainable=False, **channels))
             setattr(self, f"moving_variance_t{t}", self.add_weight(
-                name=f"moving_variance_t{t}", shape=channels, initializer="ones", trainable=False))
+                name=f"moving_variance_t{t}", initializer="ones", trainable=False, **channels))
 
     def task_variables(self, task: int) -> list:
         check_task(task, self.num_tasks)

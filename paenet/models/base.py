@@ -100,10 +100,16 @@ class PackableModel(keras.Model):
         """
         return {variable_key(v): v.value for v in self.variables}
 
+    def build(self, input_shape=None):
+        """Creates every variable by one inference pass of task 1 on zeros (a model without tasks has
+        nothing to build). Keras calls this on first use and when deserialising a built model."""
+        if self.num_tasks:
+            self.call(tf.zeros((1, *self.image_shape)), task=1, training=False)
+
     def build_variables(self):
-        """Creates every variable by one inference call on zeros (needs at least one task)."""
-        if self.num_tasks and not self.built:
-            self(tf.zeros((1, *self.image_shape)), task=1, training=False)
+        """Builds the model if it is not built yet; returns it."""
+        if not self.built:
+            self.build()
         return self
 
     def with_tasks(self, tasks) -> "PackableModel":

@@ -1,0 +1,111 @@
+"""Cubic schedule and the exact per-layer magnitude pruner (DESIGN §3)."""
+import math
+
+import numpy as np
+import pytest
+
+from paenet.benchmarks.references import reference_select_releases
+from paenet.models import SmallCNN, TaskSpec, layer_key
+from paenet.pruning import CubicSchedule, TaskPruner, release_count, round_schedules, select_releases
+
+
+def test_cubic_schedule_values():
+    s = CubicSchedule(begin_step=10, end_step=50, frequency=10, initial_sparsity=0.1, final_sparsity=0.9)
+    assert s.target(10) == pytest.approx(0.1) and s.target(50) == pytest.approx(0.9)
+    for t in (20, 30, 40):
+        assert s.target(t) == pytest.approx(0.9 + (0.1 - 0.9) * (1 - (t - 10) / 40) ** 3)
+    assert [s.target(t) for t in (0, 9, 15, 51, 60)] == [None] * 5
+    targets = [s.target(t) for t in range(10, 51, 10)]
+    assert targets == sorted(targets)
+
+
+def test_cubic_schedule_prunes_at_its_end_step_and_round_trips():
+    s = CubicSchedule(0, 25, frequency=10, final_sparsity=0.6, power=2)
+    assert [t for t in range(30) if s.target(t) is not None] == [0, 10, 20, 25]
+    assert s.target(25) == 0.6
+    assert CubicSchedule.from_config(s.get_config()) == s
+    assert CubicSchedule(5, 5, final_sparsity=0.3).target(5) == 0.3
+
+
+@pytest.mark.parametrize("kwargs", [dict(begin_step=5, end_step=4), dict(frequency=0),
+                                    dict(initial_sparsity=0.5, final_sparsity=0.4), dict(final_sparsity=1.5)])
+def test_cubic_schedule_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        CubicSchedule(**{"begin_step": 0, "end_step": 10, **kwargs})
+
+
+def test_round_schedules_chain_targets():
+    rounds = round_schedules([0.1, 0.5, 0.9], steps_per_round=50, prune_steps=20, frequency=5)
+    assert [(r.initial_sparsity, r.final_sparsity) for r in rounds] == [(0.0, 0.1), (0.1, 0.5), (0.5, 0.9)]
+    assert all(r.end_step == 20 and r.frequency == 5 for r in rounds)
+
+
+def test_release_count_rounds_half_up():
+    assert [release_count(s, 10) for s in (0.0, 0.14, 0.15, 0.5, 1.0)] == [0, 1, 2, 5, 10]
+    assert release_count(0.3, 7) == math.floor(0.3 * 7 + 0.5)
+
+
+def test_selection_matches_the_sort_based_rule():
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        n = int(rng.integers(1, 300))
+        kernel = rng.normal(size=n).astype(np.float32)
+        if trial % 3 == 0:
+            kernel = np.round(kernel, 1).astype(np.float32)       # many ties
+        if trial % 4 == 0:
+            kernel[rng.random(n) < 0.2] = -0.0
+        mask = rng.integers(0, 4, n).astype(np.uint8)
+        kernel[mask == 0] = 0.0
+        space = int(np.count_nonzero((mask == 0) | (mask == 2)))
+        count = int(rng.integers(np.count_nonzero(mask == 0), space + 1))
+        ours = select_releases(kernel, mask, 2, count)
+        assert ours.sum() == count
+        np.testing.assert_array_equal(ours, reference_select_releases(kernel, mask, 2, count), err_msg=str(trial))
+
+
+def test_ties_go_to_the_lower_flat_index_and_released_first():
+    kernel = np.array([0.5, 0.0, 0.5, 0.5, 0.2, 0.0], np.float32)
+    mask = np.array([1, 1, 1, 1, 1, 0], np.uint8)   # index 5 was released earlier
+    assert np.flatnonzero(select_releases(kernel, mask, 1, 2)).tolist() == [1, 5]
+    assert np.flatnonzero(select_releases(kernel, mask, 1, 4)).tolist() == [0, 1, 4, 5]
+    with pytest.raises(ValueError, match="1 are released already"):
+        select_releases(kernel, mask, 1, 0)
+
+
+def _three_owner_model():
+    rng = np.random.default_rng(3)
+    model = SmallCNN(widths=(8, 16), dense_units=16, input_shape=(16, 16, 3),
+                     tasks=[TaskSpec("a", 2), TaskSpec("b", 2), TaskSpec("c", 2)]).build_variables()
+    for layer in model.masked_layers():
+        mask = rng.choice(np.array([1, 2, 3], np.uint8), size=layer.mask.shape)
+        layer.mask.assign(mask)
+        layer.kernel.assign(np.round(layer.kernel.numpy(), 2))  # ties
+    return model
+
+
+def test_pruner_hits_the_schedule_exactly_and_touches_nothing_else():
+    model = _three_owner_model()
+    pruner = TaskPruner(model, 2)
+    others = {layer_key(l): (l.kernel.numpy(), l.mask.numpy()) for l in model.masked_layers()}
+    previous = {k: np.zeros(m.shape, bool) for k, (_, m) in others.items()}
+    schedule = CubicSchedule(0, 30, frequency=10, final_sparsity=0.7)
+    for step in range(31):
+        target = schedule.target(step)
+        if target is None:
+            continue
+        counts = pruner.prune(target)
+        for layer in model.masked_layers():
+            key = layer_key(layer)
+            kernel, mask = layer.kernel.numpy(), layer.mask.numpy()
+            kernel0, mask0 = others[key]
+            released = mask == 0
+            assert counts[key] == released.sum() == release_count(target, pruner.space[key])
+            assert np.all(kernel[released] == 0.0)
+            assert np.all(mask0[released] == 2), "only task 2's weights are released"
+            keep = ~released
+            assert kernel[keep].tobytes() == kernel0[keep].tobytes() and np.array_equal(mask[keep], mask0[keep])
+            assert np.all(released[previous[key]]), "released sets only grow"
+            previous[key] = released
+    assert all(s == pytest.approx(0.7, abs=1 / pruner.space[k]) for k, s in pruner.sparsity().items())
+    with pytest.raises(ValueError, match="targets must not decrease"):
+        pruner.prune(0.2)
