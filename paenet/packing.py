@@ -1,12 +1,16 @@
-"""Task lifecycle: start a task in the free weights, train it, prune it in rounds, finish it with a record.
+"""Task lifecycle: start a task in the free weights, train it, expand the network if it must, prune it in
+rounds, finish it with a record — or roll it back.
 
 ``Packer`` drives one model through tasks 1, 2, ... one after another. Starting task k rebuilds the model
 with fresh parts for k (BatchNorm, biases, head) and lets k claim every free kernel weight (mask 0 → k);
-training moves only what k owns (``ExactFreezingOptimizer``); pruning releases part of k's weights to
-later tasks (``TaskPruner``); finishing writes a ``TaskRecord`` whose digest guards k forever after.
+training moves only what k owns (``ExactFreezingOptimizer``); expanding widens the network and gives k
+the new weights (``paenet.expansion``); pruning releases part of k's weights to later tasks
+(``TaskPruner``); finishing writes a ``TaskRecord`` whose digest guards k forever after. ``pack_task``
+runs the whole accuracy-goal loop.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from paenet.expansion import ExpansionPolicy, expand, masked_parameters, propose_widths
 from paenet.layers import MAX_TASKS
 from paenet.models.base import TaskSpec, layer_key
 from paenet.optim import ExactFreezingOptimizer
@@ -70,6 +75,10 @@ class Packer:
         self.active_task = None
         self.pruner = None
         self.rounds = []
+        self.expansions = []
+        # Masked parameters before any expansion: the expansion cap is relative to it.
+        self.base_parameters = masked_parameters(model) if model.built else None
+        self._before_start = None
         self._loss = None
         self._step = None
         self._batches = None
@@ -83,10 +92,42 @@ class Packer:
         task = self.model.num_tasks + 1
         if task > MAX_TASKS:
             raise ValueError(f"a uint8 ownership mask holds at most {MAX_TASKS} tasks; task {task} refused")
+        self._before_start = (self.model, list(self.records), self.base_parameters)
         self.model = self.model.with_tasks([*self.model.task_specs, TaskSpec.from_dict(spec)])
+        if self.base_parameters is None:
+            self.base_parameters = masked_parameters(self.model)
         claim_free_weights(self.model, task, self.reinitialize_claimed)
         self._activate(task, loss)
         return task
+
+    def rollback(self) -> None:
+        """Abandons the active task: the model, records and counters are exactly as before it started."""
+        self._check_active()
+        if self._before_start is None:
+            raise RuntimeError("the active task was resumed from disk: reload the workspace saved before it")
+        self.model, self.records, self.base_parameters = self._before_start
+        self._end_task()
+
+    def expand(self, policy: ExpansionPolicy) -> dict | None:
+        """Widens the network by one round of `policy` and gives the active task the new weights.
+
+        Returns the recorded event (round, widths, parameters), or None, changing nothing, when the
+        expansion would pass ``policy.cap`` times the parameters before the first expansion.
+        """
+        task = self._check_active()
+        if self.pruner is not None:
+            raise RuntimeError("expand before the pruning phase of a task, not during it")
+        wider = expand(self.model, propose_widths(self.model, policy, task), task)
+        parameters = masked_parameters(wider)
+        if parameters > policy.cap * self.base_parameters:
+            return None
+        claim_free_weights(wider, task)
+        self.model = wider
+        event = {"round": len(self.expansions) + 1, "widths": wider.width_config(), "parameters": parameters,
+                 "policy": policy.policy, "ratio": policy.ratio}
+        self.expansions.append(event)
+        self._activate(task, self._loss)
+        return event
 
     def _activate(self, task: int, loss):
         self.active_task = task
@@ -120,18 +161,39 @@ class Packer:
             self.pruner = TaskPruner(self.model, self.active_task)
         return self.pruner.prune(sparsity)
 
+    def prune_round(self, dataset, schedule: CubicSchedule, steps: int, validation=None) -> dict:
+        """One round: `steps` training steps pruning as `schedule` says, then validation if given."""
+        loss = self.train(dataset, steps, schedule, description=f"prune to {schedule.final_sparsity:.2f}")
+        entry = {"sparsity": schedule.final_sparsity, "loss": loss}
+        if validation is not None:
+            entry["val_accuracy"] = self.evaluate(validation)
+        self.rounds.append(entry)
+        return entry
+
     def prune_rounds(self, dataset, targets, steps_per_round: int, prune_steps: int, frequency: int,
                      validation=None) -> list[dict]:
         """PAE's gradual pruning: one round per target sparsity (pruning over its first `prune_steps`
         steps, retraining for the rest), validated after each round when `validation` is given."""
         for schedule in round_schedules(targets, steps_per_round, prune_steps, frequency):
-            loss = self.train(dataset, steps_per_round, schedule,
-                              description=f"prune to {schedule.final_sparsity:.2f}")
-            entry = {"sparsity": schedule.final_sparsity, "loss": loss}
-            if validation is not None:
-                entry["val_accuracy"] = self.evaluate(validation)
-            self.rounds.append(entry)
+            self.prune_round(dataset, schedule, steps_per_round, validation)
         return self.rounds
+
+    def snapshot_task(self) -> dict:
+        """Copies of everything the active task can change: masked kernels and masks, its own variables."""
+        task = self._check_active()
+        return {"layers": [(l, l.kernel.numpy(), l.mask.numpy()) for l in self.model.masked_layers()],
+                "variables": [(v, v.numpy()) for v in self.model.task_variables(task)],
+                "rounds": len(self.rounds)}
+
+    def restore_task(self, snapshot: dict) -> None:
+        """Puts the active task back to `snapshot` (weights it released since are its own again);
+        the pruning log keeps every round that ran."""
+        self._check_active()
+        for layer, kernel, mask in snapshot["layers"]:
+            layer.kernel.assign(kernel)
+            layer.mask.assign(mask)
+        for variable, value in snapshot["variables"]:
+            variable.assign(value)
 
     def evaluate(self, dataset, task: int | None = None) -> float:
         """Top-1 accuracy of `task` (default: the active one) over every sample of `dataset`."""
@@ -147,11 +209,14 @@ class Packer:
             digest=task_digest(self.model, task), owned=owned_counts(self.model, task),
             space=dict(self.pruner.space) if self.pruner else {},
             sparsity=self.pruner.sparsity() if self.pruner else {},
-            metrics=dict(metrics or {}), pruning=list(self.rounds))
+            metrics=dict(metrics or {}), pruning=list(self.rounds), expansions=list(self.expansions))
         self.records.append(record)
-        self.active_task, self.pruner, self.rounds = None, None, []
-        self._step = self._batches = None
+        self._end_task()
         return record
+
+    def _end_task(self):
+        self.active_task, self.pruner, self.rounds, self.expansions = None, None, [], []
+        self._step = self._batches = self._before_start = None
 
     def _check_active(self) -> int:
         if self.active_task is None:
@@ -175,6 +240,8 @@ class Packer:
                 "active_task": self.active_task,
                 "pruning_space": self.pruner.space if self.pruner else None,
                 "rounds": self.rounds,
+                "expansions": self.expansions,
+                "base_parameters": self.base_parameters,
             })
             old = None
             if os.path.exists(directory):
@@ -210,10 +277,117 @@ class Packer:
         records = [TaskRecord.from_dict(r) for r in state["records"]]
         verify(model, records)
         packer = cls(model, optimizer, records, **kwargs)
+        packer.base_parameters = state["base_parameters"]
         if state["active_task"] is not None:
             packer._activate(state["active_task"], loss)
-            packer.rounds = state["rounds"]
+            packer.rounds, packer.expansions = state["rounds"], state["expansions"]
             if state["pruning_space"] is not None:
                 packer.pruner = TaskPruner(model, state["active_task"])
                 packer.pruner.space = state["pruning_space"]
         return packer
+
+
+@dataclasses.dataclass(frozen=True)
+class Goal:
+    """A task's accuracy goal on its VALIDATION split: `absolute`, or `baseline` - `margin`.
+
+    With a margin and no baseline, ``pack_task`` measures the baseline by fine-tuning an independent copy
+    of the network on the task (the paper's individual AgeNet/GenderNet).
+    """
+
+    absolute: float | None = None
+    margin: float | None = None
+    baseline: float | None = None
+
+    def __post_init__(self):
+        if (self.absolute is None) == (self.margin is None):
+            raise ValueError("a goal needs exactly one of an absolute accuracy or a margin below a baseline")
+        if self.baseline is not None and self.margin is None:
+            raise ValueError("a baseline only makes sense with a margin")
+
+    def value(self, baseline: float | None) -> float:
+        return self.absolute if self.absolute is not None else baseline - self.margin
+
+
+@dataclasses.dataclass(frozen=True)
+class PackingPlan:
+    """Steps of the goal loop: training (and retraining after each expansion), then pruning rounds of
+    rising target sparsity, each pruning every `frequency` steps over its first `prune_steps` steps and
+    retraining for the rest of `steps_per_round`."""
+
+    train_steps: int = 1000
+    targets: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    steps_per_round: int = 200
+    prune_steps: int = 100
+    frequency: int = 10
+    expansion: ExpansionPolicy = ExpansionPolicy()
+
+
+@dataclasses.dataclass
+class PackOutcome:
+    """What ``pack_task`` did. `status`: ``goal_met`` (the task is finished, `record` is its record) or
+    ``goal_unreachable`` (even the widest network the cap allows missed the goal; the task was rolled
+    back and nothing of it was kept)."""
+
+    status: str
+    goal: float
+    baseline: float | None
+    val_accuracy: float
+    test_accuracy: float | None = None
+    record: TaskRecord | None = None
+    expansions: list = dataclasses.field(default_factory=list)
+    history: list = dataclasses.field(default_factory=list)   # (stage, validation accuracy), in order
+
+
+def measure_baseline(packer: Packer, spec: TaskSpec, train, validation, steps: int, loss=None) -> float:
+    """Validation accuracy of an independent copy of the network fine-tuned on the task with every
+    weight its own (`packer` and its model are left untouched)."""
+    copy = Packer(packer.model, packer.optimizer, records=packer.records, progress=packer.progress)
+    task = copy.start_task(spec, loss)
+    for layer in copy.model.masked_layers():
+        layer.mask.assign(np.full(layer.mask.shape, task, np.uint8))
+    copy.train(train, steps, description="baseline")
+    return copy.evaluate(validation)
+
+
+def pack_task(packer: Packer, spec: TaskSpec, train, validation, goal: Goal, plan: PackingPlan = PackingPlan(),
+              test=None, loss=None) -> PackOutcome:
+    """The accuracy-goal loop: claim → train → expand and retrain while the goal is missed (up to the
+    cap) → prune in rounds of rising sparsity → keep the most-pruned round that still meets the goal on
+    `validation` → evaluate `test` once → finish. If the goal cannot be met, roll the task back."""
+    baseline = goal.baseline
+    if goal.margin is not None and baseline is None:
+        baseline = measure_baseline(packer, spec, train, validation, plan.train_steps, loss)
+    target = goal.value(baseline)
+    packer.start_task(spec, loss)
+    packer.train(train, plan.train_steps)
+    accuracy = packer.evaluate(validation)
+    history = [("train", accuracy)]
+    while accuracy < target:
+        if packer.expand(plan.expansion) is None:
+            expansions = list(packer.expansions)
+            packer.rollback()
+            return PackOutcome("goal_unreachable", target, baseline, accuracy, expansions=expansions,
+                               history=history)
+        stage = f"expansion {len(packer.expansions)}"
+        packer.train(train, plan.train_steps, description=f"train after {stage}")
+        accuracy = packer.evaluate(validation)
+        history.append((stage, accuracy))
+    best = (0.0, accuracy, packer.snapshot_task())
+    for schedule in round_schedules(plan.targets, plan.steps_per_round, plan.prune_steps, plan.frequency):
+        entry = packer.prune_round(train, schedule, plan.steps_per_round, validation)
+        history.append((f"prune {schedule.final_sparsity:g}", entry["val_accuracy"]))
+        if entry["val_accuracy"] < target:
+            break  # the turning point: more pruning only loses more
+        best = (schedule.final_sparsity, entry["val_accuracy"], packer.snapshot_task())
+    sparsity, accuracy, snapshot = best
+    packer.restore_task(snapshot)
+    metrics = {"goal": target, "val_accuracy": accuracy, "chosen_sparsity": sparsity}
+    if baseline is not None:
+        metrics["baseline"] = baseline
+    test_accuracy = packer.evaluate(test) if test is not None else None
+    if test_accuracy is not None:
+        metrics["test_accuracy"] = test_accuracy
+    expansions = list(packer.expansions)
+    record = packer.finish(metrics)
+    return PackOutcome("goal_met", target, baseline, accuracy, test_accuracy, record, expansions, history)

@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from paenet.models.base import layer_key, variable_key
+from paenet.models.base import layer_key
 
 
 class IntegrityError(RuntimeError):
@@ -35,6 +35,7 @@ class TaskRecord:
     sparsity: dict[str, float] = dataclasses.field(default_factory=dict)    # released / N_L
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     pruning: list[dict] = dataclasses.field(default_factory=list)           # one entry per round
+    expansions: list[dict] = dataclasses.field(default_factory=list)        # round, widths, parameters
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -55,8 +56,8 @@ def task_digest(model, task: int) -> str:
     h = hashlib.sha256()
     for layer in sorted(model.masked_layers(), key=layer_key):
         _update(h, layer_key(layer), np.asarray(layer.effective_kernel(task)))
-    for v in sorted(model.task_variables(task), key=variable_key):
-        _update(h, variable_key(v), v.numpy())
+    for key, value in sorted(model.task_values(task).items()):
+        _update(h, key, value)
     return h.hexdigest()
 
 

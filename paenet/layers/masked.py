@@ -8,6 +8,11 @@ forward pass of task t reads only its *effective* kernel (DESIGN §1):
 
 The forward pass never writes to the kernel or the mask; only the optimizer wrapper (``paenet.optim``)
 and the pruner (``paenet.pruning``) do. Biases, where a layer has them, are per task.
+
+After an expansion (``paenet.expansion``) a task finished at a smaller width keeps computing at that
+width: ``task_shapes[t - 1]`` holds the kernel shape task t was finished with (None: the full kernel), and
+its forward pass reads the leading slice of that shape. Its reduction shapes, and so its bits, never
+change, whatever the convolution algorithm chosen for the wider kernel.
 """
 from __future__ import annotations
 
@@ -75,6 +80,7 @@ class MaskedKernelLayer(keras.layers.Layer):
         self.sharing = check_sharing(sharing)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.task_shapes = ()  # set by the model (PackableModel.frozen_shapes), not part of the config
 
     def kernel_shape(self, input_shape) -> tuple:
         raise NotImplementedError
@@ -97,14 +103,29 @@ class MaskedKernelLayer(keras.layers.Layer):
         check_task(task, self.num_tasks)
         return [getattr(self, f"bias_t{task}")] if self.use_bias else []
 
+    def task_shape(self, task: int) -> tuple:
+        """The kernel shape task `task` computes with."""
+        check_task(task, self.num_tasks)
+        shape = self.task_shapes[task - 1] if task <= len(self.task_shapes) else None
+        return tuple(shape) if shape else tuple(self.kernel.shape)
+
     def effective_kernel(self, task: int):
-        return effective_kernel(self.kernel, self.mask, task, self.sharing)
+        """Task `task`'s effective kernel, at the shape it computes with."""
+        shape = self.task_shape(task)
+        kernel, mask = self.kernel, self.mask
+        if shape != tuple(kernel.shape):
+            leading = tuple(slice(0, d) for d in shape)
+            kernel, mask = tf.convert_to_tensor(kernel)[leading], tf.convert_to_tensor(mask)[leading]
+        return effective_kernel(kernel, mask, task, self.sharing)
 
     def call(self, inputs, task: int):
-        check_task(task, self.num_tasks)
-        outputs = self.apply_kernel(inputs, self.effective_kernel(task))
+        kernel = self.effective_kernel(task)
+        if inputs.shape[-1] != kernel.shape[-2]:
+            raise ValueError(f"{self.name}: task {task} computes with a kernel of shape {tuple(kernel.shape)} "
+                             f"but got inputs of shape {tuple(inputs.shape)}")
+        outputs = self.apply_kernel(inputs, kernel)
         if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, getattr(self, f"bias_t{task}"))
+            outputs = tf.nn.bias_add(outputs, getattr(self, f"bias_t{task}")[: kernel.shape[-1]])
         return outputs
 
     def get_config(self):

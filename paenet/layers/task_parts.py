@@ -51,7 +51,10 @@ class TaskBatchNorm(keras.layers.Layer):
 
     def call(self, inputs, task: int, training: bool = False):
         check_task(task, self.num_tasks)
-        gamma, beta, mean, variance = self._parameters(task)
+        gamma, beta, mean, variance = self._parameters(task, inputs.shape[-1])
+        if training and mean.shape[0] != self.moving_mean_t1.shape[0]:
+            raise ValueError(f"{self.name}: task {task} is frozen at {mean.shape[0]} channels; only the "
+                             "active, full-width task trains")
         x = inputs
         if len(inputs.shape) != 4:  # The fused kernel takes NHWC; dense features become [N, 1, 1, C].
             x = tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]])
@@ -65,11 +68,15 @@ class TaskBatchNorm(keras.layers.Layer):
                 x, gamma, beta, mean=mean, variance=variance, epsilon=self.epsilon, is_training=False)
         return y if len(inputs.shape) == 4 else tf.reshape(y, tf.shape(inputs))
 
-    def _parameters(self, task: int):
-        channels = self.moving_mean_t1.shape
-        gamma = getattr(self, f"gamma_t{task}") if self.scale else tf.ones(channels)
-        return (gamma, getattr(self, f"beta_t{task}"), getattr(self, f"moving_mean_t{task}"),
-                getattr(self, f"moving_variance_t{task}"))
+    def _parameters(self, task: int, channels: int):
+        """Task `task`'s gamma, beta, mean and variance for the leading `channels` (a task finished
+        before an expansion computes at its own, smaller width)."""
+        names = ["beta", "moving_mean", "moving_variance"]
+        params = [getattr(self, f"{n}_t{task}") for n in names]
+        if channels != params[0].shape[0]:
+            params = [tf.convert_to_tensor(p)[:channels] for p in params]
+        gamma = getattr(self, f"gamma_t{task}")[:channels] if self.scale else tf.ones((channels,))
+        return (gamma, *params)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -3,6 +3,10 @@
 A model's config names its tasks (``TaskSpec``: a name and a class count). Per-task variables are created
 at build time for every task in the config, so a model gains a task by being rebuilt with a longer task
 list; ``with_tasks`` does that and transplants every existing value bit for bit.
+
+Its width config (``width_config()``: filters per expandable masked layer, keyed by layer key) can grow
+the same way (``with_width_config``, used by ``paenet.expansion``): old values go to the leading slice of
+each wider variable, and ``frozen_shapes`` records the kernel shape every earlier task computes with.
 """
 from __future__ import annotations
 
@@ -54,7 +58,8 @@ class PackableModel(keras.Model):
     ``call(inputs, task, training)`` and extend ``get_config``.
     """
 
-    def __init__(self, tasks=(), sharing: str = "cumulative", input_shape=(64, 64, 3), **kwargs):
+    def __init__(self, tasks=(), sharing: str = "cumulative", input_shape=(64, 64, 3), frozen_shapes=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.task_specs = tuple(TaskSpec.from_dict(t) for t in tasks)
         if len(self.task_specs) > MAX_TASKS:
@@ -65,6 +70,13 @@ class PackableModel(keras.Model):
             raise ValueError(f"task names must be unique, got {names}")
         self.sharing = check_sharing(sharing)
         self.image_shape = tuple(int(d) for d in input_shape)
+        # What earlier tasks computed with before an expansion widened the network:
+        # "kernels": {layer key: [kernel shape of task 1 or None (the full kernel), ...]},
+        # "variables": {variable key: shape} for task-specific variables that grew since their task ended.
+        frozen_shapes = frozen_shapes or {}
+        self.frozen_shapes = {
+            "kernels": {k: [list(s) if s else None for s in v] for k, v in frozen_shapes.get("kernels", {}).items()},
+            "variables": {k: list(s) for k, s in frozen_shapes.get("variables", {}).items()}}
 
     @property
     def num_tasks(self) -> int:
@@ -92,6 +104,15 @@ class PackableModel(keras.Model):
                 found += [v for v in layer.task_variables(task) if v.trainable or not trainable_only]
         return found
 
+    def task_values(self, task: int) -> dict:
+        """Task `task`'s own variables by key, as arrays of the shapes the task computes with."""
+        values = {}
+        for v in self.task_variables(task):
+            key, value = variable_key(v), v.numpy()
+            shape = self.frozen_shapes["variables"].get(key)
+            values[key] = value[tuple(slice(0, d) for d in shape)] if shape else value
+        return values
+
     def checkpoint_variables(self) -> dict:
         """Every variable by its key, for ``tf.train.Checkpoint(variables=...)``.
 
@@ -104,7 +125,10 @@ class PackableModel(keras.Model):
         """Creates every variable by one inference pass of task 1 on zeros (a model without tasks has
         nothing to build). Keras calls this on first use and when deserialising a built model."""
         if self.num_tasks:
-            self.call(tf.zeros((1, *self.image_shape)), task=1, training=False)
+            self.call(tf.zeros((1, *self.image_shape)), task=self.num_tasks, training=False)
+        for layer in self.masked_layers():
+            shapes = self.frozen_shapes["kernels"].get(layer_key(layer), [])
+            layer.task_shapes = tuple(tuple(s) if s else None for s in shapes)
 
     def build_variables(self):
         """Builds the model if it is not built yet; returns it."""
@@ -123,23 +147,40 @@ class PackableModel(keras.Model):
             copy_values(self, new)
         return new
 
+    def width_config(self) -> dict[str, int]:
+        """Filters of every expandable masked layer, by layer key."""
+        raise NotImplementedError(f"{type(self).__name__} does not support expansion")
+
+    def with_width_config(self, widths: dict[str, int], frozen_shapes: dict) -> "PackableModel":
+        """A new model with these widths and frozen shapes, holding every value of this one."""
+        raise NotImplementedError(f"{type(self).__name__} does not support expansion")
+
     def get_config(self):
         return {"name": self.name, "tasks": [t.to_dict() for t in self.task_specs],
-                "sharing": self.sharing, "input_shape": list(self.image_shape)}
+                "sharing": self.sharing, "input_shape": list(self.image_shape),
+                "frozen_shapes": self.frozen_shapes}
 
 
 def copy_values(src: keras.Model, dst: keras.Model):
-    """Copies every variable of `src` into the variable of the same key in `dst`, bit for bit.
+    """Copies every variable of `src` into the leading slice of the variable of the same key in `dst`,
+    bit for bit (the whole variable when the shapes are equal).
 
-    Variables of `dst` that `src` lacks keep their initial values (a new task's fresh parts). A `src`
-    variable without a place in `dst` is an error: nothing is dropped silently.
+    The rest of a wider `dst` variable keeps its initial value (an expansion's new weights: mask 0, the
+    initializer's values), and so do `dst` variables that `src` lacks (a new task's fresh parts). A `src`
+    variable without a place in `dst`, or a narrower one, is an error: nothing is dropped silently.
     """
     targets = {variable_key(v): v for v in dst.variables}
     for v in src.variables:
         key = variable_key(v)
         if key not in targets:
             raise ValueError(f"variable {key!r} of {src.name} has no counterpart in {dst.name}")
-        if tuple(targets[key].shape) != tuple(v.shape):
-            raise ValueError(f"variable {key!r}: shape {tuple(v.shape)} in {src.name} but "
-                             f"{tuple(targets[key].shape)} in {dst.name}")
-        targets[key].assign(np.asarray(v.numpy()))
+        old_shape, new_shape = tuple(v.shape), tuple(targets[key].shape)
+        if len(old_shape) != len(new_shape) or any(o > n for o, n in zip(old_shape, new_shape)):
+            raise ValueError(f"variable {key!r}: shape {old_shape} in {src.name} does not fit "
+                             f"{new_shape} in {dst.name}")
+        value = v.numpy()
+        if old_shape != new_shape:
+            grown = targets[key].numpy()
+            grown[tuple(slice(0, d) for d in old_shape)] = value
+            value = grown
+        targets[key].assign(value)

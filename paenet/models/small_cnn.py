@@ -46,6 +46,13 @@ class SmallCNN(PackableModel):
         x = self.drop(x, training=training)
         return self.heads(x, task=task)
 
+    def width_config(self) -> dict[str, int]:
+        return {f"conv{i}": w for i, w in enumerate(self.widths, 1)}
+
+    def with_width_config(self, widths, frozen_shapes) -> "SmallCNN":
+        return self.rebuild(widths=[widths[f"conv{i}"] for i in range(1, len(self.widths) + 1)],
+                            frozen_shapes=frozen_shapes)
+
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "dense_units": self.dense_units,
                 "dropout": self.dropout_rate, "bn_momentum": self.bn_momentum}

@@ -1,0 +1,109 @@
+"""Expansion (MorphNet-style widening) that keeps every finished task bit-identical (DESIGN §4).
+
+A model is built from a width config (filters per expandable masked layer). Expanding rebuilds it wider
+and transplants every old value into the leading slice of its variable; new kernel entries keep the
+layer initializer's values with mask 0 and are claimed by the active task. Each finished task keeps
+computing at the kernel shapes it was finished with (``PackableModel.frozen_shapes``), so it never reads
+a new weight or channel. The new weights start free (mask 0); ``Packer.expand`` lets the active task
+claim them and refuses an expansion that would pass the cap.
+
+Policies choose the new widths: ``uniform`` widens every expandable layer by sqrt(ratio) in filters
+(about `ratio` x the parameters); ``saturation`` spends the same number of new filters on the layers
+whose weights are most owned by earlier tasks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from paenet.models.base import layer_key
+
+POLICIES = ("uniform", "saturation")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpansionPolicy:
+    """How to widen: `policy` in POLICIES, parameter `ratio` per round, and a `cap` on total masked
+    parameters relative to the network before its first expansion."""
+
+    policy: str = "uniform"
+    ratio: float = 1.2
+    cap: float = 2.0
+
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"expansion policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.ratio <= 1.0:
+            raise ValueError(f"expansion ratio must be > 1, got {self.ratio}")
+        if self.cap < 1.0:
+            raise ValueError(f"expansion cap must be >= 1, got {self.cap}")
+
+
+def masked_parameters(model) -> int:
+    """Number of masked kernel weights in `model`."""
+    return sum(int(np.prod(l.kernel.shape)) for l in model.masked_layers())
+
+
+def uniform_widths(widths: dict[str, int], ratio: float) -> dict[str, int]:
+    """Every width times sqrt(ratio), rounded up, and at least one filter more."""
+    factor = math.sqrt(ratio)
+    return {k: max(w + 1, math.ceil(w * factor)) for k, w in widths.items()}
+
+
+def saturation_widths(model, widths: dict[str, int], ratio: float, task: int) -> dict[str, int]:
+    """As many new filters as ``uniform_widths`` adds, shared out in proportion to each layer's
+    filters times the fraction of its weights that tasks other than `task` own."""
+    layers = {layer_key(l): l for l in model.masked_layers()}
+    taken = {}
+    for key in widths:
+        mask = layers[key].mask.numpy()
+        taken[key] = float(np.count_nonzero((mask != 0) & (mask != task))) / mask.size
+    budget = sum(uniform_widths(widths, ratio).values()) - sum(widths.values())
+    weight = {k: widths[k] * taken[k] for k in widths}
+    total = sum(weight.values())
+    if total == 0:
+        return uniform_widths(widths, ratio)
+    shares = {k: budget * weight[k] / total for k in widths}
+    added = {k: math.floor(v) for k, v in shares.items()}
+    # Largest remainders get the filters that rounding down left over.
+    for k in sorted(widths, key=lambda k: shares[k] - added[k], reverse=True)[: budget - sum(added.values())]:
+        added[k] += 1
+    return {k: widths[k] + added[k] for k in widths}
+
+
+def frozen_shapes_for(model, active_task: int) -> dict:
+    """Every task but `active_task` pinned to the kernel shapes it computes with now, and its own
+    variables to their present shapes (see ``PackableModel.frozen_shapes``)."""
+    others = [t for t in range(1, model.num_tasks + 1) if t != active_task]
+    kernels = {layer_key(l): [None if t == active_task else list(l.task_shape(t))
+                              for t in range(1, model.num_tasks + 1)] for l in model.masked_layers()}
+    variables = dict(model.frozen_shapes["variables"])
+    for t in others:
+        for key, value in model.task_values(t).items():
+            variables.setdefault(key, list(value.shape))
+    return {"kernels": kernels, "variables": variables}
+
+
+def expand(model, widths: dict[str, int], active_task: int):
+    """A wider copy of `model` with `widths` (layers not named keep theirs); `model` is left untouched.
+
+    The new weights are free (mask 0): the caller lets `active_task` claim them.
+    """
+    current = model.width_config()
+    unknown = set(widths) - set(current)
+    if unknown:
+        raise ValueError(f"no expandable layers named {sorted(unknown)}; expandable: {sorted(current)}")
+    narrower = {k: (current[k], w) for k, w in widths.items() if w < current[k]}
+    if narrower:
+        raise ValueError(f"expansion cannot narrow layers (current, asked): {narrower}")
+    return model.with_width_config({**current, **widths}, frozen_shapes_for(model, active_task))
+
+
+def propose_widths(model, policy: ExpansionPolicy, active_task: int) -> dict[str, int]:
+    """The widths of the next expansion round under `policy`."""
+    widths = model.width_config()
+    if policy.policy == "uniform":
+        return uniform_widths(widths, policy.ratio)
+    return saturation_widths(model, widths, policy.ratio, active_task)
