@@ -5,12 +5,11 @@ rounds, finish it with a record — or roll it back.
 with fresh parts for k (BatchNorm, biases, head) and lets k claim every free kernel weight (mask 0 → k);
 training moves only what k owns (``ExactFreezingOptimizer``); expanding widens the network and gives k
 the new weights (``paenet.expansion``); pruning releases part of k's weights to later tasks
-(``TaskPruner``); finishing writes a ``TaskRecord`` whose digest guards k forever after. ``pack_task``
-runs the whole accuracy-goal loop.
+(``TaskPruner``); finishing writes a ``TaskRecord`` whose digest guards k forever after. The
+accuracy-goal loop that drives these steps is ``paenet.goal``.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 
 from paenet.expansion import ExpansionPolicy, expand, masked_parameters, propose_widths
 from paenet.layers import MAX_TASKS
-from paenet.models.base import TaskSpec, layer_key
+from paenet.models.base import TaskSpec, keyed_variables, layer_key, variable_key
 from paenet.optim import ExactFreezingOptimizer
 from paenet.pruning import CubicSchedule, TaskPruner, round_schedules
 from paenet.records import IntegrityError, TaskRecord, owned_counts, task_digest, verify, write_json_atomic
@@ -136,21 +135,29 @@ class Packer:
         self._step = make_train_step(self.model, self.optimizer, task, loss)
         self._batches = None
 
-    def train(self, dataset, steps: int, schedule: CubicSchedule | None = None,
-              description: str = "train") -> float:
-        """Trains the active task for `steps` batches of `dataset` (repeated as needed), pruning where
-        `schedule` says so; returns the mean loss."""
-        self._check_active()
+    def batches(self, dataset):
+        """The iterator this packer draws `dataset`'s batches from (kept across calls; checkpointable)."""
         if self._batches is None or self._batches[0] is not dataset:
             self._batches = (dataset, iter(dataset.repeat()))
+        return self._batches[1]
+
+    def train(self, dataset, steps: int, schedule: CubicSchedule | None = None, description: str = "train",
+              start: int = 0, on_step=None) -> float:
+        """Trains the active task on batches of `dataset` (repeated as needed) for steps `start` ..
+        `steps` - 1, pruning where `schedule` says so; calls ``on_step(steps_done, loss)`` after each
+        step. Returns the mean loss."""
+        self._check_active()
+        batches = self.batches(dataset)
         losses = []
-        for step in tqdm(range(steps), desc=f"task {self.active_task} {description}",
-                         disable=not self.progress, leave=False):
+        for step in tqdm(range(start, steps), desc=f"task {self.active_task} {description}", initial=start,
+                         total=steps, disable=not self.progress, leave=False):
             target = schedule.target(step) if schedule else None
             if target is not None:
                 self.prune(target)
-            x, y = next(self._batches[1])
+            x, y = next(batches)
             losses.append(float(self._step(x, y)))
+            if on_step is not None:
+                on_step(step + 1, losses[-1])
         return float(np.mean(losses)) if losses else float("nan")
 
     def prune(self, sparsity: float) -> dict[str, int]:
@@ -161,12 +168,14 @@ class Packer:
             self.pruner = TaskPruner(self.model, self.active_task)
         return self.pruner.prune(sparsity)
 
-    def prune_round(self, dataset, schedule: CubicSchedule, steps: int, validation=None) -> dict:
-        """One round: `steps` training steps pruning as `schedule` says, then validation if given."""
-        loss = self.train(dataset, steps, schedule, description=f"prune to {schedule.final_sparsity:.2f}")
+    def prune_round(self, dataset, schedule: CubicSchedule, steps: int, validation=None, start: int = 0,
+                    on_step=None) -> dict:
+        """One round: `steps` training steps pruning as `schedule` says (from step `start` when resumed),
+        then validation if given: a dataset (top-1) or a callable ``validation(packer) -> accuracy``."""
+        loss = self.train(dataset, steps, schedule, f"prune to {schedule.final_sparsity:.2f}", start, on_step)
         entry = {"sparsity": schedule.final_sparsity, "loss": loss}
         if validation is not None:
-            entry["val_accuracy"] = self.evaluate(validation)
+            entry["val_accuracy"] = validation(self) if callable(validation) else self.evaluate(validation)
         self.rounds.append(entry)
         return entry
 
@@ -178,22 +187,20 @@ class Packer:
             self.prune_round(dataset, schedule, steps_per_round, validation)
         return self.rounds
 
-    def snapshot_task(self) -> dict:
-        """Copies of everything the active task can change: masked kernels and masks, its own variables."""
+    def snapshot_task(self) -> dict[str, np.ndarray]:
+        """Copies, by variable key, of everything the active task can change: every masked kernel and
+        mask, and the task's own variables."""
         task = self._check_active()
-        return {"layers": [(l, l.kernel.numpy(), l.mask.numpy()) for l in self.model.masked_layers()],
-                "variables": [(v, v.numpy()) for v in self.model.task_variables(task)],
-                "rounds": len(self.rounds)}
+        variables = [v for l in self.model.masked_layers() for v in (l.kernel, l.mask)]
+        return {variable_key(v): v.numpy() for v in variables + self.model.task_variables(task)}
 
-    def restore_task(self, snapshot: dict) -> None:
+    def restore_task(self, snapshot: dict[str, np.ndarray]) -> None:
         """Puts the active task back to `snapshot` (weights it released since are its own again);
         the pruning log keeps every round that ran."""
         self._check_active()
-        for layer, kernel, mask in snapshot["layers"]:
-            layer.kernel.assign(kernel)
-            layer.mask.assign(mask)
-        for variable, value in snapshot["variables"]:
-            variable.assign(value)
+        variables = keyed_variables(self.model)
+        for key, value in snapshot.items():
+            variables[key].assign(value)
 
     def evaluate(self, dataset, task: int | None = None) -> float:
         """Top-1 accuracy of `task` (default: the active one) over every sample of `dataset`."""
@@ -223,6 +230,35 @@ class Packer:
             raise RuntimeError("no task is active: call start_task first")
         return self.active_task
 
+    def state(self) -> dict:
+        """Everything but the model's variables, JSON-serialisable (``from_state`` reads it back)."""
+        return {"format_version": FORMAT_VERSION,
+                "records": [r.to_dict() for r in self.records],
+                "active_task": self.active_task,
+                "pruning_space": self.pruner.space if self.pruner else None,
+                "rounds": self.rounds,
+                "expansions": self.expansions,
+                "base_parameters": self.base_parameters}
+
+    @classmethod
+    def from_state(cls, model, state: dict, optimizer="adam", loss=None, **kwargs) -> "Packer":
+        """A packer for `model` (variables already restored) in the state ``state()`` described; every
+        finished task's digest is verified (IntegrityError if any fails). An active task resumes with a
+        fresh optimizer."""
+        if state.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"packing state format {state.get('format_version')} is not {FORMAT_VERSION}")
+        records = [TaskRecord.from_dict(r) for r in state["records"]]
+        verify(model, records)
+        packer = cls(model, optimizer, records, **kwargs)
+        packer.base_parameters = state["base_parameters"]
+        if state["active_task"] is not None:
+            packer._activate(state["active_task"], loss)
+            packer.rounds, packer.expansions = state["rounds"], state["expansions"]
+            if state["pruning_space"] is not None:
+                packer.pruner = TaskPruner(model, state["active_task"])
+                packer.pruner.space = state["pruning_space"]
+        return packer
+
     def save(self, directory: str) -> None:
         """Writes model config, variables and records to `directory`, replacing it atomically."""
         directory = os.path.abspath(directory)
@@ -234,15 +270,7 @@ class Packer:
                 json.dump(keras.saving.serialize_keras_object(self.model), f, indent=2)
             tf.train.Checkpoint(variables=self.model.checkpoint_variables()).write(
                 os.path.join(tmp, "variables", "variables"))
-            write_json_atomic(os.path.join(tmp, "state.json"), {
-                "format_version": FORMAT_VERSION,
-                "records": [r.to_dict() for r in self.records],
-                "active_task": self.active_task,
-                "pruning_space": self.pruner.space if self.pruner else None,
-                "rounds": self.rounds,
-                "expansions": self.expansions,
-                "base_parameters": self.base_parameters,
-            })
+            write_json_atomic(os.path.join(tmp, "state.json"), self.state())
             old = None
             if os.path.exists(directory):
                 old = tempfile.mkdtemp(prefix=".old-", dir=parent)
@@ -256,8 +284,7 @@ class Packer:
 
     @classmethod
     def load(cls, directory: str, optimizer="adam", loss=None, **kwargs) -> "Packer":
-        """Loads what ``save`` wrote, verifying every finished task's digest (IntegrityError if any
-        fails); an active task resumes with a fresh optimizer."""
+        """Loads what ``save`` wrote (see ``from_state``)."""
         for name in ("model.json", "state.json"):
             if not os.path.exists(os.path.join(directory, name)):
                 raise FileNotFoundError(f"{directory} is not a saved PAENet packing: {name} is missing")
@@ -265,129 +292,11 @@ class Packer:
             model = keras.saving.deserialize_keras_object(json.load(f)).build_variables()
         with open(os.path.join(directory, "state.json")) as f:
             state = json.load(f)
-        if state.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory}: format version {state.get('format_version')} is not "
-                             f"{FORMAT_VERSION}")
         prefix = os.path.join(directory, "variables", "variables")
         try:
             status = tf.train.Checkpoint(variables=model.checkpoint_variables()).read(prefix)
             status.assert_consumed()
         except (tf.errors.OpError, AssertionError, ValueError) as e:
             raise IntegrityError(f"{prefix}: the checkpoint does not match the model: {e}") from e
-        records = [TaskRecord.from_dict(r) for r in state["records"]]
-        verify(model, records)
-        packer = cls(model, optimizer, records, **kwargs)
-        packer.base_parameters = state["base_parameters"]
-        if state["active_task"] is not None:
-            packer._activate(state["active_task"], loss)
-            packer.rounds, packer.expansions = state["rounds"], state["expansions"]
-            if state["pruning_space"] is not None:
-                packer.pruner = TaskPruner(model, state["active_task"])
-                packer.pruner.space = state["pruning_space"]
-        return packer
+        return cls.from_state(model, state, optimizer, loss, **kwargs)
 
-
-@dataclasses.dataclass(frozen=True)
-class Goal:
-    """A task's accuracy goal on its VALIDATION split: `absolute`, or `baseline` - `margin`.
-
-    With a margin and no baseline, ``pack_task`` measures the baseline by fine-tuning an independent copy
-    of the network on the task (the paper's individual AgeNet/GenderNet).
-    """
-
-    absolute: float | None = None
-    margin: float | None = None
-    baseline: float | None = None
-
-    def __post_init__(self):
-        if (self.absolute is None) == (self.margin is None):
-            raise ValueError("a goal needs exactly one of an absolute accuracy or a margin below a baseline")
-        if self.baseline is not None and self.margin is None:
-            raise ValueError("a baseline only makes sense with a margin")
-
-    def value(self, baseline: float | None) -> float:
-        return self.absolute if self.absolute is not None else baseline - self.margin
-
-
-@dataclasses.dataclass(frozen=True)
-class PackingPlan:
-    """Steps of the goal loop: training (and retraining after each expansion), then pruning rounds of
-    rising target sparsity, each pruning every `frequency` steps over its first `prune_steps` steps and
-    retraining for the rest of `steps_per_round`."""
-
-    train_steps: int = 1000
-    targets: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    steps_per_round: int = 200
-    prune_steps: int = 100
-    frequency: int = 10
-    expansion: ExpansionPolicy = ExpansionPolicy()
-
-
-@dataclasses.dataclass
-class PackOutcome:
-    """What ``pack_task`` did. `status`: ``goal_met`` (the task is finished, `record` is its record) or
-    ``goal_unreachable`` (even the widest network the cap allows missed the goal; the task was rolled
-    back and nothing of it was kept)."""
-
-    status: str
-    goal: float
-    baseline: float | None
-    val_accuracy: float
-    test_accuracy: float | None = None
-    record: TaskRecord | None = None
-    expansions: list = dataclasses.field(default_factory=list)
-    history: list = dataclasses.field(default_factory=list)   # (stage, validation accuracy), in order
-
-
-def measure_baseline(packer: Packer, spec: TaskSpec, train, validation, steps: int, loss=None) -> float:
-    """Validation accuracy of an independent copy of the network fine-tuned on the task with every
-    weight its own (`packer` and its model are left untouched)."""
-    copy = Packer(packer.model, packer.optimizer, records=packer.records, progress=packer.progress)
-    task = copy.start_task(spec, loss)
-    for layer in copy.model.masked_layers():
-        layer.mask.assign(np.full(layer.mask.shape, task, np.uint8))
-    copy.train(train, steps, description="baseline")
-    return copy.evaluate(validation)
-
-
-def pack_task(packer: Packer, spec: TaskSpec, train, validation, goal: Goal, plan: PackingPlan = PackingPlan(),
-              test=None, loss=None) -> PackOutcome:
-    """The accuracy-goal loop: claim → train → expand and retrain while the goal is missed (up to the
-    cap) → prune in rounds of rising sparsity → keep the most-pruned round that still meets the goal on
-    `validation` → evaluate `test` once → finish. If the goal cannot be met, roll the task back."""
-    baseline = goal.baseline
-    if goal.margin is not None and baseline is None:
-        baseline = measure_baseline(packer, spec, train, validation, plan.train_steps, loss)
-    target = goal.value(baseline)
-    packer.start_task(spec, loss)
-    packer.train(train, plan.train_steps)
-    accuracy = packer.evaluate(validation)
-    history = [("train", accuracy)]
-    while accuracy < target:
-        if packer.expand(plan.expansion) is None:
-            expansions = list(packer.expansions)
-            packer.rollback()
-            return PackOutcome("goal_unreachable", target, baseline, accuracy, expansions=expansions,
-                               history=history)
-        stage = f"expansion {len(packer.expansions)}"
-        packer.train(train, plan.train_steps, description=f"train after {stage}")
-        accuracy = packer.evaluate(validation)
-        history.append((stage, accuracy))
-    best = (0.0, accuracy, packer.snapshot_task())
-    for schedule in round_schedules(plan.targets, plan.steps_per_round, plan.prune_steps, plan.frequency):
-        entry = packer.prune_round(train, schedule, plan.steps_per_round, validation)
-        history.append((f"prune {schedule.final_sparsity:g}", entry["val_accuracy"]))
-        if entry["val_accuracy"] < target:
-            break  # the turning point: more pruning only loses more
-        best = (schedule.final_sparsity, entry["val_accuracy"], packer.snapshot_task())
-    sparsity, accuracy, snapshot = best
-    packer.restore_task(snapshot)
-    metrics = {"goal": target, "val_accuracy": accuracy, "chosen_sparsity": sparsity}
-    if baseline is not None:
-        metrics["baseline"] = baseline
-    test_accuracy = packer.evaluate(test) if test is not None else None
-    if test_accuracy is not None:
-        metrics["test_accuracy"] = test_accuracy
-    expansions = list(packer.expansions)
-    record = packer.finish(metrics)
-    return PackOutcome("goal_met", target, baseline, accuracy, test_accuracy, record, expansions, history)

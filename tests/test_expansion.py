@@ -13,7 +13,8 @@ from paenet.data.splits import stratified_split
 from paenet.expansion import (ExpansionPolicy, expand, masked_parameters, saturation_widths,
                               uniform_widths)
 from paenet.models import SmallCNN, TaskSpec, layer_key
-from paenet.packing import Goal, Packer, PackingPlan, claim_free_weights, measure_baseline, pack_task
+from paenet.goal import Goal, PackingPlan, pack_task
+from paenet.packing import Packer, claim_free_weights
 from paenet.records import task_digest
 
 RNG = np.random.default_rng(5)
@@ -166,16 +167,21 @@ def test_an_unreachable_goal_rolls_the_task_back_byte_identically(data_dir, tmp_
 
 
 def test_goal_from_a_measured_baseline(data_dir):
-    packer, _ = _face_task_unpruned(data_dir)
-    before = {v.path: v.numpy().tobytes() for v in packer.model.variables}
-    train, val, _ = _split(real_images.ckplus_identity(data_dir, SIZE))
-    baseline = measure_baseline(packer, TaskSpec("ckplus_identity", 10), train, val, steps=60)
-    assert {v.path: v.numpy().tobytes() for v in packer.model.variables} == before
-    assert packer.active_task is None and packer.model.num_tasks == 1
-    chance = np.bincount(real_images.ckplus_identity(data_dir, SIZE).labels).max() / 98
-    print("ckplus baseline (fine-tuned copy)", baseline)
-    assert baseline > chance + 0.2
-    assert Goal(margin=0.05).value(baseline) == pytest.approx(baseline - 0.05)
+    packer, face_batch = _face_task_unpruned(data_dir)
+    face = packer.model(face_batch, task=1).numpy().tobytes()
+    data = real_images.ckplus_identity(data_dir, SIZE)
+    train, val, _ = _split(data)
+    plan = PackingPlan(train_steps=60, targets=(0.5,), steps_per_round=20, prune_steps=10, frequency=5,
+                       expansion=ExpansionPolicy(ratio=1.5, cap=3.0))
+    outcome = pack_task(packer, TaskSpec("ckplus_identity", 10), train, val, Goal(margin=0.3), plan)
+    print("ckplus: baseline (fine-tuned copy owning every weight)", outcome.baseline, "history", outcome.history)
+    assert outcome.history[0] == ("baseline", outcome.baseline)
+    chance = np.bincount(data.labels).max() / len(data.labels)
+    assert outcome.baseline > chance + 0.2
+    assert outcome.goal == pytest.approx(outcome.baseline - 0.3)
+    assert outcome.status == "goal_met" and outcome.record.metrics["baseline"] == outcome.baseline
+    # The baseline copy trained every weight; the packed network's task 1 never saw it.
+    assert packer.model(face_batch, task=1).numpy().tobytes() == face
     with pytest.raises(ValueError):
         Goal(absolute=0.5, margin=0.1)
 

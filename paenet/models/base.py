@@ -46,6 +46,19 @@ def variable_key(variable) -> str:
     return variable.path.split("/", 1)[-1]
 
 
+def keyed_variables(model) -> dict:
+    """Every variable of `model` by its key; two variables with one key are an error (they would
+    overwrite each other in a checkpoint or a transplant)."""
+    keyed = {}
+    for v in model.variables:
+        key = variable_key(v)
+        if key in keyed:
+            raise ValueError(f"{model.name}: two variables share the key {key!r} ({keyed[key].path}, {v.path}); "
+                             "give their layers distinct names")
+        keyed[key] = v
+    return keyed
+
+
 def layer_key(layer) -> str:
     """A masked layer's name inside its model: its kernel's key without ``/kernel``."""
     return variable_key(layer.kernel).rsplit("/", 1)[0]
@@ -119,7 +132,7 @@ class PackableModel(keras.Model):
         A flat mapping checkpoints every variable however the layers are nested or held (the object
         graph of a Keras model skips layers kept in Python lists).
         """
-        return {variable_key(v): v.value for v in self.variables}
+        return {key: v.value for key, v in keyed_variables(self).items()}
 
     def build(self, input_shape=None):
         """Creates every variable by one inference pass of task 1 on zeros (a model without tasks has
@@ -169,9 +182,8 @@ def copy_values(src: keras.Model, dst: keras.Model):
     initializer's values), and so do `dst` variables that `src` lacks (a new task's fresh parts). A `src`
     variable without a place in `dst`, or a narrower one, is an error: nothing is dropped silently.
     """
-    targets = {variable_key(v): v for v in dst.variables}
-    for v in src.variables:
-        key = variable_key(v)
+    targets = keyed_variables(dst)
+    for key, v in keyed_variables(src).items():
         if key not in targets:
             raise ValueError(f"variable {key!r} of {src.name} has no counterpart in {dst.name}")
         old_shape, new_shape = tuple(v.shape), tuple(targets[key].shape)

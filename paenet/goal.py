@@ -1,0 +1,269 @@
+"""The accuracy-goal loop (DESIGN §3, §4).
+
+claim → train → while the goal is missed: expand (up to the cap) and retrain → prune in rounds of rising
+sparsity, validating after each → keep the most-pruned round that still meets the goal on VALIDATION data
+→ evaluate the test split once → finish. If even the widest network the cap allows misses the goal, the
+task is rolled back and nothing of it is kept.
+
+The loop is a resumable state machine: ``LoopState`` is plain JSON, an observer (the app's workspace)
+checkpoints it together with the model, the optimizer and the data iterator, and
+``GoalLoop(..., state=saved)`` continues where a killed run stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from paenet.expansion import ExpansionPolicy
+from paenet.models.base import TaskSpec
+from paenet.packing import Packer
+from paenet.pruning import round_schedules
+
+
+@dataclasses.dataclass(frozen=True)
+class Goal:
+    """A task's accuracy goal on its VALIDATION split: `absolute`, or `baseline` - `margin`.
+
+    With a margin and no baseline, the loop measures the baseline by fine-tuning an independent copy
+    of the network on the task (the paper's individual AgeNet/GenderNet).
+    """
+
+    absolute: float | None = None
+    margin: float | None = None
+    baseline: float | None = None
+
+    def __post_init__(self):
+        if (self.absolute is None) == (self.margin is None):
+            raise ValueError("a goal needs exactly one of an absolute accuracy or a margin below a baseline")
+        if self.baseline is not None and self.margin is None:
+            raise ValueError("a baseline only makes sense with a margin")
+
+    @property
+    def needs_baseline(self) -> bool:
+        return self.margin is not None and self.baseline is None
+
+    def value(self, baseline: float | None) -> float:
+        return self.absolute if self.absolute is not None else baseline - self.margin
+
+
+@dataclasses.dataclass(frozen=True)
+class PackingPlan:
+    """Steps of the goal loop: training (and retraining after each expansion), then pruning rounds of
+    rising target sparsity, each pruning every `frequency` steps over its first `prune_steps` steps and
+    retraining for the rest of `steps_per_round`."""
+
+    train_steps: int = 1000
+    targets: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    steps_per_round: int = 200
+    prune_steps: int = 100
+    frequency: int = 10
+    expansion: ExpansionPolicy = ExpansionPolicy()
+
+    def schedules(self):
+        return round_schedules(self.targets, self.steps_per_round, self.prune_steps, self.frequency)
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Where the loop stands. `stage`: start → [baseline] → train → (expand → train)* → prune → finish
+    → done; `phase_step`: training steps done in the current phase; `history`: (stage, validation
+    accuracy) pairs in order; `best`: the kept pruning state; `status`: set when done."""
+
+    stage: str = "start"
+    phase_step: int = 0
+    baseline: float | None = None
+    target: float | None = None
+    history: list = dataclasses.field(default_factory=list)
+    round: int = 0
+    best: dict | None = None
+    status: str | None = None
+    test_accuracy: float | None = None
+    expansions: list = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LoopState":
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class PackOutcome:
+    """What the loop did. `status`: ``goal_met`` (the task is finished, `record` is its record) or
+    ``goal_unreachable`` (the task was rolled back; nothing of it was kept)."""
+
+    status: str
+    goal: float
+    baseline: float | None
+    val_accuracy: float
+    test_accuracy: float | None = None
+    record: object = None
+    expansions: list = dataclasses.field(default_factory=list)
+    history: list = dataclasses.field(default_factory=list)
+
+
+class LoopObserver:
+    """Hooks the loop calls: the app checkpoints and logs through them. The defaults do nothing."""
+
+    def on_step(self, loop: "GoalLoop", loss: float):
+        """After every training step (``loop.state.phase_step`` counts it already)."""
+
+    def on_phase_end(self, loop: "GoalLoop"):
+        """After every phase: a consistent point to checkpoint."""
+
+    def on_best(self, loop: "GoalLoop", snapshot: dict):
+        """The state the loop will keep changed to `snapshot` (``Packer.snapshot_task``)."""
+
+    def on_event(self, loop: "GoalLoop", name: str, value):
+        """A named event: ``val_accuracy`` (float), ``expansion`` (the event dict), ``rolled_back``."""
+
+
+def top1_validator(dataset):
+    """A validation function: top-1 accuracy of the packer's active task on `dataset`."""
+    return lambda packer: packer.evaluate(dataset)
+
+
+class GoalLoop:
+    """Packs task `spec` into `packer` until it meets `goal` (see the module docstring).
+
+    Args:
+      train: a tf.data.Dataset of training batches (x, y).
+      validate, test: callables ``f(packer) -> accuracy`` of the active task (``top1_validator(ds)``
+        for a classification split); `test` is called once, at the end.
+      state, best_snapshot: a saved ``LoopState`` and kept snapshot to resume from.
+    """
+
+    def __init__(self, packer: Packer, spec: TaskSpec, train, validate, goal: Goal,
+                 plan: PackingPlan = PackingPlan(), test=None, loss=None, observer: LoopObserver | None = None,
+                 state: LoopState | None = None, best_snapshot: dict | None = None):
+        self.packer, self.spec, self.train, self.validate = packer, spec, train, validate
+        self.goal, self.plan, self.test, self.loss = goal, plan, test, loss
+        self.observer = observer or LoopObserver()
+        self.state = state or LoopState()
+        self.best_snapshot = best_snapshot
+        self.baseline_packer = self._make_baseline_packer() if self.state.stage == "baseline" else None
+        self.record = None
+
+    @property
+    def current_packer(self) -> Packer:
+        """The packer being trained: the independent baseline copy while measuring the baseline."""
+        return self.baseline_packer if self.state.stage == "baseline" else self.packer
+
+    def run(self) -> PackOutcome:
+        while self.state.stage != "done":
+            getattr(self, f"_{self.state.stage}")()
+        s = self.state
+        return PackOutcome(s.status, s.target, s.baseline, s.best["val_accuracy"] if s.best else s.history[-1][1],
+                           s.test_accuracy, self.record, s.expansions, [tuple(h) for h in s.history])
+
+    def _next(self, stage: str):
+        self.state.stage, self.state.phase_step = stage, 0
+        self.observer.on_phase_end(self)
+
+    def _on_step(self, steps_done: int, loss: float):
+        self.state.phase_step = steps_done
+        self.observer.on_step(self, loss)
+
+    def _validated(self, stage: str, packer: Packer) -> float:
+        accuracy = float(self.validate(packer))
+        self.state.history.append([stage, accuracy])
+        self.observer.on_event(self, "val_accuracy", accuracy)
+        return accuracy
+
+    def _make_baseline_packer(self) -> Packer:
+        """An independent copy of the network in which the new task owns every weight."""
+        copy = Packer(self.packer.model, self.packer.optimizer, records=self.packer.records,
+                      progress=self.packer.progress)
+        task = copy.start_task(self.spec, self.loss)
+        for layer in copy.model.masked_layers():
+            layer.mask.assign(np.full(layer.mask.shape, task, np.uint8))
+        return copy
+
+    def _start(self):
+        if self.goal.needs_baseline:
+            self.baseline_packer = self._make_baseline_packer()
+            self._next("baseline")
+        else:
+            self._set_target(self.goal.baseline)
+            self.packer.start_task(self.spec, self.loss)
+            self._next("train")
+
+    def _set_target(self, baseline):
+        self.state.baseline, self.state.target = baseline, self.goal.value(baseline)
+
+    def _baseline(self):
+        copy = self.baseline_packer
+        copy.train(self.train, self.plan.train_steps, description="baseline", start=self.state.phase_step,
+                   on_step=self._on_step)
+        self._set_target(self._validated("baseline", copy))
+        self.baseline_packer = None
+        self.packer.start_task(self.spec, self.loss)
+        self._next("train")
+
+    def _train(self):
+        label = f"expansion {len(self.packer.expansions)}" if self.packer.expansions else "train"
+        self.packer.train(self.train, self.plan.train_steps, description=label, start=self.state.phase_step,
+                          on_step=self._on_step)
+        accuracy = self._validated(label, self.packer)
+        if accuracy < self.state.target:
+            self._next("expand")
+            return
+        self._keep(0.0, accuracy)
+        self._next("prune")
+
+    def _keep(self, sparsity: float, accuracy: float):
+        self.state.best = {"sparsity": sparsity, "val_accuracy": accuracy}
+        self.best_snapshot = self.packer.snapshot_task()
+        self.observer.on_best(self, self.best_snapshot)
+
+    def _expand(self):
+        event = self.packer.expand(self.plan.expansion)
+        if event is None:
+            self.state.expansions = list(self.packer.expansions)
+            self.packer.rollback()
+            self.state.status = "goal_unreachable"
+            self.observer.on_event(self, "rolled_back", self.state.target)
+            self._next("done")
+            return
+        self.state.expansions = list(self.packer.expansions)
+        self.observer.on_event(self, "expansion", event)
+        self._next("train")
+
+    def _prune(self):
+        schedules = self.plan.schedules()
+        if self.state.round >= len(schedules):
+            self._next("finish")
+            return
+        schedule = schedules[self.state.round]
+        entry = self.packer.prune_round(self.train, schedule, self.plan.steps_per_round,
+                                        validation=lambda p: self._validated(f"prune {schedule.final_sparsity:g}", p),
+                                        start=self.state.phase_step, on_step=self._on_step)
+        if entry["val_accuracy"] < self.state.target:
+            self._next("finish")          # the turning point: more pruning only loses more
+            return
+        self._keep(schedule.final_sparsity, entry["val_accuracy"])
+        self.state.round += 1
+        self._next("prune")
+
+    def _finish(self):
+        self.packer.restore_task(self.best_snapshot)
+        metrics = {"goal": self.state.target, "val_accuracy": self.state.best["val_accuracy"],
+                   "chosen_sparsity": self.state.best["sparsity"]}
+        if self.state.baseline is not None:
+            metrics["baseline"] = self.state.baseline
+        if self.test is not None:
+            self.state.test_accuracy = float(self.test(self.packer))
+            metrics["test_accuracy"] = self.state.test_accuracy
+        self.record = self.packer.finish(metrics)
+        self.state.status = "goal_met"
+        self._next("done")
+
+
+def pack_task(packer: Packer, spec: TaskSpec, train, validation, goal: Goal, plan: PackingPlan = PackingPlan(),
+              test=None, loss=None) -> PackOutcome:
+    """Runs the goal loop once, start to end, on classification datasets (top-1 on `validation` and,
+    once at the end, on `test`)."""
+    return GoalLoop(packer, spec, train, top1_validator(validation), goal, plan,
+                    test=top1_validator(test) if test is not None else None, loss=loss).run()
