@@ -121,8 +121,9 @@ class LoopObserver:
 
 
 def top1_validator(dataset):
-    """A validation function: top-1 accuracy of the packer's active task on `dataset`."""
-    return lambda packer: packer.evaluate(dataset)
+    """A validation function ``f(packer, task=None)``: top-1 accuracy on `dataset` of `task` (default:
+    the packer's active task)."""
+    return lambda packer, task=None: packer.evaluate(dataset, task)
 
 
 class GoalLoop:
@@ -130,8 +131,8 @@ class GoalLoop:
 
     Args:
       train: a tf.data.Dataset of training batches (x, y).
-      validate, test: callables ``f(packer) -> accuracy`` of the active task (``top1_validator(ds)``
-        for a classification split); `test` is called once, at the end.
+      validate, test: callables ``f(packer, task=None) -> accuracy`` of the active task
+        (``top1_validator(ds)`` for a classification split); `test` is called once, at the end.
       state, best_snapshot: a saved ``LoopState`` and kept snapshot to resume from.
     """
 

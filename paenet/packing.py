@@ -76,7 +76,7 @@ class Packer:
         self.rounds = []
         self.expansions = []
         # Masked parameters before any expansion: the expansion cap is relative to it.
-        self.base_parameters = masked_parameters(model) if model.built else None
+        self.base_parameters = masked_parameters(model) if model.num_tasks else None
         self._before_start = None
         self._loss = None
         self._step = None
@@ -145,8 +145,15 @@ class Packer:
               start: int = 0, on_step=None) -> float:
         """Trains the active task on batches of `dataset` (repeated as needed) for steps `start` ..
         `steps` - 1, pruning where `schedule` says so; calls ``on_step(steps_done, loss)`` after each
-        step. Returns the mean loss."""
+        step. Returns the mean loss. With no `dataset` the steps only prune (an imported task with no
+        training data is pruned without retraining)."""
         self._check_active()
+        if dataset is None:
+            for step in range(start, steps):
+                target = schedule.target(step) if schedule else None
+                if target is not None:
+                    self.prune(target)
+            return float("nan")
         batches = self.batches(dataset)
         losses = []
         for step in tqdm(range(start, steps), desc=f"task {self.active_task} {description}", initial=start,

@@ -105,8 +105,10 @@ class PackableModel(keras.Model):
         raise KeyError(f"no task named {name!r}; this model has {[t.name for t in self.task_specs]}")
 
     def masked_layers(self) -> list[MaskedKernelLayer]:
-        """Every layer whose kernel carries an ownership mask, in creation order."""
-        return [l for l in self._flatten_layers(include_self=False) if isinstance(l, MaskedKernelLayer)]
+        """Every built layer whose kernel carries an ownership mask, in creation order (none before the
+        model has a task to build for)."""
+        return [l for l in self._flatten_layers(include_self=False)
+                if isinstance(l, MaskedKernelLayer) and l.built]
 
     def task_variables(self, task: int, trainable_only: bool = False) -> list:
         """The variables task `task` owns alone: BatchNorm, biases, head."""
@@ -137,8 +139,9 @@ class PackableModel(keras.Model):
     def build(self, input_shape=None):
         """Creates every variable by one inference pass of task 1 on zeros (a model without tasks has
         nothing to build). Keras calls this on first use and when deserialising a built model."""
-        if self.num_tasks:
-            self.call(tf.zeros((1, *self.image_shape)), task=self.num_tasks, training=False)
+        if not self.num_tasks:
+            return
+        self.call(tf.zeros((1, *self.image_shape)), task=self.num_tasks, training=False)
         for layer in self.masked_layers():
             shapes = self.frozen_shapes["kernels"].get(layer_key(layer), [])
             layer.task_shapes = tuple(tuple(s) if s else None for s in shapes)

@@ -1,0 +1,80 @@
+"""The app's goal-loop observer: checkpoints into the workspace and logs to TensorBoard.
+
+Checkpoints are written after every phase of the loop and every `checkpoint_every` training steps, so a
+run killed at any moment loses at most the steps since the last one. TensorBoard gets the loss and
+learning rate every `log_every` steps, validation accuracy after each phase, expansion events, and the
+per-layer sparsity and ownership per task after each phase.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from paenet.goal import LoopObserver
+from paenet.models.base import layer_key
+
+
+class WorkspaceObserver(LoopObserver):
+    """Args:
+      workspace: the ``Workspace``; the task's events go to its ``active/logs``.
+      run_state: JSON-serialisable facts that a resumed run needs (task name, goal, plan, ...).
+      global_step: training steps so far (from the checkpoint when resuming).
+      best: file name of the kept snapshot (from the checkpoint when resuming).
+    """
+
+    def __init__(self, workspace, run_state: dict, checkpoint_every: int = 100, log_every: int = 10,
+                 global_step: int = 0, best: str | None = None):
+        self.workspace = workspace
+        self.run_state = run_state
+        self.checkpoint_every = checkpoint_every
+        self.log_every = log_every
+        self.global_step = global_step
+        self.best = best
+        self.writer = tf.summary.create_file_writer(str(workspace.active_logs))
+
+    def on_step(self, loop, loss: float):
+        self.global_step += 1
+        if self.global_step % self.log_every == 0:
+            with self.writer.as_default(step=self.global_step):
+                tf.summary.scalar("loss", loss)
+                tf.summary.scalar("learning_rate", float(loop.current_packer.optimizer.learning_rate.numpy()))
+        if self.global_step % self.checkpoint_every == 0:
+            self.checkpoint(loop)
+
+    def on_phase_end(self, loop):
+        if loop.state.stage != "done":
+            self.checkpoint(loop)
+        self._log_ownership(loop.current_packer.model)
+        self.writer.flush()
+
+    def on_best(self, loop, snapshot: dict):
+        self.best = self.workspace.save_best(snapshot, self.global_step)
+
+    def on_event(self, loop, name: str, value):
+        with self.writer.as_default(step=self.global_step):
+            if name == "val_accuracy":
+                tf.summary.scalar(f"val_accuracy/{loop.state.history[-1][0]}", value)
+                tf.summary.scalar("val_accuracy", value)
+            elif name == "expansion":
+                tf.summary.scalar("expansion/parameters", value["parameters"])
+                tf.summary.text("expansion", json.dumps(value))
+            else:
+                tf.summary.text(name, json.dumps(value))
+
+    def checkpoint(self, loop):
+        packer = loop.current_packer
+        state = {**self.run_state, "loop": loop.state.to_dict(), "packer": packer.state(),
+                 "global_step": self.global_step, "best": self.best}
+        iterator = packer.batches(loop.train) if loop.train is not None else None
+        self.workspace.save_active(packer, state, self.global_step, iterator)
+
+    def _log_ownership(self, model):
+        with self.writer.as_default(step=self.global_step):
+            for layer in model.masked_layers():
+                mask = layer.mask.numpy()
+                key = layer_key(layer)
+                tf.summary.scalar(f"sparsity/{key}", float(np.count_nonzero(mask == 0)) / mask.size)
+                for task in range(1, model.num_tasks + 1):
+                    tf.summary.scalar(f"ownership/{key}/task{task}", float(np.count_nonzero(mask == task)) / mask.size)
