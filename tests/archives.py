@@ -144,7 +144,8 @@ def make_affectnet(root: Path) -> dict:
     (lists / "validation.csv").write_text("\n".join(lines) + "\n")
     train_labels = [c for c in train_codes if c < 7]
     return {"train_labels": sorted(train_labels), "validation_labels": list(range(7)),
-            "dropped": {"contempt": 1, "none": 1, "uncertain": 1, "non-face": 1}, "unreadable": ["9/broken.jpg"]}
+            "dropped": {"contempt": 1, "none": 1, "uncertain": 1, "non-face": 1},
+            "unreadable": ["9/broken.jpg"]}
 
 
 def make_fotw(root: Path) -> dict:
@@ -173,7 +174,8 @@ def _write_mat(path: Path, part: str, rows) -> None:
     for i, row in enumerate(rows):
         paths[0, i], names[0, i] = row["path"], f"Person {i}"
         locations[0, i] = np.array([[10.0, 12.0, 90.0, 95.0]])
-    struct = {"dob": np.array([[r["dob"] for r in rows]]), "photo_taken": np.array([[r["taken"] for r in rows]]),
+    struct = {"dob": np.array([[r["dob"] for r in rows]]),
+              "photo_taken": np.array([[r["taken"] for r in rows]]),
               "full_path": paths, "gender": np.array([[r["gender"] for r in rows]]), "name": names,
               "face_location": locations, "face_score": np.array([[r["score"] for r in rows]]),
               "second_face_score": np.array([[r["second"] for r in rows]])}
@@ -209,7 +211,8 @@ def make_imdb_wiki(root: Path) -> dict:
                      "imdb_crop/02/nm0000002_rm221957120_1924-9-16_1974.jpg": (1, 50),
                      "wiki_crop/17/10000217_1981-05-05_2009.jpg": (1, 28),
                      "wiki_crop/12/100012_1948-07-03_2008.jpg": (0, -1)},
-            "dropped": {"no face detected": 1, "face score below 1.0": 1, "a second face": 1, "unknown gender": 1}}
+            "dropped": {"no face detected": 1, "face score below 1.0": 1, "a second face": 1,
+                        "unknown gender": 1}}
 
 
 def fer_row(label: int, seed: int, usage: str, count: int = 48 * 48) -> str:
@@ -227,7 +230,8 @@ def make_fer2013(root: Path) -> dict:
 
 def make_utkface(root: Path) -> dict:
     folder = root / "UTKFace"
-    good = {"1_0_0_20161219140623097.jpg.chip.jpg": (1, 0, 0), "26_1_2_20170116171048641.jpg.chip.jpg": (26, 1, 2),
+    good = {"1_0_0_20161219140623097.jpg.chip.jpg": (1, 0, 0),
+            "26_1_2_20170116171048641.jpg.chip.jpg": (26, 1, 2),
             "80_0_4_20170117172023520.jpg.chip.jpg": (80, 0, 4)}
     for n, name in enumerate(good):
         write_image(folder / name, 700 + n, size=(40, 40))
@@ -235,5 +239,6 @@ def make_utkface(root: Path) -> dict:
     for n, name in enumerate(malformed):
         write_image(folder / name, 710 + n)
     write_not_an_image(folder / "50_0_3_20170119180000000.jpg.chip.jpg")
-    return {"labels": {f"UTKFace/{k}": v for k, v in good.items()}, "malformed": [f"UTKFace/{m}" for m in malformed],
+    return {"labels": {f"UTKFace/{k}": v for k, v in good.items()},
+            "malformed": [f"UTKFace/{m}" for m in malformed],
             "unreadable": ["UTKFace/50_0_3_20170119180000000.jpg.chip.jpg"]}

@@ -66,7 +66,8 @@ def test_adience_folds_and_label_rules(tmp_path, caplog, config, folder):
     for fold, labels in enumerate(expected["labels"]):
         got = sorted((int(e["age"]), int(e["gender"])) for e in examples(builder, f"fold_{fold}"))
         assert got == sorted(labels), fold
-    dropped = [r.getMessage() for r in caplog.records if "rows dropped (no age group and no gender)" in r.getMessage()]
+    dropped = [r.getMessage() for r in caplog.records
+               if "rows dropped (no age group and no gender)" in r.getMessage()]
     assert dropped == ["paenet_adience[fold_2]: 2 rows dropped (no age group and no gender)"]
     missing = expected["missing"][0]
     if folder == "faces":
@@ -138,7 +139,8 @@ def test_fer2013_kaggle_icml_layout(tmp_path):
     """The other Kaggle file: columns ``emotion, Usage, pixels`` with spaces after the commas."""
     row = archives.fer_row(3, 9, "Training").split(",")
     (tmp_path / "manual").mkdir()
-    (tmp_path / "manual" / "icml_face_data.csv").write_text(f"emotion, Usage, pixels\n{row[0]}, {row[2]}, {row[1]}\n")
+    csv_text = f"emotion, Usage, pixels\n{row[0]}, {row[2]}, {row[1]}\n"
+    (tmp_path / "manual" / "icml_face_data.csv").write_text(csv_text)
     builder = build("fer2013", str(tmp_path / "manual"), str(tmp_path / "tfds"))
     (example,) = examples(builder, "train")
     assert example["label"] == 3
@@ -161,9 +163,11 @@ def test_fer2013_real_sample(tmp_path, data_dir):
 def test_utkface(tmp_path, caplog):
     expected = archives.make_utkface(tmp_path / "manual")
     builder = build("utkface", str(tmp_path / "manual"), str(tmp_path / "tfds"))
-    got = {text(e["file_name"]): (int(e["age"]), int(e["gender"]), int(e["race"])) for e in examples(builder, "train")}
+    got = {text(e["file_name"]): (int(e["age"]), int(e["gender"]), int(e["race"]))
+           for e in examples(builder, "train")}
     assert got == expected["labels"]
-    assert warnings_about(caplog, "2 files whose name carries no labels skipped: " + ", ".join(expected["malformed"]))
+    malformed = ", ".join(expected["malformed"])
+    assert warnings_about(caplog, "2 files whose name carries no labels skipped: " + malformed)
     assert warnings_about(caplog, "1 unreadable images skipped: " + expected["unreadable"][0])
 
 

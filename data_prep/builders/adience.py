@@ -43,7 +43,8 @@ Either image folder may be replaced by its output of `python -m data_prep.align`
 """
 
 # config name -> (image folder, file name prefix)
-_IMAGE_LAYOUTS = {"aligned": ("aligned", "landmark_aligned_face"), "faces": ("faces", "coarse_tilt_aligned_face")}
+_IMAGE_LAYOUTS = {"aligned": ("aligned", "landmark_aligned_face"),
+                  "faces": ("faces", "coarse_tilt_aligned_face")}
 
 
 def nearest_group(age: float) -> int | None:
@@ -75,15 +76,10 @@ class PaenetAdience(ManualBuilder):
                        for n in _IMAGE_LAYOUTS]
 
     def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self, description=__doc__,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(None, None, 3)),
-                "age": tfds.features.Scalar(np.int64, doc=f"index into {AGE_GROUP_NAMES}, -1: none"),
-                "gender": tfds.features.Scalar(np.int64, doc=f"index into {GENDER_NAMES}, -1: unknown"),
-                "age_label": tfds.features.Text(),
-                "user_id": tfds.features.Text(),
-            }))
+        return self.dataset_info({
+            "age": tfds.features.Scalar(np.int64, doc=f"index into {AGE_GROUP_NAMES}, -1: none"),
+            "gender": tfds.features.Scalar(np.int64, doc=f"index into {GENDER_NAMES}, -1: unknown"),
+            "age_label": tfds.features.Text(), "user_id": tfds.features.Text()})
 
     def _split_generators(self, dl_manager):
         root = self.manual_root(dl_manager)

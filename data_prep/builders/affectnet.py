@@ -54,16 +54,10 @@ class PaenetAffectnet(ManualBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL
 
     def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self, description=__doc__,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(None, None, 3)),
-                "label": tfds.features.ClassLabel(names=EXPRESSIONS),
-                "valence": tfds.features.Scalar(np.float32),
-                "arousal": tfds.features.Scalar(np.float32),
-                "file_name": tfds.features.Text(),
-            }),
-            supervised_keys=("image", "label"))
+        return self.dataset_info({"label": tfds.features.ClassLabel(names=EXPRESSIONS),
+                                  "valence": tfds.features.Scalar(np.float32),
+                                  "arousal": tfds.features.Scalar(np.float32),
+                                  "file_name": tfds.features.Text()}, supervised_keys=("image", "label"))
 
     def _split_generators(self, dl_manager):
         root = self.manual_root(dl_manager)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,14 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}
+
+    def dataset_info(self, features: dict, supervised_keys=None) -> tfds.core.DatasetInfo:
+        """The info of a data set whose examples are an RGB ``image`` plus `features`, described by the
+        builder module's docstring (its label rules)."""
+        features = {"image": tfds.features.Image(shape=(None, None, 3)), **features}
+        return tfds.core.DatasetInfo(builder=self, description=sys.modules[type(self).__module__].__doc__,
+                                     features=tfds.features.FeaturesDict(features),
+                                     supervised_keys=supervised_keys)
 
     @staticmethod
     def manual_root(dl_manager) -> Path:

@@ -52,22 +52,16 @@ class PaenetFotwGender(ManualBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL
 
     def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self, description=__doc__,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(None, None, 3)),
-                "gender": tfds.features.ClassLabel(names=GENDERS),
-                "file_name": tfds.features.Text(),
-            }),
-            supervised_keys=("image", "gender"))
+        return self.dataset_info({"gender": tfds.features.ClassLabel(names=GENDERS),
+                                  "file_name": tfds.features.Text()}, supervised_keys=("image", "gender"))
 
     def _split_generators(self, dl_manager):
         root = self.manual_root(dl_manager)
-        present = {split: root / f"{stem}.csv" for split, stem in SPLITS.items() if (root / f"{stem}.csv").is_file()}
-        missing = {"train", "validation"} - set(present)
+        present = {split: root / f"{stem}.csv" for split, stem in SPLITS.items()
+                   if (root / f"{stem}.csv").is_file()}
+        missing = [f"{SPLITS[s]}.csv" for s in ("train", "validation") if s not in present]
         if missing:
-            raise FileNotFoundError(f"{root}: {', '.join(f'{SPLITS[s]}.csv' for s in sorted(missing))} not found. "
-                                    f"{MANUAL}")
+            raise FileNotFoundError(f"{root}: {', '.join(missing)} not found. {MANUAL}")
         return {split: self.labelled_split(split, self._rows, first_dir(root, SPLITS[split]), path)
                 for split, path in present.items()}
 

@@ -66,21 +66,17 @@ class PaenetImdbWiki(ManualBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL
 
     def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self, description=__doc__,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(None, None, 3)),
-                "gender": tfds.features.ClassLabel(names=GENDERS),
-                "age": tfds.features.Scalar(np.int64),
-                "source": tfds.features.Text(),
-                "file_name": tfds.features.Text(),
-            }))
+        return self.dataset_info({"gender": tfds.features.ClassLabel(names=GENDERS),
+                                  "age": tfds.features.Scalar(np.int64), "source": tfds.features.Text(),
+                                  "file_name": tfds.features.Text()})
 
     def _split_generators(self, dl_manager):
         root = self.manual_root(dl_manager)
-        parts = [(part, root / f"{part}_crop") for part in PARTS if (root / f"{part}_crop" / f"{part}.mat").is_file()]
+        parts = [(part, root / f"{part}_crop") for part in PARTS
+                 if (root / f"{part}_crop" / f"{part}.mat").is_file()]
         if not parts:
-            raise FileNotFoundError(f"{root}: neither imdb_crop/imdb.mat nor wiki_crop/wiki.mat was found. {MANUAL}")
+            raise FileNotFoundError(f"{root}: neither imdb_crop/imdb.mat nor wiki_crop/wiki.mat was found. "
+                                    f"{MANUAL}")
         return {"train": self.labelled_split("train", self._rows, parts)}
 
     @staticmethod

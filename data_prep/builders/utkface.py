@@ -40,15 +40,10 @@ class PaenetUtkface(ManualBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL
 
     def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self, description=__doc__,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(None, None, 3)),
-                "age": tfds.features.Scalar(np.int64),
-                "gender": tfds.features.ClassLabel(names=GENDERS),
-                "race": tfds.features.ClassLabel(names=RACES),
-                "file_name": tfds.features.Text(),
-            }))
+        return self.dataset_info({"age": tfds.features.Scalar(np.int64),
+                                  "gender": tfds.features.ClassLabel(names=GENDERS),
+                                  "race": tfds.features.ClassLabel(names=RACES),
+                                  "file_name": tfds.features.Text()})
 
     def _split_generators(self, dl_manager):
         root = self.manual_root(dl_manager)
