@@ -52,7 +52,8 @@ def rows(quick: bool = False):
     with tempfile.TemporaryDirectory() as folder:
         paths = write_jpegs(Path(folder), files_count)
         labels = np.arange(files_count) % 10
-        pipeline = training_dataset(files(paths, labels), BATCH, seed=0, shuffle_buffer=files_count).take(batches)
+        pipeline = training_dataset(files(paths, labels), BATCH, seed=0, shuffle_buffer=files_count)
+        pipeline = pipeline.take(batches)
         step = _consumer(widths)
         x = tf.constant(np.random.default_rng(0).normal(size=(BATCH, IMAGE_SIZE, IMAGE_SIZE, 3)), tf.float32)
         y = tf.constant(labels[:BATCH])
@@ -67,6 +68,6 @@ def rows(quick: bool = False):
 
         ours, ref = compare_rates(deliver, consume, batches * BATCH, **timing)
     yield row("input_pipeline_vs_model", ours, ref, "images/s",
-              config=f"pipeline: {files_count} JPEG {SOURCE_SIZE} px files, decode + random {IMAGE_SIZE} crop + "
-                     f"flip + standardise, batch {BATCH}, AUTOTUNE, fresh iterator per call; model: "
+              config=f"pipeline: {files_count} JPEG {SOURCE_SIZE} px files, decode + random {IMAGE_SIZE} "
+                     f"crop + flip + standardise, batch {BATCH}, AUTOTUNE, fresh iterator per call; model: "
                      f"SmallCNN{list(widths)} {IMAGE_SIZE} px batch {BATCH} train step, fp32, Adam")

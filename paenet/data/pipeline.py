@@ -42,7 +42,8 @@ def files(paths, labels) -> ImageSource:
     paths = [str(p) for p in paths]
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
-    return ImageSource(tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int64))), tf.io.read_file)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int64)))
+    return ImageSource(dataset, tf.io.read_file)
 
 
 def tfds_split(builder, split: str, label: str, shuffle_files: bool = False, seed: int | None = None,
@@ -51,7 +52,8 @@ def tfds_split(builder, split: str, label: str, shuffle_files: bool = False, see
     map), labelled by feature `label`; examples whose label is negative (unknown, as Adience's) are left
     out."""
     import tensorflow_datasets as tfds
-    ds = builder.as_dataset(split=split, shuffle_files=shuffle_files, decoders={image: tfds.decode.SkipDecoding()},
+    ds = builder.as_dataset(split=split, shuffle_files=shuffle_files,
+                            decoders={image: tfds.decode.SkipDecoding()},
                             read_config=tfds.ReadConfig(shuffle_seed=seed))
     ds = ds.map(lambda ex: (ex[image], tf.cast(ex[label], tf.int64))).filter(lambda item, y: y >= 0)
     return ImageSource(ds)
