@@ -54,7 +54,9 @@ def plan(input_dir, output_dir) -> tuple[list[str], int]:
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"{input_dir}: no such input folder")
-    relatives = [p.relative_to(input_dir).as_posix() for p in image_files(input_dir)]
+    inside = output_dir.resolve()            # an output folder inside the input is not input
+    relatives = [p.relative_to(input_dir).as_posix() for p in image_files(input_dir)
+                 if inside not in p.resolve().parents]
     targets = {}
     for rel in relatives:
         target = output_path(output_dir, rel)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import archives
-from data_prep.align import NO_FACE_LOG, align_directory
+from data_prep.align import NO_FACE_LOG, align_directory, plan
 from data_prep.face_crop import FaceAligner, UnreadableImage, crop_face, read_rgb, select_face
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,3 +110,7 @@ def test_cli_parallel_then_resume(tmp_path, data_dir):
     summary = align_directory(src, out, image_size=182, margin=44, progress=False)
     assert (summary.aligned, summary.already_done, summary.no_face, summary.unreadable) == (
         ["A/rgba.png"], 3, [], ["B/broken.jpg"])
+    inner = src / "aligned"                                   # an output inside the input is not read back
+    inner.mkdir()
+    (inner / "x.png").write_bytes((out / "A" / "gray.png").read_bytes())
+    assert plan(src, inner) == (["A/gray.png", "A/rgba.png", "B/astronaut.png", "B/blank.jpg", "B/broken.jpg"], 0)
