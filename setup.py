@@ -13,6 +13,11 @@ setup(
         "tensorflow==2.21.*",
         "keras>=3.15,<4",
         "tensorflow-datasets>=4.9.10",
+        # TFDS 4.9.10 imports it for any builder defined in a package but does not declare it
+        # (tensorflow/datasets#11212).
+        "importlib_resources>=6",
+        # Reads IMDB-WIKI's MATLAB metadata (data_prep.builders.imdb_wiki).
+        "scipy>=1.11",
         # tf.summary needs it and TensorFlow 2.21 no longer installs it.
         "tensorboard>=2.21",
         "numpy>=2.0",

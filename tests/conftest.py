@@ -54,3 +54,23 @@ def without_op_determinism():
     config.disable_op_determinism()
     yield
     tf.config.experimental.enable_op_determinism()
+
+
+def _align(src: Path, dst: Path) -> Path:
+    from data_prep.align import align_directory
+    align_directory(src, dst, image_size=160, margin=32, workers=1, progress=False)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def aligned_celebs(data_dir, tmp_path_factory) -> Path:
+    """``celebs/`` aligned for LFW's protocol (160 px, margin 32), with its pairs.txt beside the images."""
+    out = _align(data_dir / "celebs", tmp_path_factory.mktemp("aligned") / "celebs")
+    (out / "pairs.txt").write_bytes((data_dir / "celebs" / "pairs.txt").read_bytes())
+    return out
+
+
+@pytest.fixture(scope="session")
+def aligned_raw(data_dir, tmp_path_factory) -> Path:
+    """``aligned_faces/raw`` aligned at 160 px, margin 32."""
+    return _align(data_dir / "aligned_faces" / "raw", tmp_path_factory.mktemp("aligned") / "raw")

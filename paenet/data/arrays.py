@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from paenet.data.pipeline import element_seeds
 from paenet.data.preprocessing import fixed_standardization
 
 
@@ -23,6 +24,5 @@ def array_dataset(images, labels, batch_size: int, training: bool = False, seed:
         return fixed_standardization(x), y
 
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    return (tf.data.Dataset.zip((ds, seeds)).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return (tf.data.Dataset.zip((ds, element_seeds(seed))).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))

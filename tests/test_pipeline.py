@@ -1,0 +1,95 @@
+"""tf.data pipelines: crop geometry, flips, standardisation, determinism, every sample, class weights."""
+import numpy as np
+import pytest
+from PIL import Image
+
+import archives
+from data_prep.build import build
+from paenet.data.pipeline import (class_counts, class_weights, evaluation_dataset, files, tfds_split,
+                                  training_dataset, with_sample_weights)
+
+
+def coordinate_image(path, size=182):
+    """R = row, G = column, B = 7: a crop tells where it came from and whether it was flipped."""
+    rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    Image.fromarray(np.stack([rows, cols, np.full_like(rows, 7)], -1).astype(np.uint8)).save(path)
+    return path
+
+
+def pixels(batch) -> np.ndarray:
+    """Undo fixed standardisation: back to 0..255 values."""
+    return np.rint(np.asarray(batch) * 128.0 + 127.5).astype(np.int64)
+
+
+@pytest.fixture
+def coordinates(tmp_path):
+    return [coordinate_image(tmp_path / f"c{i}.png") for i in range(5)]
+
+
+def test_training_crops_are_random_160_windows_of_182_some_flipped(coordinates):
+    (x, y), = training_dataset(files(coordinates, [0, 1, 2, 3, 4]), 32, seed=0).take(1)
+    assert x.shape == (32, 160, 160, 3) and x.dtype.name == "float32"
+    images, flipped, origins = pixels(x), 0, set()
+    for image in images:
+        top, left = image[0, 0, 0], min(image[0, 0, 1], image[0, -1, 1])
+        assert 0 <= top <= 22 and 0 <= left <= 22
+        np.testing.assert_array_equal(image[:, 0, 0], np.arange(top, top + 160))
+        cols = image[0, :, 1]
+        flipped += cols[0] > cols[-1]
+        np.testing.assert_array_equal(np.sort(cols), np.arange(left, left + 160))
+        assert (image[..., 2] == 7).all()
+        origins.add((top, left))
+    assert 0 < flipped < 32 and len(origins) > 16
+    assert sorted(set(y.numpy())) == [0, 1, 2, 3, 4]
+
+
+def test_deterministic_with_a_seed(coordinates):
+    def first_batches(seed):
+        ds = training_dataset(files(coordinates, [0, 1, 2, 3, 4]), 8, seed=seed)
+        return [(x.numpy(), y.numpy()) for x, y in ds.take(3)]
+
+    a, b, c = first_batches(3), first_batches(3), first_batches(4)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert any(not np.array_equal(xa, xc) for (xa, _), (xc, _) in zip(a, c))
+    (x, _), = training_dataset(files(coordinates, [0] * 5), 4, seed=None).take(1)   # fast, unrepeatable mode
+    assert x.shape == (4, 160, 160, 3)
+
+
+def test_evaluation_is_the_centre_crop_of_every_sample(coordinates):
+    batches = list(evaluation_dataset(files(coordinates, [4, 3, 2, 1, 0]), 2))
+    assert [len(y) for _, y in batches] == [2, 2, 1]                       # the short last batch is kept
+    assert np.concatenate([y for _, y in batches]).tolist() == [4, 3, 2, 1, 0]
+    image = pixels(batches[0][0])[0]
+    np.testing.assert_array_equal(image[:, 0, 0], np.arange(11, 171))
+    np.testing.assert_array_equal(image[0, :, 1], np.arange(11, 171))
+    np.testing.assert_allclose(batches[0][0].numpy()[0, 0, 0, 2], (7 - 127.5) / 128)
+
+
+def test_other_sizes_and_modes_are_resized_to_the_source_and_given_three_channels(tmp_path):
+    paths = [archives.write_image(tmp_path / "gray.jpg", 1, mode="L", size=(160, 160)),
+             archives.write_image(tmp_path / "rgba.png", 2, mode="RGBA", fmt="PNG", size=(250, 200))]
+    (x, _), = training_dataset(files(paths, [0, 1]), 4, seed=0).take(1)
+    assert x.shape == (4, 160, 160, 3)
+    x, _ = next(iter(evaluation_dataset(files(paths, [0, 1]), 2)))
+    gray = x.numpy()[0]
+    np.testing.assert_array_equal(gray[..., 0], gray[..., 1])              # gray stays gray in RGB
+
+
+def test_class_weights_from_counts():
+    np.testing.assert_allclose(class_weights([10, 30, 60]), [9.0, 70 / 30, 40 / 60], rtol=1e-6)
+    np.testing.assert_array_equal(class_weights([5, 0, 5]), [1.0, 0.0, 1.0])
+
+
+def test_tfds_source_counts_labels_and_skips_unknown(tmp_path):
+    expected = archives.make_adience(tmp_path / "manual")
+    builder = build("adience", str(tmp_path / "manual"), str(tmp_path / "tfds"))
+    source = tfds_split(builder, "fold_0+fold_1+fold_2+fold_3+fold_4", "gender")
+    genders = [g for fold in expected["labels"] for _, g in fold if g >= 0]
+    counts = class_counts(source, 2)
+    np.testing.assert_array_equal(counts, np.bincount(genders, minlength=2))
+    weights = class_weights(counts)
+    (x, y, w), = with_sample_weights(training_dataset(source, 4, seed=0), weights).take(1)
+    assert x.shape == (4, 160, 160, 3)
+    np.testing.assert_allclose(w.numpy(), weights[y.numpy()])

@@ -1,0 +1,134 @@
+"""LFW protocol: checked against a straightforward loop-by-loop computation, then end to end on real photos."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from paenet.data.pairs import read_pairs
+from paenet.evaluate import embedding_function, frozen_graph_embedder
+from paenet.evaluation.lfw import evaluate_lfw
+from paenet.evaluation.verification import THRESHOLDS, evaluate_verification, flip_concat
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Verification accuracy the FaceNet reference model must reach on celebs/ (5 people, 600 pairs). Measured
+# 0.969 +- 0.020 (VAL@FAR=1e-3 0.942; 588 pairs used, 12 skipped for the one photo without a detected face).
+CELEBS_ACCURACY_FLOOR = 0.93
+
+
+def reference_protocol(e1, e2, same, folds, thresholds, far_target):
+    """The protocol written plainly: Python loops, math.acos, one threshold at a time."""
+    n, accuracies, vals = len(same), [], []
+    for fold in sorted(set(folds)):
+        train = [i for i in range(n) if folds[i] != fold]
+        test = [i for i in range(n) if folds[i] == fold]
+        rows = [e1[i] for i in train] + [e2[i] for i in train]
+        mean = [sum(r[d] for r in rows) / len(rows) for d in range(len(e1[0]))]
+        distance = []
+        for a, b in zip(e1, e2):
+            a = [x - m for x, m in zip(a, mean)]
+            b = [x - m for x, m in zip(b, mean)]
+            cosine = sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+            distance.append(math.acos(max(-1.0, min(1.0, cosine))) / math.pi)
+        best, best_accuracy = None, -1.0
+        for t in thresholds:
+            accuracy = sum((distance[i] < t) == same[i] for i in train) / len(train)
+            if accuracy > best_accuracy:
+                best, best_accuracy = t, accuracy
+        accuracies.append(sum((distance[i] < best) == same[i] for i in test) / len(test))
+        different = [i for i in train if not same[i]]
+        chosen = thresholds[0]
+        for t in thresholds:
+            if sum(distance[i] < t for i in different) / len(different) <= far_target:
+                chosen = t
+        positives = [i for i in test if same[i]]
+        vals.append(sum(distance[i] < chosen for i in positives) / len(positives))
+    return accuracies, vals
+
+
+def synthetic_pairs(folds=10, per_kind=6, dim=8, seed=0):
+    rng = np.random.default_rng(seed)
+    same = np.tile([True] * per_kind + [False] * per_kind, folds)
+    fold = np.repeat(np.arange(folds), 2 * per_kind)
+    e1 = rng.normal(size=(len(same), dim)) + 3.0                # a common offset: what mean subtraction removes
+    other = rng.normal(size=e1.shape) + 3.0
+    e2 = np.where(same[:, None], e1 + rng.normal(scale=0.9, size=e1.shape), other)
+    return e1, e2, same, fold
+
+
+@pytest.mark.parametrize("far_target", [1e-3, 0.1])
+def test_protocol_matches_the_straightforward_computation(far_target):
+    e1, e2, same, folds = synthetic_pairs()
+    result = evaluate_verification(e1, e2, same, folds, far_target=far_target)
+    accuracies, vals = reference_protocol(e1.tolist(), e2.tolist(), same.tolist(), folds.tolist(),
+                                          THRESHOLDS.tolist(), far_target)
+    np.testing.assert_allclose(result.accuracy, accuracies, atol=1e-12)
+    np.testing.assert_allclose(result.val, vals, atol=1e-12)
+    summary = result.summary()
+    assert summary["accuracy_mean"] == pytest.approx(np.mean(accuracies))
+    assert summary["accuracy_std"] == pytest.approx(np.std(accuracies))
+    assert 0.6 < summary["accuracy_mean"] < 1.0                 # neither trivial nor perfect
+
+
+def test_mean_subtraction_and_flip_concat():
+    e1, e2, same, folds = synthetic_pairs(seed=1)
+    plain = evaluate_verification(e1, e2, same, folds)
+    shifted = evaluate_verification(e1 + 5.0, e2 + 5.0, same, folds)
+    np.testing.assert_allclose(plain.accuracy, shifted.accuracy)
+    unsubtracted = evaluate_verification(e1, e2, same, folds, subtract_mean=False)
+    assert np.mean(unsubtracted.accuracy) < np.mean(plain.accuracy)     # the offset hurts without it
+    assert flip_concat(e1, e2).shape == (len(e1), 2 * e1.shape[1])
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        evaluate_verification(e1, e2, same, np.zeros(len(same), int))
+
+
+def test_facenet_on_aligned_celebs(facenet_dir, aligned_celebs):
+    result = evaluate_lfw(aligned_celebs, aligned_celebs / "pairs.txt",
+                          frozen_graph_embedder(facenet_dir / "20180402-114759.pb"))
+    faceless = {p.rsplit(".", 1)[0] for p in (aligned_celebs / "no_face.txt").read_text().split()}
+    touching = [p for p in read_pairs(aligned_celebs / "pairs.txt") if faceless & set(p.stems)]
+    assert result["pairs_skipped"] == len(touching) and result["pairs_used"] == 600 - len(touching)
+    assert result["folds"] == 10
+    assert result["accuracy_mean"] >= CELEBS_ACCURACY_FLOOR, result
+    assert 0.8 <= result["val_at_far"] <= 1.0 and result["far_mean"] <= 0.05
+
+
+def write_tiny_frozen_graph(path):
+    """A frozen graph with FaceNet's interface (input = Identity, phase_train placeholder, embeddings):
+    the L2-normalised 16x16 average-pooled image."""
+    graph = tf.Graph()
+    with graph.as_default():
+        raw = tf.compat.v1.placeholder(tf.float32, [None, 160, 160, 3], name="image_batch")
+        images = tf.identity(raw, name="input")
+        phase = tf.compat.v1.placeholder(tf.bool, name="phase_train")
+        pooled = tf.reduce_mean(tf.reshape(images, [-1, 16, 10, 16, 10, 3]), axis=[2, 4])
+        scaled = tf.reshape(pooled, [-1, 768]) * tf.where(phase, 2.0, 1.0)
+        tf.math.l2_normalize(scaled, axis=1, name="embeddings")
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    return path
+
+
+def test_evaluate_command_prints_one_json_object(tmp_path, aligned_celebs):
+    (tmp_path / "model").mkdir()
+    pb = write_tiny_frozen_graph(tmp_path / "model" / "tiny.pb")
+    done = subprocess.run([sys.executable, "-m", "paenet.evaluate", "lfw", f"--images={aligned_celebs}",
+                           f"--pairs={aligned_celebs / 'pairs.txt'}", f"--checkpoint={pb.parent}"],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = evaluate_lfw(aligned_celebs, aligned_celebs / "pairs.txt", embedding_function(pb))
+    for key in ("accuracy_mean", "accuracy_std", "val_at_far", "pairs_used", "pairs_skipped"):
+        assert printed[key] == pytest.approx(expected[key], abs=1e-9), key
+    assert printed["pairs_used"] + printed["pairs_skipped"] == 600
+
+
+def test_checkpoints_other_than_frozen_graphs_are_refused_clearly(tmp_path):
+    with pytest.raises(ValueError, match="paenet.embed"):
+        embedding_function(tmp_path)
