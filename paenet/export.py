@@ -28,7 +28,7 @@ import sys
 
 import keras
 import tensorflow as tf
-from absl import app, flags
+from absl import app, flags, logging
 
 from paenet import model_size
 from paenet.compressed import save_compressed
@@ -133,6 +133,7 @@ def format_sizes(sizes: dict) -> str:
 
 
 def define_flags():
+    logging.set_verbosity(logging.WARNING)   # saving logs INFO lines about its internals; --verbosity=0 shows them
     flags.DEFINE_string("workspace", None, "A PAENet workspace folder, or a bare Packer.save folder.")
     flags.DEFINE_string("output", None, "Folder to export to (default: WORKSPACE/exports; required for a "
                                         "bare packing folder). Its savedmodel/ and compressed.npz are replaced.")
