@@ -108,7 +108,7 @@ def export_workspace(workspace: str, output: str | None = None, compressed: bool
     output = located.output(output, EXPORTS)
     path = export_savedmodel(packer.model, os.path.join(output, SAVEDMODEL), tasks or finished)
     sizes = {"tasks": list(tasks or finished),
-             "paper_accounting": model_size.paper_accounting(packer.model, packer.records),
+             "paper_accounting": model_size.paper_accounting(packer.model, packer.records, packer.base_parameters),
              "savedmodel_bytes": model_size.bytes_on_disk(path)}
     if compressed:
         path = save_compressed(packer.model, packer.records, os.path.join(output, COMPRESSED))

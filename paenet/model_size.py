@@ -3,8 +3,8 @@
 Paper accounting (PAE's model analyzer, its bugs fixed): task t's *module* is the kernel weights it owns
 x 4 B, plus 1 B per mask entry it owns, plus its task-specific variables (BatchNorm, biases, head) at the
 shapes it computes with. The packed model after task k holds modules 1..k; the alternative is k separate
-networks, network t holding every kernel weight task t computes with x 4 B plus t's own variables (no
-mask). Owners are read from the masks, so nothing depends on the order of the variables (the original
+copies of the original network (before any expansion, as the paper's "three separate 89.6 MB models"),
+copy t holding its kernel weights x 4 B plus task t's own variables (no mask). Owners are read from the masks, so nothing depends on the order of the variables (the original
 paired each mask with a weight variable by visiting order), and each task's pruned fraction comes from
 its own record (the original printed 0 for the face task). MB is 2^20 bytes, as in the paper (FaceNet's
 23.5 M weights x 4 B = 89.6 MB).
@@ -42,23 +42,27 @@ def _nbytes(values) -> int:
     return int(sum(np.asarray(v).nbytes for v in values))
 
 
-def paper_accounting(model, records=()) -> list[dict]:
+def paper_accounting(model, records=(), original_weights: int | None = None) -> list[dict]:
     """One row per task of `model` (see the module docstring), sizes in bytes:
 
     ``owned_weights``, ``module_bytes`` (= ``owned_weights`` x 5 + ``specific_bytes``), ``cumulative_bytes``
     (modules 1..t), ``separate_bytes`` (t separate networks), ``ratio`` (cumulative / separate) and
     ``pruned_fraction`` (from the task's record; None for a task without one).
+
+    `original_weights`: kernel weights of the network before any expansion (``Packer.base_parameters``);
+    default: those of `model`.
     """
     owners = ownership(model)
+    if original_weights is None:
+        original_weights = sum(int(counts.sum()) for counts in owners.values())
     by_task = {r.task: r for r in records}
     rows, cumulative, separate = [], 0, 0
     for task, spec in enumerate(model.task_specs, start=1):
         owned = int(sum(counts[task] for counts in owners.values()))
         specific = _nbytes(model.task_values(task).values())
         module = owned * (KERNEL_BYTES + MASK_BYTES) + specific
-        network = sum(int(np.prod(l.task_shape(task))) for l in model.masked_layers()) * KERNEL_BYTES
         cumulative += module
-        separate += network + specific
+        separate += original_weights * KERNEL_BYTES + specific
         record = by_task.get(task)
         rows.append({"task": task, "name": spec.name, "owned_weights": owned, "specific_bytes": specific,
                      "module_bytes": module, "cumulative_bytes": cumulative, "separate_bytes": separate,

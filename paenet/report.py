@@ -136,8 +136,8 @@ def _expansions_section(records) -> list:
             Table(["task", "round", "policy", "ratio", "masked weights", "widths"], rows)]
 
 
-def _size_section(located, model, records, output) -> list:
-    accounting = model_size.paper_accounting(model, records)
+def _size_section(located, packer, output) -> list:
+    accounting = model_size.paper_accounting(packer.model, packer.records, packer.base_parameters)
     plots.model_size(accounting, model_size.MB, os.path.join(output, "model_size.png"))
     rows = [[r["task"], r["name"], r["owned_weights"], _mb(r["module_bytes"]), _mb(r["cumulative_bytes"]),
              _mb(r["separate_bytes"]), f"{r['ratio']:.1%}"] for r in accounting]
@@ -152,7 +152,7 @@ def _size_section(located, model, records, output) -> list:
     return [Heading("Model size"),
             Paragraph("Paper accounting: a task's module is the weights it owns x 4 B + 1 B per mask entry it "
                       "owns + its own BatchNorm, biases and head; PAENet after task k holds modules 1..k, "
-                      "against k separate networks. MB = 2^20 bytes."),
+                      "against k separate copies of the network before any expansion. MB = 2^20 bytes."),
             Image("model_size.png", "PAENet against separate models"),
             Table(["task", "name", "owned weights", "module MB", "PAENet MB (1..k)", "separate MB", "ratio"], rows),
             Paragraph(real)]
@@ -188,7 +188,7 @@ def write_report(workspace: str, output: str | None = None) -> dict:
                         f"{len(records)} finished tasks: {', '.join(r.name for r in records)}.")]
     for section in (_tasks_section(model, records), _accuracy_section(located, names, output),
                     _ownership_section(model, names, output), _pruning_section(records, output),
-                    _expansions_section(records), _size_section(located, model, records, output),
+                    _expansions_section(records), _size_section(located, packer, output),
                     _roc_section(located, output)):
         blocks += section
     paths = {"markdown": os.path.join(output, "report.md"), "html": os.path.join(output, "report.html")}

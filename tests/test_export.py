@@ -195,6 +195,20 @@ def test_paper_accounting_against_a_hand_computation():
     # The face task's pruned share comes from its record (the original printed 0): 19 of 85 released.
     assert rows[0]["pruned_fraction"] == pytest.approx(19 / 85) and rows[1]["pruned_fraction"] is None
     assert model_size.ownership(model)["dense"].tolist() == [4, 6, 2]
+    # Against copies of a smaller original network (the model was widened since): 100 weights each.
+    rows = model_size.paper_accounting(model, [face], original_weights=100)
+    assert [r["separate_bytes"] for r in rows] == [400 + 108, 400 + 108 + 400 + 140]
+    assert [r["cumulative_bytes"] for r in rows] == [438, 898]
+
+
+def test_separate_models_are_copies_of_the_network_before_its_expansion(packed, exported):
+    rows, model = exported["sizes"]["paper_accounting"], packed["packer"].model
+    # SmallCNN widths (16, 32, 64), dense 64, RGB: 3*3*3*16 + 3*3*16*32 + 3*3*32*64 + 64*64 weights.
+    assert packed["packer"].base_parameters == 432 + 4608 + 18432 + 4096
+    specific = [sum(v.nbytes for v in model.task_values(t).values()) for t in (1, 2, 3)]
+    assert [r["specific_bytes"] for r in rows] == specific
+    assert rows[2]["separate_bytes"] - rows[1]["separate_bytes"] == 27568 * 4 + specific[2]
+    assert sum(l.mask.numpy().size for l in model.masked_layers()) > 27568   # it was expanded
 
 
 def test_export_of_chosen_tasks_stores_only_what_they_read(packed, tmp_path):
