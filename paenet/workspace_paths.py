@@ -4,7 +4,8 @@ in the path they are given.
 A workspace (see WORKSPACE.md) keeps its latest finished packing in ``packing/`` (a ``Packer.save``
 folder), the accuracy log ``evaluations.json``, an optional ``lfw_roc.json``, TensorBoard logs in
 ``logs/`` and exports in ``exports/``. Export and report also accept a bare ``Packer.save`` folder, which
-has no workspace files and no default output folder.
+has no workspace files and no default output folder. ``write_replacing`` puts a new output in place of
+the old one only once it is complete.
 """
 from __future__ import annotations
 
