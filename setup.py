@@ -28,6 +28,8 @@ setup(
         "h5py<3.15",
         "mtcnn>=1.0",
         "tqdm>=4.60",
+        # The report's plots (drawn on the Agg canvas: no display needed).
+        "matplotlib>=3.8",
     ],
     extras_require={"test": ["pytest>=8"]},
 )

@@ -1,0 +1,158 @@
+"""One SavedModel that serves every task of a packed model, and ``python -m paenet.export``.
+
+The SavedModel holds each variable the served tasks read exactly once: the shared masked kernels, their
+uint8 masks, and each task's own BatchNorm, biases and head. It has one serving signature per task, named
+by the task, taking ``images`` (float32 [None, H, W, 3] at the model's ``image_shape``, already
+standardised): a feature task (no classes, e.g. FaceNet's face task) returns ``embeddings`` (for FaceNet
+the L2-normalised 512-d embedding; otherwise the features the model gives), a classifier returns
+``probabilities`` (softmax of its logits). The first task's signature is also ``serving_default``, which
+TF Serving needs.
+
+Exactness: loaded with ``tf.saved_model.load``, every signature is bit-identical to the in-memory model
+run as a ``tf.function`` (as ``paenet.training`` evaluates it). Eager calls can differ in the last bits
+(about 1e-6 here) because Grappler's remapper fuses convolution, BatchNorm and ReLU in graphs only; with
+it off (``tf.config.optimizer.set_experimental_options({"remapping": False})``) signatures equal eager
+calls bit for bit as well. tests/test_export.py proves both.
+
+Variables are tracked only through the endpoints: ``ExportArchive.track(model)`` would store each of them
+twice (as the Keras variable and as the ``tf.Variable`` the functions capture).
+
+The command exports a workspace's finished tasks to ``WORKSPACE/exports/``: ``savedmodel/``, with
+``--compressed`` also ``compressed.npz`` (``paenet.compressed``), and ``sizes.json`` (the paper's
+accounting and the real bytes, ``paenet.model_size``), which it also prints.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import keras
+import tensorflow as tf
+from absl import app, flags, logging
+
+from paenet import model_size
+from paenet.compressed import save_compressed
+from paenet.packing import Packer
+from paenet.records import IntegrityError, write_json_atomic
+from paenet.workspace_paths import EXPORTS, locate, write_replacing
+
+SAVEDMODEL = "savedmodel"
+COMPRESSED = "compressed.npz"
+SIZES = "sizes.json"
+# Attributes of the exported object that a signature named after a task would overwrite.
+RESERVED_NAMES = ("variables", "trainable_variables", "non_trainable_variables", "serving_default")
+
+
+def output_name(spec) -> str:
+    """The key of a task's signature output: ``probabilities`` for a classifier, else ``embeddings``."""
+    return "probabilities" if spec.num_classes else "embeddings"
+
+
+def select_tasks(model, tasks=None) -> list[int]:
+    """Task numbers from `tasks` (numbers or names; None: every task of `model`), checked."""
+    if tasks is None:
+        return list(range(1, model.num_tasks + 1))
+    numbers = []
+    for t in tasks:
+        try:
+            numbers.append(model.task_number(t) if isinstance(t, str) else model.check_task(t))
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"tasks named more than once: {list(tasks)}")
+    return numbers
+
+
+def serving_function(model, task: int):
+    """Task `task`'s serving function: images -> {output_name: float32 outputs}."""
+    spec = model.task_specs[task - 1]
+
+    def serve(images):
+        outputs = tf.cast(model(images, task=task, training=False), tf.float32)
+        return {output_name(spec): tf.nn.softmax(outputs) if spec.num_classes else outputs}
+
+    return serve
+
+
+def export_savedmodel(model, output_dir: str, tasks=None) -> str:
+    """Writes one SavedModel serving `tasks` of `model` (numbers or names; default all) to `output_dir`,
+    replacing what was there; returns its path."""
+    numbers = select_tasks(model, tasks)
+    for t in numbers:
+        name = model.task_specs[t - 1].name
+        if not name.isidentifier() or name.startswith("_") or name in RESERVED_NAMES:
+            raise ValueError(f"task name {name!r} cannot name a signature: use a Python identifier that "
+                             f"does not start with '_' and is none of {RESERVED_NAMES}")
+    images = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
+    archive = keras.export.ExportArchive()
+    for t in numbers:
+        archive.add_endpoint(model.task_specs[t - 1].name, serving_function(model, t), input_signature=[images])
+    return write_replacing(output_dir, lambda tmp: archive.write_out(tmp, verbose=False))
+
+
+def export_workspace(workspace: str, output: str | None = None, compressed: bool = False,
+                     tasks=None) -> dict:
+    """Exports the finished tasks of `workspace` (a workspace or a ``Packer.save`` folder), or the named
+    `tasks` among them, to `output` (default ``WORKSPACE/exports``); returns what ``sizes.json`` holds.
+
+    The compressed file holds the whole packing, every task; the SavedModel serves the chosen tasks.
+    """
+    located = locate(workspace)
+    packer = Packer.load(located.packing, progress=False)
+    finished = [r.name for r in packer.records]
+    if not finished:
+        raise ValueError(f"{located.packing} has no finished task to export")
+    unfinished = [t for t in tasks or () if t not in finished]
+    if unfinished:
+        raise ValueError(f"tasks {unfinished} are not finished tasks of {located.packing}; finished: {finished}")
+    output = located.output(output, EXPORTS)
+    path = export_savedmodel(packer.model, os.path.join(output, SAVEDMODEL), tasks or finished)
+    sizes = {"tasks": list(tasks or finished),
+             "paper_accounting": model_size.paper_accounting(packer.model, packer.records, packer.base_parameters),
+             "savedmodel_bytes": model_size.bytes_on_disk(path)}
+    if compressed:
+        path = save_compressed(packer.model, packer.records, os.path.join(output, COMPRESSED))
+        sizes["compressed_bytes"] = model_size.bytes_on_disk(path)
+    write_json_atomic(os.path.join(output, SIZES), sizes)
+    return sizes
+
+
+def format_sizes(sizes: dict) -> str:
+    """The paper's accounting and the real bytes as a plain-text table."""
+    mb = model_size.MB
+    lines = [f"{'task':>4}  {'name':<20} {'owned weights':>13} {'module MB':>10} {'PAENet MB':>10} "
+             f"{'separate MB':>11} {'ratio':>6}"]
+    for row in sizes["paper_accounting"]:
+        lines.append(f"{row['task']:>4}  {row['name']:<20} {row['owned_weights']:>13} "
+                     f"{row['module_bytes'] / mb:>10.3f} {row['cumulative_bytes'] / mb:>10.3f} "
+                     f"{row['separate_bytes'] / mb:>11.3f} {row['ratio']:>6.1%}")
+    lines.append(f"SavedModel: {sizes['savedmodel_bytes']} bytes")
+    if "compressed_bytes" in sizes:
+        lines.append(f"compressed: {sizes['compressed_bytes']} bytes")
+    return "\n".join(lines)
+
+
+def define_flags():
+    logging.set_verbosity(logging.WARNING)   # saving logs INFO lines about its internals; --verbosity=0 shows them
+    flags.DEFINE_string("workspace", None, "A PAENet workspace folder, or a bare Packer.save folder.")
+    flags.DEFINE_string("output", None, "Folder to export to (default: WORKSPACE/exports; required for a "
+                                        "bare packing folder). Its savedmodel/ and compressed.npz are replaced.")
+    flags.DEFINE_bool("compressed", False, "Also write compressed.npz: masks packed to the bits they need, "
+                                           "free (pruned) weights not stored.")
+    flags.DEFINE_list("tasks", None, "Names of the finished tasks to serve (default: every finished task).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    FLAGS = flags.FLAGS
+    try:
+        sizes = export_workspace(FLAGS.workspace, FLAGS.output, FLAGS.compressed, FLAGS.tasks)
+    except (ValueError, IntegrityError, OSError) as e:
+        sys.exit(f"paenet.export: {e}")
+    print(format_sizes(sizes))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,81 @@
+"""How big a packed model is, two ways (DESIGN §7): the paper's accounting and real bytes on disk.
+
+Paper accounting (PAE's model analyzer, its bugs fixed): task t's *module* is the kernel weights it owns
+x 4 B, plus 1 B per mask entry it owns, plus its task-specific variables (BatchNorm, biases, head) at the
+shapes it computes with. The packed model after task k holds modules 1..k; the alternative is k separate
+copies of the original network (before any expansion, as the paper's "three separate 89.6 MB models"),
+copy t holding its kernel weights x 4 B plus task t's own variables (no mask). Owners are read from the masks, so nothing depends on the order of the variables (the original
+paired each mask with a weight variable by visiting order), and each task's pruned fraction comes from
+its own record (the original printed 0 for the face task). MB is 2^20 bytes, as in the paper (FaceNet's
+23.5 M weights x 4 B = 89.6 MB).
+
+The evaluation issue's ``paenet/evaluation/model_size.py`` was written at the same time; the two are to be
+merged.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from paenet.models.base import layer_key
+
+MB = 2 ** 20
+KERNEL_BYTES = 4
+MASK_BYTES = 1
+
+
+def ownership(model) -> dict[str, np.ndarray]:
+    """Per masked layer (by key): how many kernel entries each owner holds, index 0 = free, t = task t."""
+    return {layer_key(l): np.bincount(l.mask.numpy().ravel(), minlength=model.num_tasks + 1)
+            for l in model.masked_layers()}
+
+
+def pruned_fraction(record) -> float:
+    """The share of its space (weights it could release when its pruning began) that a task released;
+    0.0 for a task that was never pruned."""
+    space = sum(record.space.values())
+    return (space - sum(record.owned[k] for k in record.space)) / space if space else 0.0
+
+
+def _nbytes(values) -> int:
+    return int(sum(np.asarray(v).nbytes for v in values))
+
+
+def paper_accounting(model, records=(), original_weights: int | None = None) -> list[dict]:
+    """One row per task of `model` (see the module docstring), sizes in bytes:
+
+    ``owned_weights``, ``module_bytes`` (= ``owned_weights`` x 5 + ``specific_bytes``), ``cumulative_bytes``
+    (modules 1..t), ``separate_bytes`` (t separate networks), ``ratio`` (cumulative / separate) and
+    ``pruned_fraction`` (from the task's record; None for a task without one).
+
+    `original_weights`: kernel weights of the network before any expansion (``Packer.base_parameters``);
+    default: those of `model`.
+    """
+    owners = ownership(model)
+    if original_weights is None:
+        original_weights = sum(int(counts.sum()) for counts in owners.values())
+    by_task = {r.task: r for r in records}
+    rows, cumulative, separate = [], 0, 0
+    for task, spec in enumerate(model.task_specs, start=1):
+        owned = int(sum(counts[task] for counts in owners.values()))
+        specific = _nbytes(model.task_values(task).values())
+        module = owned * (KERNEL_BYTES + MASK_BYTES) + specific
+        cumulative += module
+        separate += original_weights * KERNEL_BYTES + specific
+        record = by_task.get(task)
+        rows.append({"task": task, "name": spec.name, "owned_weights": owned, "specific_bytes": specific,
+                     "module_bytes": module, "cumulative_bytes": cumulative, "separate_bytes": separate,
+                     "ratio": cumulative / separate,
+                     "pruned_fraction": pruned_fraction(record) if record else None})
+    return rows
+
+
+def bytes_on_disk(path) -> int:
+    """Size in bytes of a file, or of every file under a folder (links not followed)."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    return sum(os.lstat(os.path.join(folder, name)).st_size
+               for folder, _, names in os.walk(path) for name in names)

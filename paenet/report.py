@@ -1,0 +1,220 @@
+"""``python -m paenet.report``: what a workspace's network holds and how well each task does, as one page.
+
+Writes ``report.md`` and ``report.html`` (the same content) and their PNG plots to ``WORKSPACE/report/``
+(or ``--output``): the finished tasks (owned weights, pruned share, metrics, digest), the accuracy matrix
+(task i evaluated after packing task j, from ``evaluations.json``), per-layer ownership stacked by task
+(from the masks), target sparsity and validation accuracy per pruning round (from the records), the
+expansions, the model size against separate models (the paper's accounting, plus the real bytes of the
+exports when there are any), and the LFW ROC where ``lfw_roc.json`` exists. Loading the packing verifies
+every finished task's digest first.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+
+from paenet import model_size, plots
+from paenet.document import Heading, Image, Paragraph, Table, to_html, to_markdown
+from paenet.export import COMPRESSED, SAVEDMODEL
+from paenet.packing import Packer
+from paenet.records import IntegrityError
+from paenet.workspace_paths import EVALUATIONS, EXPORTS, LFW_ROC, REPORT, WorkspaceError, locate
+
+EVALUATION_KEYS = ("after_task", "task", "name", "split", "metric", "value")
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _mb(n: int) -> str:
+    return f"{n / model_size.MB:.3f}"
+
+
+def read_accuracy(path: str, names: list) -> tuple[dict, int]:
+    """Accuracy matrices by split from an ``evaluations.json``: ``m[j - 1, i - 1]`` is task i after packing
+    task j (NaN where not measured; a later entry replaces an earlier one). Also returns how many entries
+    were left out because they name a task this packing does not have at that number."""
+    with open(path) as f:
+        entries = json.load(f)
+    if not isinstance(entries, list):
+        raise WorkspaceError(f"{path}: expected a JSON list of evaluation entries")
+    matrices, stale = {}, 0
+    for n, entry in enumerate(entries):
+        missing = [k for k in EVALUATION_KEYS if k not in entry]
+        if missing:
+            raise WorkspaceError(f"{path}: entry {n} lacks {missing}")
+        if entry["metric"] != "accuracy":
+            continue
+        i, j = int(entry["task"]), int(entry["after_task"])
+        if not 1 <= i <= j <= len(names) or names[i - 1] != entry["name"]:
+            stale += 1
+            continue
+        matrix = matrices.setdefault(entry["split"], np.full((len(names), len(names)), np.nan))
+        matrix[j - 1, i - 1] = float(entry["value"])
+    return matrices, stale
+
+
+def largest_change(matrix: np.ndarray) -> float:
+    """The largest |accuracy after packing task j - accuracy right after packing task i| over j > i
+    (0.0 for a network that forgets nothing; NaN when nothing can be compared)."""
+    changes = [abs(matrix[j, i] - matrix[i, i]) for i in range(len(matrix)) for j in range(i + 1, len(matrix))
+               if not np.isnan(matrix[j, i]) and not np.isnan(matrix[i, i])]
+    return max(changes) if changes else float("nan")
+
+
+def _tasks_section(model, records) -> list:
+    by_task = {r.task: r for r in records}
+    rows = []
+    for task, spec in enumerate(model.task_specs, start=1):
+        r = by_task.get(task)
+        if r is None:
+            rows.append([task, spec.name, spec.num_classes, "", "", "active, not finished", ""])
+            continue
+        metrics = ", ".join(f"{k}={_number(v)}" for k, v in sorted(r.metrics.items()))
+        rows.append([task, r.name, r.num_classes, sum(r.owned.values()), f"{model_size.pruned_fraction(r):.1%}",
+                     metrics, r.digest[:12]])
+    return [Heading("Tasks"),
+            Table(["task", "name", "classes", "owned weights", "pruned", "metrics", "digest"], rows)]
+
+
+def _accuracy_section(located, names, output) -> list:
+    blocks = [Heading("Accuracy matrix")]
+    path = located.file(EVALUATIONS)
+    if path is None:
+        return blocks + [Paragraph(f"No `{EVALUATIONS}` in the workspace: nothing evaluated yet.")]
+    matrices, stale = read_accuracy(path, names)
+    if not matrices:
+        return blocks + [Paragraph(f"`{EVALUATIONS}` holds no accuracy of this packing's tasks.")]
+    plots.accuracy_matrix(matrices, names, os.path.join(output, "accuracy_matrix.png"))
+    blocks.append(Image("accuracy_matrix.png", "accuracy of task i after packing task j"))
+    for split, matrix in matrices.items():
+        rows = [[f"after {j + 1}: {names[j]}"] + ["" if np.isnan(v) else f"{v:.4f}" for v in matrix[j]]
+                for j in range(len(names))]
+        blocks += [Paragraph(f"Split `{split}`: largest change of a task's accuracy after it was packed: "
+                             f"{largest_change(matrix):.4g}."),
+                   Table([split, *names], rows)]
+    if stale:
+        blocks.append(Paragraph(f"{stale} entries of `{EVALUATIONS}` name tasks this packing does not have "
+                                "at those numbers (rolled back or renumbered) and were left out."))
+    return blocks
+
+
+def _ownership_section(model, names, output) -> list:
+    counts = model_size.ownership(model)
+    plots.ownership(counts, names, os.path.join(output, "ownership.png"))
+    rows = [[key, int(c.sum()), *(int(n) for n in c)] for key, c in counts.items()]
+    return [Heading("Ownership per layer"), Image("ownership.png", "share of each layer's weights per task"),
+            Table(["layer", "weights", "free", *names], rows)]
+
+
+def _pruning_section(records, output) -> list:
+    rounds = {r.name: r.pruning for r in records if r.pruning}
+    blocks = [Heading("Pruning rounds")]
+    if not rounds:
+        return blocks + [Paragraph("No task was pruned in rounds.")]
+    plots.pruning_rounds(rounds, os.path.join(output, "pruning.png"))
+    rows = [[name, n, _number(e["sparsity"]), _number(e.get("val_accuracy", "")), _number(e.get("loss", ""))]
+            for name, entries in rounds.items() for n, e in enumerate(entries, start=1)]
+    return blocks + [Image("pruning.png", "target sparsity and validation accuracy per pruning round"),
+                     Paragraph("Every round that ran is listed; a task keeps the most pruned round that met its "
+                               "goal (its `chosen_sparsity` metric)."),
+                     Table(["task", "round", "target sparsity", "val accuracy", "loss"], rows)]
+
+
+def _expansions_section(records) -> list:
+    rows = [[r.name, e["round"], e.get("policy", ""), e.get("ratio", ""), e["parameters"],
+             ", ".join(f"{k}={w}" for k, w in e["widths"].items())]
+            for r in records for e in r.expansions]
+    if not rows:
+        return [Heading("Expansions"), Paragraph("No expansion: every task fit in the free weights.")]
+    return [Heading("Expansions"),
+            Table(["task", "round", "policy", "ratio", "masked weights", "widths"], rows)]
+
+
+def _size_section(located, packer, output) -> list:
+    accounting = model_size.paper_accounting(packer.model, packer.records, packer.base_parameters)
+    plots.model_size(accounting, model_size.MB, os.path.join(output, "model_size.png"))
+    rows = [[r["task"], r["name"], r["owned_weights"], _mb(r["module_bytes"]), _mb(r["cumulative_bytes"]),
+             _mb(r["separate_bytes"]), f"{r['ratio']:.1%}"] for r in accounting]
+    exports = []
+    for name in (SAVEDMODEL, COMPRESSED):
+        path = located.file(os.path.join(EXPORTS, name))
+        if path:
+            exports.append(f"`{EXPORTS}/{name}`: {model_size.bytes_on_disk(path)} bytes")
+    real = ("Real bytes on disk: " + "; ".join(exports) + "." if exports else
+            "No export in the workspace yet: `python -m paenet.export --workspace=WORKSPACE --compressed` "
+            "writes one.")
+    return [Heading("Model size"),
+            Paragraph("Paper accounting: a task's module is the weights it owns x 4 B + 1 B per mask entry it "
+                      "owns + its own BatchNorm, biases and head; PAENet after task k holds modules 1..k, "
+                      "against k separate copies of the network before any expansion. MB = 2^20 bytes."),
+            Image("model_size.png", "PAENet against separate models"),
+            Table(["task", "name", "owned weights", "module MB", "PAENet MB (1..k)", "separate MB", "ratio"], rows),
+            Paragraph(real)]
+
+
+def _roc_section(located, output) -> list:
+    path = located.file(LFW_ROC)
+    if path is None:
+        return []
+    with open(path) as f:
+        roc = json.load(f)
+    missing = [k for k in ("fpr", "tpr", "auc") if k not in roc]
+    if missing:
+        raise WorkspaceError(f"{path}: lacks {missing}")
+    plots.roc(roc["fpr"], roc["tpr"], float(roc["auc"]), os.path.join(output, "lfw_roc.png"))
+    return [Heading("LFW ROC"), Image("lfw_roc.png", "LFW ROC"), Paragraph(f"AUC = {float(roc['auc']):.4f}.")]
+
+
+def write_report(workspace: str, output: str | None = None) -> dict:
+    """Writes the report of `workspace` (a workspace or a ``Packer.save`` folder) to `output` (default
+    ``WORKSPACE/report``); returns the paths of ``report.md`` and ``report.html``."""
+    located = locate(workspace)
+    packer = Packer.load(located.packing, progress=False)
+    output = located.output(output, REPORT)
+    os.makedirs(output, exist_ok=True)
+    model, records = packer.model, packer.records
+    names = [s.name for s in model.task_specs]
+    masked = sum(int(np.prod(l.kernel.shape)) for l in model.masked_layers())
+    blocks = [Heading("PAENet report", 1),
+              Paragraph(f"Packing `{os.path.abspath(located.packing)}`: {type(model).__name__} `{model.name}`, "
+                        f"input {'x'.join(map(str, model.image_shape))}, sharing `{model.sharing}`, "
+                        f"{masked} masked weights in {len(model.masked_layers())} layers, "
+                        f"{len(records)} finished tasks: {', '.join(r.name for r in records)}.")]
+    for section in (_tasks_section(model, records), _accuracy_section(located, names, output),
+                    _ownership_section(model, names, output), _pruning_section(records, output),
+                    _expansions_section(records), _size_section(located, packer, output),
+                    _roc_section(located, output)):
+        blocks += section
+    paths = {"markdown": os.path.join(output, "report.md"), "html": os.path.join(output, "report.html")}
+    with open(paths["markdown"], "w") as f:
+        f.write(to_markdown(blocks))
+    with open(paths["html"], "w") as f:
+        f.write(to_html(blocks, "PAENet report"))
+    return paths
+
+
+def define_flags():
+    flags.DEFINE_string("workspace", None, "A PAENet workspace folder, or a bare Packer.save folder.")
+    flags.DEFINE_string("output", None, "Folder for report.md, report.html and the plots (default: "
+                                        "WORKSPACE/report; required for a bare packing folder).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        paths = write_report(flags.FLAGS.workspace, flags.FLAGS.output)
+    except (ValueError, IntegrityError, OSError) as e:
+        sys.exit(f"paenet.report: {e}")
+    print(f"wrote {paths['markdown']} and {paths['html']}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
