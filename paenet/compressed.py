@@ -23,7 +23,7 @@ import numpy as np
 
 from paenet.models.base import layer_key, variable_key
 from paenet.records import IntegrityError, TaskRecord, verify
-from paenet.workspace_paths import write_replacing
+from paenet.fileio import write_replacing
 
 FORMAT = "paenet-compressed"
 VERSION = 1

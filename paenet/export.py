@@ -30,11 +30,12 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from paenet import model_size
 from paenet.compressed import save_compressed
+from paenet.evaluation import model_size
+from paenet.fileio import write_json_atomic, write_replacing
 from paenet.packing import Packer
-from paenet.records import IntegrityError, write_json_atomic
-from paenet.workspace_paths import EXPORTS, locate, write_replacing
+from paenet.records import IntegrityError
+from paenet.workspace import EXPORTS, WorkspaceError, locate
 
 SAVEDMODEL = "savedmodel"
 COMPRESSED = "compressed.npz"
@@ -148,7 +149,7 @@ def main(argv):
     FLAGS = flags.FLAGS
     try:
         sizes = export_workspace(FLAGS.workspace, FLAGS.output, FLAGS.compressed, FLAGS.tasks)
-    except (ValueError, IntegrityError, OSError) as e:
+    except (ValueError, IntegrityError, WorkspaceError, OSError) as e:
         sys.exit(f"paenet.export: {e}")
     print(format_sizes(sizes))
 

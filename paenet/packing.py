@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
@@ -21,11 +19,12 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from paenet.expansion import ExpansionPolicy, expand, masked_parameters, propose_widths
+from paenet.fileio import write_json_atomic, write_replacing
 from paenet.layers import MAX_TASKS
 from paenet.models.base import TaskSpec, keyed_variables, layer_key, variable_key
 from paenet.optim import ExactFreezingOptimizer
 from paenet.pruning import CubicSchedule, TaskPruner, round_schedules
-from paenet.records import IntegrityError, TaskRecord, owned_counts, task_digest, verify, write_json_atomic
+from paenet.records import IntegrityError, TaskRecord, owned_counts, task_digest, verify
 from paenet.training import make_train_step, top1_accuracy
 
 FORMAT_VERSION = 1
@@ -268,26 +267,14 @@ class Packer:
 
     def save(self, directory: str) -> None:
         """Writes model config, variables and records to `directory`, replacing it atomically."""
-        directory = os.path.abspath(directory)
-        parent = os.path.dirname(directory)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-        try:
+        def write(tmp):
+            os.makedirs(tmp)
             with open(os.path.join(tmp, "model.json"), "w") as f:
                 json.dump(keras.saving.serialize_keras_object(self.model), f, indent=2)
             tf.train.Checkpoint(variables=self.model.checkpoint_variables()).write(
                 os.path.join(tmp, "variables", "variables"))
             write_json_atomic(os.path.join(tmp, "state.json"), self.state())
-            old = None
-            if os.path.exists(directory):
-                old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-                os.rename(directory, os.path.join(old, "d"))
-            os.rename(tmp, directory)
-            if old:
-                shutil.rmtree(old)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        write_replacing(directory, write)
 
     @classmethod
     def load(cls, directory: str, optimizer="adam", loss=None, **kwargs) -> "Packer":

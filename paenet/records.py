@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import os
-import tempfile
 
 import numpy as np
 
@@ -76,18 +73,3 @@ def verify(model, records) -> None:
     if failed:
         raise IntegrityError("finished tasks changed since they were recorded, refusing to use them: "
                              + "; ".join(failed))
-
-
-def write_json_atomic(path: str, obj) -> None:
-    """Writes `obj` as JSON to `path` so that a crash leaves either the old file or the new one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -17,12 +17,13 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from paenet import model_size, plots
+from paenet import plots
+from paenet.evaluation import model_size
 from paenet.document import Heading, Image, Paragraph, Table, to_html, to_markdown
 from paenet.export import COMPRESSED, SAVEDMODEL
 from paenet.packing import Packer
 from paenet.records import IntegrityError
-from paenet.workspace_paths import EVALUATIONS, EXPORTS, LFW_ROC, REPORT, WorkspaceError, locate
+from paenet.workspace import EVALUATIONS, EXPORTS, LFW_ROC, REPORT, WorkspaceError, locate
 
 EVALUATION_KEYS = ("after_task", "task", "name", "split", "metric", "value")
 
@@ -210,7 +211,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
         paths = write_report(flags.FLAGS.workspace, flags.FLAGS.output)
-    except (ValueError, IntegrityError, OSError) as e:
+    except (ValueError, IntegrityError, WorkspaceError, OSError) as e:
         sys.exit(f"paenet.report: {e}")
     print(f"wrote {paths['markdown']} and {paths['html']}")
 

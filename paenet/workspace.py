@@ -11,10 +11,14 @@ Layout (WORKSPACE.md documents it for users):
   the workspace byte-identical to before the task started.
 * ``evaluations.json``: every task evaluated after every packing step (the accuracy matrix).
 * ``.lock``: held (``flock``) by the run using the workspace; a second run is refused.
+* ``exports/``, ``report/``, ``lfw_roc.json``: written by ``paenet.export`` and ``paenet.report``.
+
+``locate`` lets those commands take either a workspace or a bare ``Packer.save`` folder.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -25,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from paenet.records import write_json_atomic
+from paenet.fileio import write_json_atomic
 
 CONFIG = "workspace.json"
 PACKING = "packing"
@@ -33,11 +37,15 @@ ACTIVE = "active"
 LOGS = "logs"
 EVALUATIONS = "evaluations.json"
 LOCK = ".lock"
+LFW_ROC = "lfw_roc.json"
+EXPORTS = "exports"
+REPORT = "report"
+PACKING_FILES = ("model.json", "state.json")
 STATE_KEY = "state/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 class WorkspaceError(RuntimeError):
-    """The workspace cannot be used as asked (missing, in use, or busy with another task)."""
+    """The workspace cannot be used as asked: missing, not a workspace, in use, busy with another task."""
 
 
 class Workspace:
@@ -162,3 +170,44 @@ class Workspace:
 
     def add_evaluations(self, entries: list[dict]) -> None:
         write_json_atomic(str(self.path / EVALUATIONS), self.evaluations() + entries)
+
+
+def is_packing(path: str) -> bool:
+    return all(os.path.isfile(os.path.join(path, name)) for name in PACKING_FILES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Located:
+    """A packing folder, and the workspace holding it (None for a bare ``Packer.save`` folder)."""
+
+    packing: str
+    workspace: str | None
+
+    def file(self, name: str) -> str | None:
+        """Path of the workspace file `name`, or None when there is no workspace or no such file."""
+        if self.workspace is None:
+            return None
+        path = os.path.join(self.workspace, name)
+        return path if os.path.exists(path) else None
+
+    def output(self, given: str | None, default: str) -> str:
+        """`given`, or the workspace's folder `default`; a bare packing folder needs `given`."""
+        if given:
+            return given
+        if self.workspace is None:
+            raise WorkspaceError(f"{self.packing} is a bare packing folder, not a workspace: give --output")
+        return os.path.join(self.workspace, default)
+
+
+def locate(path: str) -> Located:
+    """The packing of `path`: a workspace (its ``packing/``) or a ``Packer.save`` folder itself."""
+    if not path:
+        raise WorkspaceError("no workspace given: pass --workspace=DIR")
+    if not os.path.isdir(path):
+        raise WorkspaceError(f"{path}: no such workspace folder")
+    if is_packing(path):
+        return Located(packing=path, workspace=None)
+    if is_packing(os.path.join(path, PACKING)):
+        return Located(packing=os.path.join(path, PACKING), workspace=path)
+    raise WorkspaceError(f"{path} is not a PAENet workspace (no finished packing in {PACKING}/) nor a "
+                         f"packing folder (no {' and '.join(PACKING_FILES)})")

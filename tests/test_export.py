@@ -12,13 +12,13 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from packed_workspace import make_workspace
-from paenet import model_size
+from paenet.evaluation import model_size
 from paenet.compressed import load_compressed, mask_bits, pack_bits, unpack_bits
 from paenet.export import COMPRESSED, SAVEDMODEL, export_savedmodel, export_workspace, select_tasks
 from paenet.models import SmallCNN, TaskSpec, variable_key
 from paenet.records import IntegrityError, TaskRecord, task_digest
 from paenet.training import make_predict_fn
-from paenet.workspace_paths import WorkspaceError, locate
+from paenet.workspace import WorkspaceError, locate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from packed_workspace import make_workspace
-from paenet import model_size
+from paenet.evaluation import model_size
 from paenet.export import export_workspace
 from paenet.report import largest_change, read_accuracy, write_report
-from paenet.workspace_paths import WorkspaceError
+from paenet.workspace import WorkspaceError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLOTS = {"accuracy_matrix.png", "ownership.png", "pruning.png", "model_size.png", "lfw_roc.png"}

@@ -1,0 +1,40 @@
+"""Writing files so that a crash leaves either the old version or the new one, never half of one."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """Writes `obj` as JSON to `path` so that a crash leaves either the old file or the new one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_replacing(path: str, write) -> str:
+    """Makes the file or folder `path` by calling ``write(tmp)`` for a temporary sibling, then moves it
+    into place. The previous `path` is moved aside first and deleted only once the new one is in place
+    (a crash between the two renames leaves it in the ``.tmp-*`` sibling). Returns `path`."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
+    try:
+        new = os.path.join(scratch, "new")
+        write(new)
+        if os.path.lexists(path):
+            os.rename(path, os.path.join(scratch, "old"))
+        os.replace(new, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return path
