@@ -51,3 +51,15 @@ def top1_accuracy(model, task: int, dataset) -> float:
     """Top-1 accuracy over every sample of `dataset`."""
     logits, labels = predict(model, task, dataset)
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def weighted_classification_loss(class_weights):
+    """Softmax cross-entropy from logits with each sample weighted by its class's weight (AffectNet's
+    (N - n_c) / n_c), averaged over the batch."""
+    weights = tf.constant(np.asarray(class_weights, np.float32))
+    per_sample = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+    def loss(y, logits):
+        return tf.reduce_mean(per_sample(y, logits) * tf.gather(weights, tf.cast(y, tf.int32)))
+
+    return loss

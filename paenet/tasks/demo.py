@@ -1,14 +1,5 @@
-"""Tasks by name: what the app can pack, with its data, splits and validation.
-
-A ``TaskDefinition`` turns a ``TaskContext`` (data folder, input size, batch size, seed) into ``TaskData``:
-a training dataset, a validation function and an optional test function, each ``f(packer) -> accuracy``
-of the packer's active task. Users add their own with ``register`` (see the README); the app imports the
-modules named by ``--task_module`` so that their ``register`` calls run.
-"""
+"""Demo tasks on the small real-image sets of ``../shared/data`` (or ``paenet.sources``' layout)."""
 from __future__ import annotations
-
-import dataclasses
-from typing import Callable
 
 import numpy as np
 
@@ -16,53 +7,7 @@ from paenet.data import real_images
 from paenet.data.arrays import array_dataset
 from paenet.data.splits import stratified_split
 from paenet.goal import top1_validator
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskContext:
-    data_dir: str | None
-    image_size: int
-    batch_size: int = 32
-    seed: int = 0
-
-
-@dataclasses.dataclass
-class TaskData:
-    train: object                   # tf.data.Dataset of (x, y) batches, or None (prune without retraining)
-    validate: Callable              # f(packer, task=None) -> accuracy on the validation split
-    test: Callable | None = None    # the same on the test split, where the task has one
-    loss: object = None             # None: softmax cross-entropy on integer labels
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskDefinition:
-    """A packable task: `name`, `num_classes` (0: a feature task without head), a one-line
-    `description` and `load(context) -> TaskData`."""
-
-    name: str
-    num_classes: int
-    description: str
-    load: Callable[[TaskContext], TaskData]
-
-
-_REGISTRY: dict[str, TaskDefinition] = {}
-
-
-def register(definition: TaskDefinition, replace: bool = False) -> TaskDefinition:
-    if definition.name in _REGISTRY and not replace:
-        raise ValueError(f"a task named {definition.name!r} is registered already")
-    _REGISTRY[definition.name] = definition
-    return definition
-
-
-def get(name: str) -> TaskDefinition:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown task {name!r}; registered tasks: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
-
-
-def names() -> list[str]:
-    return sorted(_REGISTRY)
+from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
 
 
 def classification_data(images: np.ndarray, labels: np.ndarray, context: TaskContext,
@@ -73,7 +18,7 @@ def classification_data(images: np.ndarray, labels: np.ndarray, context: TaskCon
     val_ds = array_dataset(images[val], labels[val], max(context.batch_size, 64))
     return TaskData(train=array_dataset(images[train], labels[train], context.batch_size, training=True,
                                         seed=context.seed),
-                    validate=top1_validator(val_ds))
+                    validate=top1_validator(val_ds), sizes={"train": len(train), "val": len(val)})
 
 
 def _real_image_task(name: str, description: str, loader, num_classes: int, relabel=None) -> TaskDefinition:

@@ -1,0 +1,89 @@
+"""The paper's tasks on data sets the user downloaded and prepared with ``python -m data_prep.build``.
+
+Data come from the TFDS builders of ``data_prep.builders`` in ``--data_dir`` (TFDS's data folder). The
+test split is evaluated once, at the end; model selection (the goal loop's turning point) uses a
+validation split that never overlaps it:
+
+* ``age``, ``gender`` (Adience, 8 age groups / 2 genders): 5-fold cross-validation. Test fold k
+  (``--fold``), validation fold k+1 (mod 5), training the other three folds. Run the five folds as five
+  workspaces and average (``experiments/run.py`` does).
+* ``expression`` (AffectNet, 7 basic expressions): training the first 95% of its training list,
+  validation the last 5% (at least one example), test the official validation set (500 per class). The loss weights class c by
+  (N - n_c) / n_c, counted on the training data.
+* ``fotw_gender`` (ChaLearn FotW 2016 track 3, male/female/other): training FotW's training split plus
+  IMDB-WIKI's gender labels (as the paper), validation FotW's validation split, test FotW's test split
+  where the builder has one.
+"""
+from __future__ import annotations
+
+from paenet.data import pipeline
+from paenet.goal import top1_validator
+from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
+from paenet.training import weighted_classification_loss
+
+
+def _builder(name: str, context: TaskContext, config: str | None = None):
+    from data_prep.builders import BUILDERS
+    builder = BUILDERS[name](data_dir=context.data_dir, config=config)
+    if not builder.is_prepared():
+        raise FileNotFoundError(f"data set {name!r} is not prepared in {builder.data_dir}: run python -m "
+                                f"data_prep.build {name} --manual_dir=DIR --data_dir={context.data_dir or '...'}")
+    return builder
+
+
+def _task_data(context: TaskContext, num_classes: int, train: pipeline.ImageSource,
+               validation: pipeline.ImageSource, test: pipeline.ImageSource | None, loss=None) -> TaskData:
+    def evaluation(source):
+        return pipeline.evaluation_dataset(source, max(context.batch_size, 64), context.image_size)
+    splits = {"train": train, "val": validation, **({"test": test} if test is not None else {})}
+    return TaskData(train=pipeline.training_dataset(train, context.batch_size, context.seed, context.image_size),
+                    validate=top1_validator(evaluation(validation)),
+                    test=top1_validator(evaluation(test)) if test is not None else None, loss=loss,
+                    sizes={k: int(pipeline.class_counts(v, num_classes).sum()) for k, v in splits.items()})
+
+
+def _concatenated(sources) -> pipeline.ImageSource:
+    first, *rest = sources
+    dataset = first.dataset
+    for source in rest:
+        dataset = dataset.concatenate(source.dataset)
+    return pipeline.ImageSource(dataset, first.read)
+
+
+def _adience(label: str, num_classes: int):
+    def load(context: TaskContext) -> TaskData:
+        from data_prep.builders.adience import NUM_FOLDS
+        if not 0 <= context.fold < NUM_FOLDS:
+            raise ValueError(f"Adience has folds 0..{NUM_FOLDS - 1}, not {context.fold}")
+        builder = _builder("adience", context)
+        test, val = context.fold, (context.fold + 1) % NUM_FOLDS
+        train = [f for f in range(NUM_FOLDS) if f not in (test, val)]
+        split = lambda f: pipeline.tfds_split(builder, f"fold_{f}", label, seed=context.seed)  # noqa: E731
+        return _task_data(context, num_classes, _concatenated([split(f) for f in train]), split(val), split(test))
+    return load
+
+
+def _expression(context: TaskContext) -> TaskData:
+    builder = _builder("affectnet", context)
+    held_out = max(1, round(0.05 * builder.info.splits["train"].num_examples))
+    train = pipeline.tfds_split(builder, f"train[:-{held_out}]", "label", seed=context.seed)
+    weights = pipeline.class_weights(pipeline.class_counts(train, 7))
+    return _task_data(context, 7, train, pipeline.tfds_split(builder, f"train[-{held_out}:]", "label"),
+                      pipeline.tfds_split(builder, "validation", "label"), weighted_classification_loss(weights))
+
+
+def _fotw_gender(context: TaskContext) -> TaskData:
+    fotw, imdb = _builder("fotw_gender", context), _builder("imdb_wiki", context)
+    train = _concatenated([pipeline.tfds_split(fotw, "train", "gender", seed=context.seed),
+                           pipeline.tfds_split(imdb, "train", "gender", seed=context.seed)])
+    test = pipeline.tfds_split(fotw, "test", "gender") if "test" in fotw.info.splits else None
+    return _task_data(context, 3, train, pipeline.tfds_split(fotw, "validation", "gender"), test)
+
+
+for _definition in (
+        TaskDefinition("age", 8, "Adience age group, 5-fold (--fold = test fold)", _adience("age", 8)),
+        TaskDefinition("gender", 2, "Adience gender, 5-fold (--fold = test fold)", _adience("gender", 2)),
+        TaskDefinition("expression", 7, "AffectNet 7 basic expressions", _expression),
+        TaskDefinition("fotw_gender", 3, "ChaLearn FotW gender (+ IMDB-WIKI for training)", _fotw_gender),
+):
+    register(_definition)

@@ -1,0 +1,61 @@
+"""The task registry: a ``TaskDefinition`` per name.
+
+A definition turns a ``TaskContext`` (data folder, input size, batch size, seed, fold) into ``TaskData``:
+a training dataset, a validation function and an optional test function, each
+``f(packer, task=None) -> accuracy``. Users add their own with ``register`` (see the README); the app
+imports the modules named by ``--task_module`` so that their ``register`` calls run.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskContext:
+    data_dir: str | None
+    image_size: int
+    batch_size: int = 32
+    seed: int = 0
+    fold: int = 0                   # the test fold of a cross-validated data set (Adience)
+
+
+@dataclasses.dataclass
+class TaskData:
+    train: object                   # tf.data.Dataset of (x, y) batches, or None (prune without retraining)
+    validate: Callable              # f(packer, task=None) -> accuracy on the validation split
+    test: Callable | None = None    # the same on the test split, where the task has one
+    loss: object = None             # None: softmax cross-entropy on integer labels
+    sizes: dict = dataclasses.field(default_factory=dict)   # samples per split ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskDefinition:
+    """A packable task: `name`, `num_classes` (0: a feature task without head), a one-line
+    `description` and `load(context) -> TaskData`."""
+
+    name: str
+    num_classes: int
+    description: str
+    load: Callable[[TaskContext], TaskData]
+
+
+_REGISTRY: dict[str, TaskDefinition] = {}
+
+
+def register(definition: TaskDefinition, replace: bool = False) -> TaskDefinition:
+    if definition.name in _REGISTRY and not replace:
+        raise ValueError(f"a task named {definition.name!r} is registered already")
+    _REGISTRY[definition.name] = definition
+    return definition
+
+
+def get(name: str) -> TaskDefinition:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown task {name!r}; registered tasks: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
