@@ -28,6 +28,7 @@ flags.DEFINE_float("dropout", 0.2, "small_cnn: dropout rate before the heads.")
 flags.DEFINE_enum("sharing", "cumulative", ["cumulative", "first"],
                   "Which earlier tasks' weights a task reuses: all (PAE) or only task 1's.")
 flags.DEFINE_integer("seed", 0, "Random seed of a new workspace (initialisation, splits, data order).")
+flags.DEFINE_integer("fold", 0, "Test fold of a new workspace for cross-validated data (Adience: 0-4).")
 # Training.
 flags.DEFINE_enum("optimizer", "adam", ["adam", "adamw", "sgd", "rmsprop"], "Optimizer.")
 flags.DEFINE_float("learning_rate", 3e-3, "Learning rate.")
@@ -72,7 +73,7 @@ def _optimizer_config() -> dict:
 def _new_workspace_config() -> dict:
     return {"format_version": 1, "base": FLAGS.base, "image_size": FLAGS.image_size,
             "widths": [int(w) for w in FLAGS.widths], "dense_units": FLAGS.dense_units, "dropout": FLAGS.dropout,
-            "sharing": FLAGS.sharing, "seed": FLAGS.seed, "optimizer": _optimizer_config(),
+            "sharing": FLAGS.sharing, "seed": FLAGS.seed, "fold": FLAGS.fold, "optimizer": _optimizer_config(),
             "batch_size": FLAGS.batch_size}
 
 
@@ -192,7 +193,8 @@ def run() -> int:
                              f"{active['task']} to finish it first")
         if definition.name in [t.name for t in finished.model.task_specs]:
             raise UsageError(f"task {definition.name!r} is packed in {workspace.path} already")
-        context = TaskContext(FLAGS.data_dir, config["image_size"], config["batch_size"], config["seed"])
+        context = TaskContext(FLAGS.data_dir, config["image_size"], config["batch_size"], config["seed"],
+                              config["fold"])
         data = definition.load(context)
         if active:
             loop = _resume(workspace, finished, active, definition, data, config["optimizer"])
