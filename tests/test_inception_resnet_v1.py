@@ -8,10 +8,11 @@ import tensorflow as tf
 
 from paenet.models import TaskSpec
 from paenet.models.base import variable_key
-from paenet.models.inception_resnet_v1 import (InceptionResnetV1, facenet_name, facenet_variables, facenet_widths,
-                                               plain_inception_resnet_v1, residual_scales, resolve_widths)
-from paenet.packing import Packer, claim_free_weights
-from paenet.records import verify
+from paenet.models.inception_resnet_v1 import (InceptionResnetV1, count_blocks, facenet_name, facenet_variables,
+                                               facenet_widths, plain_inception_resnet_v1, residual_scales,
+                                               resolve_widths)
+from paenet.optim import ExactFreezingOptimizer
+from paenet.packing import claim_free_weights
 
 from conftest import SHARED
 
@@ -42,6 +43,8 @@ def full_model():
 
 
 def test_facenet_topology_counts():
+    with open(SHARED / "facenet_reference" / "variables.json") as f:
+        assert count_blocks(v["name"] for v in json.load(f)["variables"]) == (5, 10, 5)
     widths, scales = facenet_widths(), residual_scales()
     assert len(widths) == 111 and len(scales) == 21
     assert sorted(scales.values()).count(0.17) == 5 and list(scales.values()).count(0.10) == 10
@@ -124,6 +127,17 @@ def test_widths_and_multiplier():
     assert tuple(model.Bottleneck.kernel.shape)[1] == 16
 
 
+def test_block_counts_set_the_depth():
+    model = small_model(block_counts=(1, 2, 0))
+    names = [variable_key(v) for v in model.variables]
+    assert count_blocks(facenet_variables(model)) == (1, 2, 0)
+    assert any(k.startswith("Repeat_1.block17_2.") for k in names) and not any("block8_" in k for k in names)
+    assert len(model.masked_layers()) == 6 + 7 + 4 + 2 * 5 + 7 + 5 + 1   # stem, blocks, Block8, Bottleneck
+    assert model(tf.zeros((1, 80, 80, 3)), task=1).shape == (1, 16)
+    with pytest.raises(ValueError, match="block_counts"):
+        small_model(block_counts=(1, 2))
+
+
 def test_config_round_trip_and_new_task_keeps_values():
     model = small_model()
     randomize(model)
@@ -150,7 +164,8 @@ def copy_into_plain(model, plain, task=1):
     for layer in plain.layers:
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and layer.name != "Logits":
             source = getattr(model, layer.name)
-            values = [source.effective_kernel(task)] + ([getattr(source, f"bias_t{task}")] if layer.use_bias else [])
+            values = [source.effective_kernel(task)]
+            values += [getattr(source, f"bias_t{task}")] if layer.use_bias else []
         elif isinstance(layer, keras.layers.BatchNormalization):
             values = getattr(model, layer.name).task_variables(task)
         elif layer.name == "Logits":
@@ -184,15 +199,22 @@ def test_mixed_bfloat16_outputs_float32_embeddings():
     np.testing.assert_allclose(np.linalg.norm(emb.numpy(), axis=1), 1.0, atol=1e-5)
 
 
-def test_packer_packs_a_second_task_beside_the_first():
-    packer = Packer(InceptionResnetV1(tasks=[], **SMALL), keras.optimizers.Adam(1e-2), progress=False)
-    x = tf.random.stateless_uniform((8, 80, 80, 3), (1, 1), -1, 1)
-    data = tf.data.Dataset.from_tensor_slices((x, tf.constant([0, 1, 2, 0, 1, 2, 0, 1]))).batch(4)
-    packer.start_task(TaskSpec("first", 3))
-    packer.prune(0.5)
-    packer.finish()
-    before = packer.model(x, task=1).numpy()
-    packer.start_task(TaskSpec("second", 3))
-    packer.train(data, steps=1)
-    np.testing.assert_array_equal(packer.model(x, task=1).numpy(), before)
-    verify(packer.model, packer.records)
+def test_a_new_task_gets_its_own_parts_and_shares_the_kernels():
+    model = small_model().with_tasks([TaskSpec("face"), TaskSpec("age", 3)])
+    own = [variable_key(v) for v in model.task_variables(2)]
+    assert len(own) == 112 * 3 + 21 + 2          # BatchNorm beta/mean/variance, up-projection biases, head
+    assert all(k.endswith("_t2") for k in own)
+    trainable = ExactFreezingOptimizer(keras.optimizers.Adam()).start_task(model, 2).trainable_variables
+    assert len(trainable) == 133 + 112 + 21 + 2  # every masked kernel, and task 2's trainable parts
+
+
+def test_benchmark_rows_run_in_quick_mode():
+    """Runs every Inception-ResNet-v1 benchmark row, with tiny settings (training is exercised here)."""
+    from paenet.benchmarks import inception
+    rows = list(inception.rows(quick=True))
+    assert [r["name"] for r in rows] == [
+        "forward_inception_resnet_v1_fp32", "train_step_inception_resnet_v1_fp32",
+        "forward_inception_resnet_v1_bf16", "train_step_inception_resnet_v1_bf16",
+        "prune_update_inception_resnet_v1"]
+    assert all(r["ours"] > 0 and r["reference"] > 0 for r in rows)
+    assert keras.mixed_precision.global_policy().name == "float32"

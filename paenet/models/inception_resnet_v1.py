@@ -14,12 +14,13 @@ Widths. ``widths`` maps every conv that chooses its own width (FaceNet scope →
 ``facenet_widths()``). The block up-projections (``…/Conv2d_1x1`` after the concat) are not in it: their
 width is that of the residual stream they add to, which the convs before them set. The Bottleneck
 (``embedding_size``) and the heads keep their width. Expansion widens a model by rebuilding it with larger
-``widths``.
+``widths``. ``block_counts`` sets the depth (FaceNet: 5, 10 and 5 repeats); only quick CPU runs change it.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 
 import keras
 
@@ -77,21 +78,30 @@ MIXED_6A = ((Conv("Mixed_6a/Branch_0/Conv2d_1a_3x3", 384, 3, 2, "valid"),),
              Conv("Mixed_6a/Branch_1/Conv2d_1a_3x3", 256, 3, 2, "valid")),
             (MAX_POOL,))
 
-MIXED_7A = ((Conv("Mixed_7a/Branch_0/Conv2d_0a_1x1", 256, 1), Conv("Mixed_7a/Branch_0/Conv2d_1a_3x3", 384, 3, 2, "valid")),
-            (Conv("Mixed_7a/Branch_1/Conv2d_0a_1x1", 256, 1), Conv("Mixed_7a/Branch_1/Conv2d_1a_3x3", 256, 3, 2, "valid")),
+MIXED_7A = ((Conv("Mixed_7a/Branch_0/Conv2d_0a_1x1", 256, 1),
+             Conv("Mixed_7a/Branch_0/Conv2d_1a_3x3", 384, 3, 2, "valid")),
+            (Conv("Mixed_7a/Branch_1/Conv2d_0a_1x1", 256, 1),
+             Conv("Mixed_7a/Branch_1/Conv2d_1a_3x3", 256, 3, 2, "valid")),
             (Conv("Mixed_7a/Branch_2/Conv2d_0a_1x1", 256, 1), Conv("Mixed_7a/Branch_2/Conv2d_0b_3x3", 256, 3),
              Conv("Mixed_7a/Branch_2/Conv2d_1a_3x3", 256, 3, 2, "valid")),
             (MAX_POOL,))
 
 
-def build_graph(ops: "GraphOps", images):
-    """FaceNet's ``inception_resnet_v1`` from standardised images to the prelogits, made by `ops`."""
+# The repeated blocks: (scope prefix, branches, residual scale); FaceNet repeats them 5, 10 and 5 times.
+REPEATS = (("Repeat/block35", _block35, 0.17), ("Repeat_1/block17", _block17, 0.10),
+           ("Repeat_2/block8", _block8, 0.20))
+FACENET_BLOCKS = (5, 10, 5)
+
+
+def build_graph(ops: "GraphOps", images, block_counts=FACENET_BLOCKS):
+    """FaceNet's ``inception_resnet_v1`` from standardised images to the prelogits, made by `ops`, with
+    `block_counts` repeats of block35, block17 and block8."""
     x = _chain(ops, images, STEM)
-    x = _repeat(ops, x, "Repeat/block35", _block35, 5, 0.17)
+    x = _repeat(ops, x, *REPEATS[0], block_counts[0])
     x = _branches(ops, x, MIXED_6A)
-    x = _repeat(ops, x, "Repeat_1/block17", _block17, 10, 0.10)
+    x = _repeat(ops, x, *REPEATS[1], block_counts[1])
     x = _branches(ops, x, MIXED_7A)
-    x = _repeat(ops, x, "Repeat_2/block8", _block8, 5, 0.20)
+    x = _repeat(ops, x, *REPEATS[2], block_counts[2])
     x = ops.residual(x, _branches(ops, x, _block8("Block8")), "Block8/Conv2d_1x1", 1.0, activate=False)
     return ops.bottleneck(ops.dropout(ops.global_pool(x)))
 
@@ -106,7 +116,7 @@ def _branches(ops, x, branches):
     return ops.concat([_chain(ops, x, branch) for branch in branches])
 
 
-def _repeat(ops, x, prefix: str, block, count: int, scale: float):
+def _repeat(ops, x, prefix: str, block, scale: float, count: int):
     for i in range(1, count + 1):
         scope = f"{prefix}_{i}"
         x = ops.residual(x, _branches(ops, x, block(scope)), f"{scope}/Conv2d_1x1", scale, activate=True)
@@ -197,34 +207,55 @@ class _Plan(GraphOps):
         return x
 
 
-def _plan(widths: dict | None) -> list:
+def check_block_counts(block_counts) -> tuple[int, int, int]:
+    counts = tuple(int(c) for c in block_counts)
+    if len(counts) != 3 or min(counts) < 0:
+        raise ValueError(f"block_counts must be three counts >= 0 (block35, block17, block8), "
+                         f"got {block_counts}")
+    return counts
+
+
+def count_blocks(names) -> tuple[int, int, int]:
+    """The block counts that FaceNet variable names (``InceptionResnetV1/Repeat/block35_5/...``) imply: for
+    each repeated block, the highest index that any name uses."""
+    names, counts = list(names), []
+    for prefix, _, _ in REPEATS:
+        pattern = re.compile(rf"{ROOT}/{re.escape(prefix)}_(\d+)/")
+        counts.append(max((int(m.group(1)) for n in names if (m := pattern.match(n))), default=0))
+    return tuple(counts)
+
+
+def _plan(widths: dict | None, block_counts=FACENET_BLOCKS) -> list:
     plan = _Plan(widths)
-    build_graph(plan, 3)
+    build_graph(plan, 3, block_counts)
     return plan.steps
 
 
-@functools.lru_cache(maxsize=1)
-def _facenet_steps() -> tuple:
-    return tuple(_plan(None))
+@functools.lru_cache(maxsize=8)
+def _base_steps(block_counts: tuple) -> tuple:
+    return tuple(_plan(None, block_counts))
 
 
-def facenet_widths() -> dict[str, int]:
+def facenet_widths(block_counts=FACENET_BLOCKS) -> dict[str, int]:
     """FaceNet's width of every conv that chooses its own (scope → filters), in graph order."""
-    return {step[1].scope: step[2] for step in _facenet_steps() if step[0] == "conv"}
+    steps = _base_steps(check_block_counts(block_counts))
+    return {step[1].scope: step[2] for step in steps if step[0] == "conv"}
 
 
-def residual_scales() -> dict[str, float]:
+def residual_scales(block_counts=FACENET_BLOCKS) -> dict[str, float]:
     """The residual scale of every block up-projection (scope → scale): 0.17, 0.10, 0.20, and 1.0 for
     the final ``Block8``."""
-    return {step[1]: step[3] for step in _facenet_steps() if step[0] == "up"}
+    steps = _base_steps(check_block_counts(block_counts))
+    return {step[1]: step[3] for step in steps if step[0] == "up"}
 
 
-def resolve_widths(width_multiplier: float = 1.0, widths: dict | None = None) -> dict[str, int]:
+def resolve_widths(width_multiplier: float = 1.0, widths: dict | None = None,
+                   block_counts=FACENET_BLOCKS) -> dict[str, int]:
     """The full width mapping: FaceNet's widths times `width_multiplier` (rounded, at least 1), then every
     entry of `widths` as given."""
     if not width_multiplier > 0:
         raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
-    base = facenet_widths()
+    base = facenet_widths(block_counts)
     given = dict(widths or {})
     unknown = sorted(set(given) - set(base))
     if unknown:
@@ -249,7 +280,8 @@ def facenet_name(key: str, task: int = 1) -> str | None:
     """The FaceNet checkpoint name of the model variable `key` (``variable_key``) as task `task` uses it,
     or None where FaceNet has no counterpart (masks, other tasks' parts).
 
-    ``Repeat.block35_1.Branch_0.Conv2d_1x1/kernel`` ↔ ``InceptionResnetV1/Repeat/block35_1/Branch_0/Conv2d_1x1/weights``,
+    ``Repeat.block35_1.Branch_0.Conv2d_1x1/kernel`` ↔
+    ``InceptionResnetV1/Repeat/block35_1/Branch_0/Conv2d_1x1/weights`` (the shared kernel, whatever the task),
     ``….BatchNorm/moving_mean_t{task}`` ↔ ``…/BatchNorm/moving_mean``, ``…/bias_t{task}`` ↔ ``…/biases``,
     ``Logits/kernel_t{task}`` ↔ ``Logits/weights`` and ``Logits/bias_t{task}`` ↔ ``Logits/biases``.
     """
@@ -315,10 +347,13 @@ class InceptionResnetV1(PackableModel):
       widths: filters per conv scope (see ``facenet_widths``); the config always holds the full mapping.
       embedding_size: width of the Bottleneck (FaceNet 2018: 512).
       keep_probability: dropout keep probability before the Bottleneck (training only).
+      block_counts: repeats of block35, block17 and block8; FaceNet's (5, 10, 5) unless a shallower net
+        is wanted (quick CPU runs).
     """
 
     def __init__(self, input_size: int = 160, width_multiplier: float = 1.0, widths: dict | None = None,
-                 embedding_size: int = 512, keep_probability: float = 0.8, **kwargs):
+                 embedding_size: int = 512, keep_probability: float = 0.8, block_counts=FACENET_BLOCKS,
+                 **kwargs):
         if int(input_size) != input_size or input_size < MIN_INPUT_SIZE:
             raise ValueError(f"input_size must be an integer >= {MIN_INPUT_SIZE}, got {input_size}")
         if not 0.0 < keep_probability <= 1.0:
@@ -327,12 +362,13 @@ class InceptionResnetV1(PackableModel):
             raise ValueError(f"embedding_size must be positive, got {embedding_size}")
         super().__init__(input_shape=(int(input_size), int(input_size), 3), **kwargs)
         self.input_size = int(input_size)
-        self.widths = resolve_widths(width_multiplier, widths)
+        self.block_counts = check_block_counts(block_counts)
+        self.widths = resolve_widths(width_multiplier, widths, self.block_counts)
         self.embedding_size = int(embedding_size)
         self.keep_probability = float(keep_probability)
         shared = dict(num_tasks=self.num_tasks, sharing=self.sharing)
         # One attribute per layer, named as the layer: tf.train.Checkpoint skips layers in lists (DESIGN §9).
-        for step in _plan(self.widths):
+        for step in _plan(self.widths, self.block_counts):
             if step[0] == "conv":
                 _, conv, filters = step
                 self._add(MaskedConv2D(filters, conv.kernel, conv.strides, conv.padding, **shared,
@@ -352,9 +388,9 @@ class InceptionResnetV1(PackableModel):
     def _batch_norm(self, scope: str) -> TaskBatchNorm:
         return TaskBatchNorm(self.num_tasks, BN_MOMENTUM, BN_EPSILON, name=layer_name(scope + "/BatchNorm"))
 
-    def build(self, input_shape):
-        """Builds the heads; every other layer builds on the first call. (A model whose tasks have no head
-        never calls the heads, and Keras warns about a sublayer left unbuilt.)"""
+    def build(self, input_shape=None):
+        """Builds the heads, which a model whose tasks have no head never calls (Keras warns about a layer
+        left unbuilt); every other layer builds on the first call, inside the model's autocast scope."""
         self.Logits.build((None, self.embedding_size))
         self.built = True
 
@@ -366,7 +402,7 @@ class InceptionResnetV1(PackableModel):
             raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
         if outputs == "logits" and not has_head:
             raise ValueError(f"task {task} ({self.task_specs[task - 1].name}) has no head: it has no logits")
-        prelogits = build_graph(_MaskedOps(self, task, training), inputs)
+        prelogits = build_graph(_MaskedOps(self, task, training), inputs, self.block_counts)
         if outputs == "logits":
             return self.Logits(prelogits, task=task)
         if outputs == "embeddings":
@@ -377,7 +413,8 @@ class InceptionResnetV1(PackableModel):
         config = super().get_config()
         del config["input_shape"]
         return {**config, "input_size": self.input_size, "widths": dict(self.widths),
-                "embedding_size": self.embedding_size, "keep_probability": self.keep_probability}
+                "embedding_size": self.embedding_size, "keep_probability": self.keep_probability,
+                "block_counts": list(self.block_counts)}
 
 
 class _KerasOps(GraphOps):
@@ -413,7 +450,7 @@ def plain_inception_resnet_v1(model: InceptionResnetV1, num_classes: int = 0) ->
     """`model`'s graph for one task from stock Keras layers (the benchmark baseline): logits of a
     `num_classes` head on the prelogits, or the L2-normalised embedding when `num_classes` is 0."""
     inputs = keras.Input(model.image_shape)
-    prelogits = build_graph(_KerasOps(model), inputs)
+    prelogits = build_graph(_KerasOps(model), inputs, model.block_counts)
     if num_classes:
         outputs = keras.layers.Dense(num_classes, name="Logits", dtype="float32")(prelogits)
     else:
