@@ -1,4 +1,8 @@
-"""Foundation rows: masked vs plain Keras model (forward, train step) and the pruning update."""
+"""Foundation rows: masked vs plain Keras model (forward, train step) and the pruning update.
+
+``masked_vs_plain_rows`` and ``prune_update_row`` measure any packable model; other benchmark modules
+use them for their own models.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +29,8 @@ def _models(quick: bool):
     return model, plain_small_cnn(model, CLASSES), size
 
 
-def _plain_train_step(model, optimizer):
+def plain_train_step(model, optimizer):
+    """A compiled train step of a plain Keras classifier: the reference for ``make_train_step``."""
     loss_fn = classification_loss()
 
     @tf.function
@@ -39,33 +44,44 @@ def _plain_train_step(model, optimizer):
     return step
 
 
-def rows(quick: bool = False):
+def masked_vs_plain_rows(model, plain, x, y, timing: dict, names=("forward_masked_vs_plain",
+                                                                   "train_step_masked_vs_plain"), config=""):
+    """Forward and train-step (Adam) rows, in images/s, of task 1 of `model` against its plain twin
+    `plain`, on the batch (`x`, `y`)."""
     import keras
+    batch = int(x.shape[0])
+    ours_fwd, plain_fwd = make_predict_fn(model, 1), tf.function(lambda t: plain(t, training=False))
+    ours, ref = compare_rates(lambda: ours_fwd(x).numpy(), lambda: plain_fwd(x).numpy(), batch, **timing)
+    yield row(names[0], ours, ref, "images/s", config=config)
+
+    wrapper = ExactFreezingOptimizer(keras.optimizers.Adam(1e-3)).start_task(model, 1)
+    ours_step = make_train_step(model, wrapper, 1)
+    plain_step = plain_train_step(plain, keras.optimizers.Adam(1e-3))
+    ours, ref = compare_rates(lambda: ours_step(x, y).numpy(), lambda: plain_step(x, y).numpy(), batch, **timing)
+    yield row(names[1], ours, ref, "images/s", config=config + ", Adam")
+
+
+def rows(quick: bool = False):
     model, plain, size = _models(quick)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(BATCH, size, size, 3)).astype(np.float32))
     y = tf.constant(rng.integers(0, CLASSES, BATCH))
     timing = dict(repeats=2, calls=1, warmup=1) if quick else dict(repeats=7, calls=5, warmup=3)
-    shape = f"SmallCNN{list(model.widths)} {size}px batch {BATCH}, fp32"
-
-    ours_fwd, plain_fwd = make_predict_fn(model, 1), tf.function(lambda t: plain(t, training=False))
-    ours, ref = compare_rates(lambda: ours_fwd(x).numpy(), lambda: plain_fwd(x).numpy(), BATCH, **timing)
-    yield row("forward_masked_vs_plain", ours, ref, "images/s", config=shape)
-
-    wrapper = ExactFreezingOptimizer(keras.optimizers.Adam(1e-3)).start_task(model, 1)
-    ours_step = make_train_step(model, wrapper, 1)
-    plain_step = _plain_train_step(plain, keras.optimizers.Adam(1e-3))
-    ours, ref = compare_rates(lambda: ours_step(x, y).numpy(), lambda: plain_step(x, y).numpy(), BATCH, **timing)
-    yield row("train_step_masked_vs_plain", ours, ref, "images/s", config=shape + ", Adam")
-
+    yield from masked_vs_plain_rows(model, plain, x, y, timing,
+                                    config=f"SmallCNN{list(model.widths)} {size}px batch {BATCH}, fp32")
     yield _prune_row(quick, timing)
 
 
 def _prune_row(quick: bool, timing: dict) -> dict:
-    """One whole-model pruning update from the same state each time (restoring it costs both sides)."""
     model = SmallCNN(widths=(8, 16) if quick else (64, 128, 256, 512), dense_units=512,
                      input_shape=(32, 32, 3), tasks=[TaskSpec("bench", CLASSES)]).build_variables()
     claim_free_weights(model, 1)
+    return prune_update_row("prune_update", model, timing)
+
+
+def prune_update_row(name: str, model, timing: dict, config: str = "") -> dict:
+    """One whole-model pruning update of task 1 (which must own every weight) to target 0.5, from the same
+    state each time (restoring it costs both sides), against the sort-based reference."""
     start = [(l, l.kernel.numpy(), l.mask.numpy()) for l in model.masked_layers()]
     pruner = TaskPruner(model, 1)
 
@@ -79,5 +95,5 @@ def _prune_row(quick: bool, timing: dict) -> dict:
                               lambda: from_start(lambda: reference_prune(model, 1, pruner.space, 0.5)),
                               1, **timing)
     weights = sum(pruner.space.values())
-    return row("prune_update", ours, ref, "updates/s",
-               config=f"{weights} masked weights, target 0.5; reference: NumPy stable sort")
+    return row(name, ours, ref, "updates/s",
+               config=f"{config}{weights} masked weights, target 0.5; reference: NumPy stable sort")

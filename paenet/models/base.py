@@ -152,6 +152,11 @@ class PackableModel(keras.Model):
             self.build()
         return self
 
+    def build_from_config(self, config):
+        """Creates every variable when Keras deserialises a built model (Keras marks the model built
+        afterwards, so a later ``build_variables`` would create nothing)."""
+        self.build_variables()
+
     def with_tasks(self, tasks) -> "PackableModel":
         """A new model like this one with the task list `tasks`, holding every value of this one."""
         return self.rebuild(tasks=[TaskSpec.from_dict(t).to_dict() for t in tasks])

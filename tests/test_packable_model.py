@@ -1,0 +1,27 @@
+"""PackableModel behaviour that every network relies on."""
+import keras
+import numpy as np
+
+from paenet.models import SmallCNN, TaskSpec, variable_key
+from paenet.packing import Packer
+
+
+def test_deserialised_model_has_its_variables():
+    """Keras marks a deserialised model built: ``build_from_config`` must create the variables."""
+    model = SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), tasks=[TaskSpec("a", 3)])
+    model.build_variables()
+    copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    assert copy.built
+    assert sorted(variable_key(v) for v in copy.variables) == sorted(variable_key(v) for v in model.variables)
+
+
+def test_packer_save_load_round_trip(tmp_path):
+    packer = Packer(SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3)), progress=False)
+    packer.start_task(TaskSpec("a", 3))
+    packer.prune(0.5)
+    record = packer.finish()
+    packer.save(str(tmp_path / "p"))
+    loaded = Packer.load(str(tmp_path / "p"), progress=False)
+    assert loaded.records[0].digest == record.digest
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.model(x, task=1).numpy(), packer.model(x, task=1).numpy())
