@@ -28,12 +28,15 @@ from paenet.data.preprocessing import fixed_standardization
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 
-flags.DEFINE_string("checkpoint", None, "FaceNet checkpoint prefix or directory, .pb or .tflite file.")
-flags.DEFINE_list("images", None, "A directory of images (sorted by file name) or a comma-separated file list.")
-flags.DEFINE_string("output", None, "The .npy file to write: one row per image.")
-flags.DEFINE_bool("flip", False, "Append the embedding of each horizontally flipped image.")
-flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("checkpoint", None, "FaceNet checkpoint prefix or directory, .pb or .tflite file.")
+    flags.DEFINE_list("images", None, "A directory of images (sorted by file name) or a comma-separated file list.")
+    flags.DEFINE_string("output", None, "The .npy file to write: one row per image.")
+    flags.DEFINE_bool("flip", False, "Append the embedding of each horizontally flipped image.")
+    flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 
 
 def image_paths(images) -> list[str]:
@@ -99,5 +102,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flags_as_required(["checkpoint", "images", "output"])
     app.run(main)

@@ -5,49 +5,52 @@
 ``val_at_far``, ``pairs_used``, ``pairs_skipped`` (and ``val_std``, ``far_mean``, ``threshold_mean``,
 ``folds``).
 
-The evaluation takes any embedding function; ``embedding_function`` turns ``--checkpoint`` into one. It
-reads a FaceNet frozen graph (``.pb``, or a folder holding exactly one) with a small TF1 graph loader;
-TF1 checkpoints and PAENet workspaces need the FaceNet import (``paenet.embed``, issue 7), which this
-function is to call once it exists.
+``--checkpoint``: a FaceNet TF1 checkpoint (prefix or folder), frozen graph (``.pb``) or TFLite model
+(``paenet.facenet_import``), or a PAENet workspace (or ``Packer.save`` folder), whose face task is used:
+the task named ``--task``, by default the first task without a classifier head.
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 
 from absl import app, flags
 
-flags.DEFINE_string("images", None, "Folder of aligned images in LFW layout (Name/Name_0001.png).")
-flags.DEFINE_string("pairs", None, "LFW pairs.txt.")
-flags.DEFINE_string("checkpoint", None, "FaceNet frozen graph (.pb) or a folder holding one.")
-flags.DEFINE_integer("batch_size", 100, "Images per embedding call.")
-flags.DEFINE_integer("image_size", 160, "Side of the aligned images the model takes.")
 FLAGS = flags.FLAGS
 
 
-def frozen_graph_embedder(pb_path):
-    """An embedding function from a FaceNet frozen GraphDef: feeds ``input:0`` (standardised images) and
-    ``phase_train:0`` = False, returns ``embeddings:0`` as a NumPy array."""
+def define_flags():
+    flags.DEFINE_string("images", None, "Folder of aligned images in LFW layout (Name/Name_0001.png).")
+    flags.DEFINE_string("pairs", None, "LFW pairs.txt.")
+    flags.DEFINE_string("checkpoint", None, "FaceNet checkpoint, .pb or .tflite, or a PAENet workspace.")
+    flags.DEFINE_string("task", None, "With a workspace: the task to evaluate (default: its face task).")
+    flags.DEFINE_integer("batch_size", 100, "Images per embedding call.")
+
+
+def embedding_model(checkpoint, task: str | None = None):
+    """(model, task number) of the face model that `checkpoint` names (see the module docstring)."""
+    from paenet.workspace import WorkspaceError, is_packing, locate
+    if os.path.isdir(checkpoint) and (is_packing(checkpoint) or is_packing(os.path.join(checkpoint, "packing"))):
+        try:
+            from paenet.packing import Packer
+            model = Packer.load(locate(checkpoint).packing, progress=False).model
+        except WorkspaceError as e:
+            raise ValueError(str(e)) from None
+        if task is not None:
+            return model, model.task_number(task)
+        features = [t for t, spec in enumerate(model.task_specs, 1) if spec.num_classes == 0]
+        if not features:
+            raise ValueError(f"{checkpoint}: no task without a classifier head (a face task) to evaluate")
+        return model, features[0]
+    from paenet.facenet_import import load_facenet
+    return load_facenet(checkpoint).model, 1
+
+
+def embedding_function(model, task: int):
+    """``f(images) -> embeddings`` (NumPy) of task `task` of `model`, for standardised images."""
     import tensorflow as tf
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(Path(pb_path).read_bytes())
-    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-    tensor = wrapped.graph.get_tensor_by_name
-    run = wrapped.prune(feeds=[tensor("input:0"), tensor("phase_train:0")], fetches=tensor("embeddings:0"))
-    return lambda images: run(tf.cast(images, tf.float32), tf.constant(False)).numpy()
-
-
-def embedding_function(checkpoint):
-    """The embedding function that `checkpoint` names (see the module docstring)."""
-    path = Path(checkpoint)
-    if path.is_dir():
-        graphs = sorted(path.glob("*.pb"))
-        if len(graphs) == 1:
-            path = graphs[0]
-    if path.suffix == ".pb" and path.is_file():
-        return frozen_graph_embedder(path)
-    raise ValueError(f"{checkpoint}: not a frozen graph (.pb) or a folder holding exactly one; TF1 "
-                     "checkpoints and PAENet workspaces need the FaceNet import (paenet.embed)")
+    forward = tf.function(lambda x: model(x, task=task, training=False, outputs="embeddings"))
+    return lambda images: forward(tf.cast(images, tf.float32)).numpy()
 
 
 def main(argv):
@@ -57,10 +60,12 @@ def main(argv):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
     from paenet.evaluation.lfw import evaluate_lfw
-    result = evaluate_lfw(FLAGS.images, FLAGS.pairs, embedding_function(FLAGS.checkpoint),
-                          batch_size=FLAGS.batch_size, image_size=FLAGS.image_size)
+    model, task = embedding_model(FLAGS.checkpoint, FLAGS.task)
+    result = evaluate_lfw(FLAGS.images, FLAGS.pairs, embedding_function(model, task),
+                          batch_size=FLAGS.batch_size, image_size=model.image_shape[0])
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

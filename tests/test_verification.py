@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from paenet.data.pairs import read_pairs
-from paenet.evaluate import embedding_function, frozen_graph_embedder
+from paenet.evaluate import embedding_model
 from paenet.evaluation.lfw import evaluate_lfw
 from paenet.evaluation.verification import THRESHOLDS, evaluate_verification, flip_concat
 
@@ -99,36 +99,32 @@ def test_facenet_on_aligned_celebs(facenet_dir, aligned_celebs):
     assert 0.8 <= result["val_at_far"] <= 1.0 and result["far_mean"] <= 0.05
 
 
-def write_tiny_frozen_graph(path):
-    """A frozen graph with FaceNet's interface (input = Identity, phase_train placeholder, embeddings):
-    the L2-normalised 16x16 average-pooled image."""
-    graph = tf.Graph()
-    with graph.as_default():
-        raw = tf.compat.v1.placeholder(tf.float32, [None, 160, 160, 3], name="image_batch")
-        images = tf.identity(raw, name="input")
-        phase = tf.compat.v1.placeholder(tf.bool, name="phase_train")
-        pooled = tf.reduce_mean(tf.reshape(images, [-1, 16, 10, 16, 10, 3]), axis=[2, 4])
-        scaled = tf.reshape(pooled, [-1, 768]) * tf.where(phase, 2.0, 1.0)
-        tf.math.l2_normalize(scaled, axis=1, name="embeddings")
-    path.write_bytes(graph.as_graph_def().SerializeToString())
-    return path
+def frozen_graph_embedder(pb_path):
+    """A test-local embedding function, independent of PAENet's FaceNet import: runs the frozen GraphDef
+    itself (``input:0`` standardised images, ``phase_train:0`` False, ``embeddings:0``)."""
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(Path(pb_path).read_bytes())
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    tensor = wrapped.graph.get_tensor_by_name
+    run = wrapped.prune(feeds=[tensor("input:0"), tensor("phase_train:0")], fetches=tensor("embeddings:0"))
+    return lambda images: run(tf.cast(images, tf.float32), tf.constant(False)).numpy()
 
 
-def test_evaluate_command_prints_one_json_object(tmp_path, aligned_celebs):
-    (tmp_path / "model").mkdir()
-    pb = write_tiny_frozen_graph(tmp_path / "model" / "tiny.pb")
+def test_evaluate_command_prints_one_json_object(facenet_dir, aligned_celebs):
+    """The command (through PAENet's FaceNet import) agrees with the test-local frozen-graph embedding."""
+    pb = facenet_dir / "20180402-114759.pb"
     done = subprocess.run([sys.executable, "-m", "paenet.evaluate", "lfw", f"--images={aligned_celebs}",
-                           f"--pairs={aligned_celebs / 'pairs.txt'}", f"--checkpoint={pb.parent}"],
+                           f"--pairs={aligned_celebs / 'pairs.txt'}", f"--checkpoint={pb}"],
                           capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout.strip().splitlines()[-1])
-    expected = evaluate_lfw(aligned_celebs, aligned_celebs / "pairs.txt", embedding_function(pb))
+    expected = evaluate_lfw(aligned_celebs, aligned_celebs / "pairs.txt", frozen_graph_embedder(pb))
     for key in ("accuracy_mean", "accuracy_std", "val_at_far", "pairs_used", "pairs_skipped"):
-        assert printed[key] == pytest.approx(expected[key], abs=1e-9), key
+        assert printed[key] == pytest.approx(expected[key], abs=1e-6), key
     assert printed["pairs_used"] + printed["pairs_skipped"] == 600
 
 
-def test_checkpoints_other_than_frozen_graphs_are_refused_clearly(tmp_path):
-    with pytest.raises(ValueError, match="paenet.embed"):
-        embedding_function(tmp_path)
+def test_a_folder_that_is_no_model_is_refused_clearly(tmp_path):
+    with pytest.raises(ValueError, match=str(tmp_path)):
+        embedding_model(str(tmp_path))
