@@ -13,8 +13,15 @@ head is ``Logits``. ``facenet_name`` is the one place that translates between th
 Widths. ``widths`` maps every conv that chooses its own width (FaceNet scope → filters; FaceNet's own are
 ``facenet_widths()``). The block up-projections (``…/Conv2d_1x1`` after the concat) are not in it: their
 width is that of the residual stream they add to, which the convs before them set. The Bottleneck
-(``embedding_size``) and the heads keep their width. Expansion widens a model by rebuilding it with larger
-``widths``. ``block_counts`` sets the depth (FaceNet: 5, 10 and 5 repeats); only quick CPU runs change it.
+(``embedding_size``) and the heads keep their width. ``block_counts`` sets the depth (FaceNet: 5, 10 and 5
+repeats); only quick CPU runs change it.
+
+Expansion (``paenet.expansion``) widens a model by rebuilding it with larger ``widths``; the widths it had
+before each expansion are kept in ``width_history``. A concatenation then lays its channels out round by
+round: every branch's channels of the original widths, then every branch's channels added by the first
+expansion, and so on. So an old channel keeps its index, the old weights that read it sit in the leading
+slice of the wider kernels, and a task finished before an expansion (which computes at its own, smaller
+widths) sees exactly the concatenation it was trained with.
 """
 from __future__ import annotations
 
@@ -178,6 +185,7 @@ class _Plan(GraphOps):
     def __init__(self, widths: dict | None):
         self.widths = widths
         self.steps = []
+        self.concats = []            # the branch widths of every concatenation, in graph order
 
     def conv(self, x, conv):
         filters = conv.filters if self.widths is None else self.widths[conv.scope]
@@ -195,6 +203,7 @@ class _Plan(GraphOps):
         return x
 
     def concat(self, xs):
+        self.concats.append(tuple(xs))
         return sum(xs)
 
     def global_pool(self, x):
@@ -226,9 +235,28 @@ def count_blocks(names) -> tuple[int, int, int]:
 
 
 def _plan(widths: dict | None, block_counts=FACENET_BLOCKS) -> list:
+    return _planned(widths, block_counts).steps
+
+
+def _planned(widths: dict | None, block_counts=FACENET_BLOCKS) -> _Plan:
     plan = _Plan(widths)
     build_graph(plan, 3, block_counts)
-    return plan.steps
+    return plan
+
+
+def ordered_concat(xs, rounds):
+    """Concatenates branch outputs `xs` round by round: for each width round (``rounds[r][b]``: branch b's
+    width after round r), the channels each branch gained in that round, branch after branch. Branches
+    narrower than the last round (a task frozen at earlier widths) contribute what they have."""
+    widths = [int(x.shape[-1]) for x in xs]
+    segments, previous = [], [0] * len(xs)
+    for round_widths in rounds:
+        for b, x in enumerate(xs):
+            end = min(round_widths[b], widths[b])
+            if end > previous[b]:
+                segments.append(x if (previous[b], end) == (0, widths[b]) else x[..., previous[b]:end])
+                previous[b] = end
+    return keras.ops.concatenate(segments, axis=-1) if len(segments) > 1 else segments[0]
 
 
 @functools.lru_cache(maxsize=8)
@@ -313,6 +341,7 @@ class _MaskedOps(GraphOps):
 
     def __init__(self, model: "InceptionResnetV1", task: int, training: bool):
         self.model, self.task, self.training = model, task, training
+        self.concats = iter(model.concat_rounds)
 
     def _layer(self, scope: str):
         return getattr(self.model, layer_name(scope))
@@ -325,6 +354,9 @@ class _MaskedOps(GraphOps):
 
     def up_projection(self, x, scope, filters):
         return self._layer(scope)(x, task=self.task)
+
+    def concat(self, xs):
+        return ordered_concat(xs, next(self.concats))
 
     def dropout(self, x):
         return self.model.Dropout(x, training=self.training)
@@ -349,11 +381,12 @@ class InceptionResnetV1(PackableModel):
       keep_probability: dropout keep probability before the Bottleneck (training only).
       block_counts: repeats of block35, block17 and block8; FaceNet's (5, 10, 5) unless a shallower net
         is wanted (quick CPU runs).
+      width_history: the full width mappings the model had before each expansion, oldest first.
     """
 
     def __init__(self, input_size: int = 160, width_multiplier: float = 1.0, widths: dict | None = None,
                  embedding_size: int = 512, keep_probability: float = 0.8, block_counts=FACENET_BLOCKS,
-                 **kwargs):
+                 width_history=(), **kwargs):
         if int(input_size) != input_size or input_size < MIN_INPUT_SIZE:
             raise ValueError(f"input_size must be an integer >= {MIN_INPUT_SIZE}, got {input_size}")
         if not 0.0 < keep_probability <= 1.0:
@@ -364,6 +397,10 @@ class InceptionResnetV1(PackableModel):
         self.input_size = int(input_size)
         self.block_counts = check_block_counts(block_counts)
         self.widths = resolve_widths(width_multiplier, widths, self.block_counts)
+        self.width_history = [resolve_widths(1.0, w, self.block_counts) for w in width_history]
+        # Per concatenation (graph order): the branch widths of every width round, oldest first.
+        rounds = [_planned(w, self.block_counts).concats for w in [*self.width_history, self.widths]]
+        self.concat_rounds = tuple(tuple(r[i] for r in rounds) for i in range(len(rounds[0])))
         self.embedding_size = int(embedding_size)
         self.keep_probability = float(keep_probability)
         shared = dict(num_tasks=self.num_tasks, sharing=self.sharing)
@@ -409,12 +446,22 @@ class InceptionResnetV1(PackableModel):
             return l2_normalize(prelogits)
         return keras.ops.cast(prelogits, "float32")
 
+    def width_config(self) -> dict[str, int]:
+        """Filters of every conv that sets its own width, by layer key (the up-projections follow the
+        residual stream; the Bottleneck and heads keep their width)."""
+        return {layer_name(scope): filters for scope, filters in self.widths.items()}
+
+    def with_width_config(self, widths, frozen_shapes) -> "InceptionResnetV1":
+        scopes = {layer_name(scope): scope for scope in self.widths}
+        return self.rebuild(widths={scopes[key]: filters for key, filters in widths.items()},
+                            width_history=[*self.width_history, dict(self.widths)], frozen_shapes=frozen_shapes)
+
     def get_config(self):
         config = super().get_config()
         del config["input_shape"]
         return {**config, "input_size": self.input_size, "widths": dict(self.widths),
                 "embedding_size": self.embedding_size, "keep_probability": self.keep_probability,
-                "block_counts": list(self.block_counts)}
+                "block_counts": list(self.block_counts), "width_history": [dict(w) for w in self.width_history]}
 
 
 class _KerasOps(GraphOps):

@@ -1,0 +1,82 @@
+"""Expansion of Inception-ResNet-v1: residual-stream convs and concatenations included, every finished task
+(the imported FaceNet among them) stays bit-identical."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from paenet.expansion import ExpansionPolicy, expand, masked_parameters, uniform_widths
+from paenet.facenet_import import load_facenet
+from paenet.models import InceptionResnetV1, TaskSpec
+from paenet.packing import Packer, claim_free_weights
+from paenet.records import task_digest
+
+RNG = np.random.default_rng(11)
+
+
+def _random_two_task_model():
+    model = InceptionResnetV1(input_size=80, width_multiplier=0.125, block_counts=(1, 1, 1), name="irv1",
+                              tasks=[TaskSpec("face", 0), TaskSpec("other", 3)]).build_variables()
+    for v in model.variables:
+        if v.dtype == "uint8":
+            v.assign(RNG.choice(np.array([1, 2], np.uint8), size=v.shape))
+        elif "moving_variance" in v.path:
+            v.assign(RNG.uniform(0.5, 2.0, v.shape).astype(np.float32))
+        else:
+            v.assign(0.1 * RNG.normal(size=v.shape).astype(np.float32))
+    return model
+
+
+def test_expansions_keep_the_old_task_and_lay_concatenations_out_round_by_round():
+    model = _random_two_task_model()
+    x = RNG.normal(size=(3, 80, 80, 3)).astype(np.float32)
+    face, digest, other = model(x, task=1).numpy(), task_digest(model, 1), model(x, task=2).numpy()
+    wide = model
+    for _ in range(2):
+        wide = expand(wide, uniform_widths(wide.width_config(), 1.5), active_task=2)
+        assert wide(x, task=1).numpy().tobytes() == face.tobytes()
+        assert task_digest(wide, 1) == digest
+    # Every weight the expansions added is free; zeroed, the active task computes what it did before:
+    # its old weights read the same channels, so the concatenations keep old channels in place.
+    for layer in wide.masked_layers():
+        fresh = layer.mask.numpy() == 0
+        assert fresh.any()
+        layer.kernel.assign(np.where(fresh, 0.0, layer.kernel.numpy()).astype(np.float32))
+    np.testing.assert_allclose(wide(x, task=2).numpy(), other, rtol=1e-5, atol=1e-5)
+    same_widths = InceptionResnetV1(input_size=80, widths={k.replace(".", "/"): v for k, v in
+                                                           wide.width_config().items()},
+                                    block_counts=(1, 1, 1), tasks=[TaskSpec("face", 0)]).build_variables()
+    assert masked_parameters(wide) == masked_parameters(same_widths) > masked_parameters(model)
+    assert len(wide.width_history) == 2 and wide.width_history[0] == model.widths
+
+
+@pytest.fixture(scope="module")
+def expanded_facenet(facenet_dir, facenet_reference):
+    """The imported FaceNet at a reduced input size as finished task 1; task 2 expanded, trained, pruned."""
+    imported = load_facenet(facenet_dir / "20180402-114759.pb", input_size=96)
+    packer = Packer(imported.model, "adam", records=[imported.record()], progress=False)
+    faces = tf.image.resize(facenet_reference["faces_inputs"], (96, 96)).numpy()
+    before = (packer.model(faces, task=1).numpy(), packer.records[0].digest)
+    packer.start_task(TaskSpec("faces", 5))
+    event = packer.expand(ExpansionPolicy("uniform", ratio=1.2, cap=2.0))
+    labels = np.arange(5)
+    train = tf.data.Dataset.from_tensors((faces, labels))
+    packer.train(train, 2)
+    packer.prune(0.3)
+    packer.train(train, 1)
+    packer.finish()
+    return packer, faces, before, event
+
+
+def test_imported_facenet_is_bit_identical_after_expansion_training_and_pruning(expanded_facenet):
+    packer, faces, (embeddings, digest), event = expanded_facenet
+    assert event is not None and masked_parameters(packer.model) == event["parameters"]
+    assert packer.model(faces, task=1).numpy().tobytes() == embeddings.tobytes()
+    assert task_digest(packer.model, 1) == digest
+
+
+def test_expanded_facenet_round_trips_through_save_and_load(expanded_facenet, tmp_path):
+    packer, faces, (embeddings, _), _ = expanded_facenet
+    packer.save(str(tmp_path / "packed"))
+    loaded = Packer.load(str(tmp_path / "packed"), progress=False)
+    assert loaded.model(faces, task=1).numpy().tobytes() == embeddings.tobytes()
+    assert loaded.model(faces, task=2).numpy().tobytes() == packer.model(faces, task=2).numpy().tobytes()
