@@ -11,7 +11,8 @@ import sys
 
 from absl import app, flags
 
-BENCHMARK_MODULES = ("paenet.benchmarks.core", "paenet.benchmarks.inception", "paenet.benchmarks.data")
+BENCHMARK_MODULES = ("paenet.benchmarks.core", "paenet.benchmarks.inception", "paenet.benchmarks.expansion",
+                     "paenet.benchmarks.data")
 
 flags.DEFINE_bool("quick", False, "Tiny models and few repeats: checks that every row runs, not a measurement.")
 flags.DEFINE_list("only", [], "Print only the rows with these names.")

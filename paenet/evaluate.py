@@ -49,7 +49,8 @@ def embedding_model(checkpoint, task: str | None = None):
 def embedding_function(model, task: int):
     """``f(images) -> embeddings`` (NumPy) of task `task` of `model`, for standardised images."""
     import tensorflow as tf
-    forward = tf.function(lambda x: model(x, task=task, training=False, outputs="embeddings"))
+    forward = tf.function(lambda x: model(x, task=task, training=False, outputs="embeddings"),
+                          input_signature=[tf.TensorSpec([None, *model.image_shape], tf.float32)])
     return lambda images: forward(tf.cast(images, tf.float32)).numpy()
 
 

@@ -176,20 +176,32 @@ class GoalLoop:
     def _make_baseline_packer(self) -> Packer:
         """An independent copy of the network in which the new task owns every weight."""
         copy = Packer(self.packer.model, self.packer.optimizer, records=self.packer.records,
-                      progress=self.packer.progress)
+                      task_parts=self.packer.task_parts, progress=self.packer.progress)
         task = copy.start_task(self.spec, self.loss)
         for layer in copy.model.masked_layers():
             layer.mask.assign(np.full(layer.mask.shape, task, np.uint8))
         return copy
 
     def _start(self):
-        if self.goal.needs_baseline:
+        if self.packer.active_task is not None:
+            self._start_imported()
+        elif self.goal.needs_baseline:
             self.baseline_packer = self._make_baseline_packer()
             self._next("baseline")
         else:
             self._set_target(self.goal.baseline)
             self.packer.start_task(self.spec, self.loss)
             self._next("train")
+
+    def _start_imported(self):
+        """The task is active already (imported, e.g. FaceNet as task 1): its baseline is what it does
+        as imported."""
+        name = self.packer.model.task_specs[self.packer.active_task - 1].name
+        if name != self.spec.name:
+            raise ValueError(f"task {name!r} is active in the packer, not {self.spec.name!r}")
+        baseline = self._validated("imported", self.packer) if self.goal.needs_baseline else self.goal.baseline
+        self._set_target(baseline)
+        self._next("train")
 
     def _set_target(self, baseline):
         self.state.baseline, self.state.target = baseline, self.goal.value(baseline)
@@ -205,11 +217,17 @@ class GoalLoop:
 
     def _train(self):
         label = f"expansion {len(self.packer.expansions)}" if self.packer.expansions else "train"
-        self.packer.train(self.train, self.plan.train_steps, description=label, start=self.state.phase_step,
-                          on_step=self._on_step)
-        accuracy = self._validated(label, self.packer)
+        if self.train is None and self.state.history:
+            accuracy = self.state.history[-1][1]     # nothing to train: validated as imported already
+        else:
+            self.packer.train(self.train, self.plan.train_steps, description=label, start=self.state.phase_step,
+                              on_step=self._on_step)
+            accuracy = self._validated(label, self.packer)
         if accuracy < self.state.target:
-            self._next("expand")
+            if self.train is None:          # without training data a wider network cannot help
+                self._give_up()
+            else:
+                self._next("expand")
             return
         self._keep(0.0, accuracy)
         self._next("prune")
@@ -219,14 +237,20 @@ class GoalLoop:
         self.best_snapshot = self.packer.snapshot_task()
         self.observer.on_best(self, self.best_snapshot)
 
+    def _give_up(self):
+        """Goal unreachable: the task is rolled back (an imported task, which has nothing to roll back
+        to, stays as imported)."""
+        self.state.expansions = list(self.packer.expansions)
+        if self.packer.can_roll_back:
+            self.packer.rollback()
+        self.state.status = "goal_unreachable"
+        self.observer.on_event(self, "rolled_back", self.state.target)
+        self._next("done")
+
     def _expand(self):
         event = self.packer.expand(self.plan.expansion)
         if event is None:
-            self.state.expansions = list(self.packer.expansions)
-            self.packer.rollback()
-            self.state.status = "goal_unreachable"
-            self.observer.on_event(self, "rolled_back", self.state.target)
-            self._next("done")
+            self._give_up()
             return
         self.state.expansions = list(self.packer.expansions)
         self.observer.on_event(self, "expansion", event)

@@ -59,16 +59,23 @@ class Packer:
         copy is made for every task.
       records: the ``TaskRecord`` of every finished task of `model`.
       reinitialize_claimed: draw weights a new task claims from the initializer instead of keeping them.
+      task_parts: how a new task's BatchNorm and biases start: ``"fresh"`` (beta 0, mean 0, variance 1,
+        bias 0) or ``"inherit"`` (the values of the task whose weights it starts from: the previous task
+        with cumulative sharing, task 1 with "first"), so that it starts computing that task's features
+        rather than waiting for its moving averages to settle. Heads always start fresh.
       progress: show progress bars.
     """
 
     def __init__(self, model, optimizer="adam", records=(), reinitialize_claimed: bool = False,
-                 progress: bool = True):
+                 task_parts: str = "fresh", progress: bool = True):
         self.model = model
         self.optimizer = (optimizer if isinstance(optimizer, ExactFreezingOptimizer)
                           else ExactFreezingOptimizer(optimizer))
         self.records = list(records)
         self.reinitialize_claimed = reinitialize_claimed
+        if task_parts not in ("fresh", "inherit"):
+            raise ValueError(f"task_parts must be 'fresh' or 'inherit', got {task_parts!r}")
+        self.task_parts = task_parts
         self.progress = progress
         self.active_task = None
         self.pruner = None
@@ -95,8 +102,15 @@ class Packer:
         if self.base_parameters is None:
             self.base_parameters = masked_parameters(self.model)
         claim_free_weights(self.model, task, self.reinitialize_claimed)
+        if self.task_parts == "inherit" and task > 1:
+            self.model.inherit_task_parts(task - 1 if self.model.sharing == "cumulative" else 1, task)
         self._activate(task, loss)
         return task
+
+    @property
+    def can_roll_back(self) -> bool:
+        """Whether the active task was started by this packer (an imported or reloaded one was not)."""
+        return self._before_start is not None
 
     def rollback(self) -> None:
         """Abandons the active task: the model, records and counters are exactly as before it started."""
@@ -126,6 +140,15 @@ class Packer:
         self.expansions.append(event)
         self._activate(task, self._loss)
         return event
+
+    def resume_task(self, task: int, loss=None) -> None:
+        """Makes `task`, which the model already has and which claims its weights (an imported FaceNet,
+        a reloaded unfinished task), the active task, with a fresh optimizer."""
+        if self.active_task is not None:
+            raise RuntimeError(f"task {self.active_task} is active already")
+        if task != len(self.records) + 1 or task > self.model.num_tasks:
+            raise ValueError(f"only task {len(self.records) + 1}, the first unfinished one, can be active")
+        self._activate(task, loss)
 
     def _activate(self, task: int, loss):
         self.active_task = task
@@ -258,7 +281,7 @@ class Packer:
         packer = cls(model, optimizer, records, **kwargs)
         packer.base_parameters = state["base_parameters"]
         if state["active_task"] is not None:
-            packer._activate(state["active_task"], loss)
+            packer.resume_task(state["active_task"], loss)
             packer.rounds, packer.expansions = state["rounds"], state["expansions"]
             if state["pruning_space"] is not None:
                 packer.pruner = TaskPruner(model, state["active_task"])

@@ -154,3 +154,25 @@ def test_list_tasks():
     result = subprocess.run([sys.executable, "-m", "paenet.main", "--list_tasks"], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert result.returncode == 0 and "celebs_identity\t5 classes" in result.stdout
+
+
+def test_facenet_workspace_prunes_the_imported_face_task_to_its_turning_point(tmp_path, facenet_dir, aligned_celebs):
+    workspace = tmp_path / "facenet"
+    result = _main(workspace, "--task=face", "--base=facenet", f"--facenet={facenet_dir / '20180402-114759.pb'}",
+                   f"--face_pairs={aligned_celebs}", "--goal_margin=0.02", "--targets=0.3,0.6,0.95",
+                   "--steps_per_round=1", "--prune_steps=0", "--noprogress")
+    summary = _summary(result)
+    print(summary)
+    assert summary["status"] == "goal_met" and summary["history"][0][0] == "imported"
+    assert summary["goal"] == pytest.approx(summary["baseline"] - 0.02)
+    assert summary["baseline"] >= 0.9 and summary["val_accuracy"] >= summary["goal"]
+    chosen = summary["chosen_sparsity"]
+    assert chosen in (0.3, 0.6) and summary["history"][-1][1] < summary["goal"] or chosen == 0.95
+    state = json.loads((workspace / "packing" / "state.json").read_text())
+    record = state["records"][0]
+    assert record["name"] == "face" and record["metrics"]["test_accuracy"] >= 0.85
+    assert all(abs(s - chosen) < 0.01 for s in record["sparsity"].values())
+    entries = json.loads((workspace / "evaluations.json").read_text())
+    assert {(e["name"], e["split"]) for e in entries} == {("face", "val"), ("face", "test")}
+    busy = _main(workspace, "--task=face", "--goal=0.5")
+    assert busy.returncode == 1 and "task 'face' is packed in" in busy.stderr

@@ -12,7 +12,8 @@ def test_bench_quick_prints_every_row_as_json():
                          capture_output=True, text=True, timeout=600).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     names = {r["name"] for r in rows}
-    assert {"forward_masked_vs_plain", "train_step_masked_vs_plain", "prune_update"} <= names
+    assert {"forward_masked_vs_plain", "train_step_masked_vs_plain", "prune_update", "expand",
+            "train_step_expanded_vs_plain"} <= names
     for r in rows:
         assert set(r) >= {"name", "ours", "reference", "unit", "ratio", "device"}
         assert r["ours"] > 0 and r["reference"] > 0

@@ -45,17 +45,18 @@ def plain_train_step(model, optimizer):
 
 
 def masked_vs_plain_rows(model, plain, x, y, timing: dict, names=("forward_masked_vs_plain",
-                                                                   "train_step_masked_vs_plain"), config=""):
-    """Forward and train-step (Adam) rows, in images/s, of task 1 of `model` against its plain twin
+                                                                   "train_step_masked_vs_plain"), config="",
+                         task: int = 1):
+    """Forward and train-step (Adam) rows, in images/s, of task `task` of `model` against its plain twin
     `plain`, on the batch (`x`, `y`)."""
     import keras
     batch = int(x.shape[0])
-    ours_fwd, plain_fwd = make_predict_fn(model, 1), tf.function(lambda t: plain(t, training=False))
+    ours_fwd, plain_fwd = make_predict_fn(model, task), tf.function(lambda t: plain(t, training=False))
     ours, ref = compare_rates(lambda: ours_fwd(x).numpy(), lambda: plain_fwd(x).numpy(), batch, **timing)
     yield row(names[0], ours, ref, "images/s", config=config)
 
-    wrapper = ExactFreezingOptimizer(keras.optimizers.Adam(1e-3)).start_task(model, 1)
-    ours_step = make_train_step(model, wrapper, 1)
+    wrapper = ExactFreezingOptimizer(keras.optimizers.Adam(1e-3)).start_task(model, task)
+    ours_step = make_train_step(model, wrapper, task)
     plain_step = plain_train_step(plain, keras.optimizers.Adam(1e-3))
     ours, ref = compare_rates(lambda: ours_step(x, y).numpy(), lambda: plain_step(x, y).numpy(), batch, **timing)
     yield row(names[1], ours, ref, "images/s", config=config + ", Adam")

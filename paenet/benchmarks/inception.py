@@ -18,7 +18,7 @@ CLASSES = 10
 POLICIES = (("float32", "fp32"), ("mixed_bfloat16", "bf16"))
 
 
-def _settings(quick: bool) -> dict:
+def settings(quick: bool) -> dict:
     if quick:
         return dict(batch=2, size=80, width=0.0625, blocks=(1, 1, 1),
                     timing=dict(repeats=1, calls=1, warmup=1))
@@ -35,7 +35,7 @@ def _model(s: dict, classes: int) -> InceptionResnetV1:
 
 
 def rows(quick: bool = False):
-    s = _settings(quick)
+    s = settings(quick)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.uniform(-1, 1, (s["batch"], s["size"], s["size"], 3)).astype(np.float32))
     y = tf.constant(rng.integers(0, CLASSES, s["batch"]))
@@ -48,13 +48,13 @@ def rows(quick: bool = False):
             yield from masked_vs_plain_rows(
                 model, plain, x, y, s["timing"],
                 names=(f"forward_inception_resnet_v1_{tag}", f"train_step_inception_resnet_v1_{tag}"),
-                config=f"{_name(s)} {s['size']}px batch {s['batch']}, {policy}")
+                config=f"{describe(s)} {s['size']}px batch {s['batch']}, {policy}")
         finally:
             keras.mixed_precision.set_global_policy(previous)
     prune_timing = dict(repeats=1, calls=1, warmup=1) if quick else dict(repeats=3, calls=1, warmup=1)
     yield prune_update_row("prune_update_inception_resnet_v1", _model(s, 0), prune_timing,
-                           config=f"{_name(s)}: ")
+                           config=f"{describe(s)}: ")
 
 
-def _name(s: dict) -> str:
+def describe(s: dict) -> str:
     return f"Inception-ResNet-v1 blocks {list(s['blocks'])} width {s['width']}"

@@ -67,3 +67,39 @@ def resolve_pairs(pairs, image_dir) -> tuple[list[tuple[Pair, Path, Path]], list
         else:
             found.append((pair, *paths))
     return found, missing
+
+
+def generate_pairs(images: dict[str, list[tuple[int, str]]], folds: int, per_fold: int, seed: int) -> list[Pair]:
+    """Verification pairs in LFW's fold layout from `images` (person -> [(image index, group)]): per fold,
+    `per_fold` same-person pairs of two images from different groups (e.g. different recording sessions)
+    and `per_fold` different-person pairs, drawn by `seed`, no pair twice."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    names = sorted(images)
+    same_candidates = [(n, a, b) for n in names for i, (a, ga) in enumerate(images[n])
+                       for b, gb in images[n][i + 1:] if ga != gb]
+    if len(same_candidates) < folds * per_fold or len(names) < 2:
+        raise ValueError(f"{len(same_candidates)} same-person pairs across groups for {folds} x {per_fold} wanted")
+    same = [same_candidates[i] for i in rng.permutation(len(same_candidates))[: folds * per_fold]]
+    different, seen = [], set()
+    while len(different) < folds * per_fold:
+        n1, n2 = sorted(rng.choice(names, 2, replace=False))
+        a, b = images[n1][rng.integers(len(images[n1]))][0], images[n2][rng.integers(len(images[n2]))][0]
+        if (n1, a, n2, b) not in seen:
+            seen.add((n1, a, n2, b))
+            different.append((n1, a, n2, b))
+    pairs = []
+    for f in range(folds):
+        pairs += [Pair(n, a, n, b, True, f) for n, a, b in same[f * per_fold:(f + 1) * per_fold]]
+        pairs += [Pair(n1, a, n2, b, False, f) for n1, a, n2, b in different[f * per_fold:(f + 1) * per_fold]]
+    return pairs
+
+
+def write_pairs(path, pairs: list[Pair]) -> None:
+    """`pairs` (as ``generate_pairs`` orders them: per fold, same then different) in LFW's format."""
+    folds = max(p.fold for p in pairs) + 1
+    per_kind = sum(1 for p in pairs if p.fold == 0 and p.same)
+    lines = [f"{folds}\t{per_kind}"]
+    for p in pairs:
+        lines.append(f"{p.name1}\t{p.index1}\t{p.index2}" if p.same else f"{p.name1}\t{p.index1}\t{p.name2}\t{p.index2}")
+    Path(path).write_text("\n".join(lines) + "\n")

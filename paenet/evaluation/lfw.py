@@ -28,11 +28,15 @@ def embed_files(paths, embed_fn, batch_size: int = 100, image_size: int = IMAGE_
 
 
 def evaluate_lfw(image_dir, pairs_file, embed_fn, batch_size: int = 100, image_size: int = IMAGE_SIZE,
-                 flip: bool = True, **protocol) -> dict:
+                 flip: bool = True, folds=None, **protocol) -> dict:
     """The verification protocol on the pairs of `pairs_file` over the images of `image_dir`: a dict with
     ``accuracy_mean``, ``accuracy_std``, ``val_at_far`` (and ``val_std``, ``far_mean``, ...),
-    ``pairs_used`` and ``pairs_skipped``. `protocol` goes to ``evaluate_verification``."""
-    found, missing = resolve_pairs(read_pairs(pairs_file), image_dir)
+    ``pairs_used`` and ``pairs_skipped``. `folds` (0-based fold numbers) keeps only those folds' pairs
+    (cross-validated among themselves); `protocol` goes to ``evaluate_verification``."""
+    pairs = read_pairs(pairs_file)
+    if folds is not None:
+        pairs = [p for p in pairs if p.fold in set(folds)]
+    found, missing = resolve_pairs(pairs, image_dir)
     if not found:
         raise ValueError(f"{image_dir}: none of the images of {pairs_file} was found")
     paths = sorted({p for _, first, second in found for p in (first, second)})

@@ -119,6 +119,22 @@ class PackableModel(keras.Model):
                 found += [v for v in layer.task_variables(task) if v.trainable or not trainable_only]
         return found
 
+    def inherit_task_parts(self, source: int, target: int) -> None:
+        """Sets task `target`'s BatchNorm and biases to task `source`'s values (heads stay as they are):
+        with claimed weights at 0.0, task `target` then starts computing task `source`'s features."""
+        from paenet.layers import TaskHeads
+        self.check_task(source)
+        self.check_task(target)
+        for layer in self._flatten_layers(include_self=False):
+            if hasattr(layer, "task_variables") and layer.built and not isinstance(layer, TaskHeads):
+                for src, dst in zip(layer.task_variables(source), layer.task_variables(target)):
+                    value = src.numpy()
+                    if tuple(dst.shape) != value.shape:   # a wider layer since `source` finished
+                        grown = dst.numpy()
+                        grown[tuple(slice(0, d) for d in value.shape)] = value
+                        value = grown
+                    dst.assign(value)
+
     def task_values(self, task: int) -> dict:
         """Task `task`'s own variables by key, as arrays of the shapes the task computes with."""
         values = {}

@@ -19,6 +19,7 @@ class TaskContext:
     batch_size: int = 32
     seed: int = 0
     fold: int = 0                   # the test fold of a cross-validated data set (Adience)
+    options: dict = dataclasses.field(default_factory=dict)   # task-specific settings (face_pairs, ...)
 
 
 @dataclasses.dataclass
