@@ -29,6 +29,7 @@ class Settings:
     # A new workspace's network and training set-up.
     base: str = "small_cnn"                      # small_cnn | facenet
     facenet: str | None = None                   # checkpoint, .pb or .tflite for base=facenet
+    bn_momentum: float | None = None             # base=facenet: BatchNorm decay while training (FaceNet's 0.995)
     image_size: int = 64
     widths: tuple = (16, 32, 64)
     dense_units: int = 64
@@ -107,10 +108,11 @@ def _create(workspace, s: Settings):
         if not s.facenet:
             raise UsageError("--base=facenet needs --facenet=PATH (a FaceNet checkpoint, .pb or .tflite)")
         imported = load_facenet(s.facenet, logits=False, sharing=s.sharing, name="paenet")
-        packer = Packer(imported.model, config["optimizer"], progress=False)
+        model = imported.model if s.bn_momentum is None else imported.model.rebuild(bn_momentum=s.bn_momentum)
+        packer = Packer(model, config["optimizer"], progress=False)
         packer.resume_task(1)
-        config.update(image_size=imported.model.input_size, facenet=str(imported.path),
-                      facenet_format=imported.format)
+        config.update(image_size=model.input_size, facenet=str(imported.path), facenet_format=imported.format,
+                      bn_momentum=model.bn_momentum)
     elif s.base == "small_cnn":
         from paenet.models import SmallCNN
         model = SmallCNN(widths=list(s.widths), dense_units=s.dense_units, dropout=s.dropout, name="paenet",

@@ -26,7 +26,7 @@ from paenet import sources
 from paenet.app import GOAL_MET, Settings, pack
 from paenet.data.pairs import generate_pairs, write_pairs
 
-COMMON = dict(base="facenet", learning_rate=1e-3, batch_size=16, checkpoint_every=20)
+COMMON = dict(base="facenet", bn_momentum=0.9, learning_rate=1e-3, batch_size=16, checkpoint_every=20)
 TASKS = (
     dict(task="face", goal_margin=0.02, targets=(0.2, 0.4, 0.6, 0.8), steps_per_round=1, prune_steps=0,
          prune_frequency=1),

@@ -35,6 +35,8 @@ def define_flags():
                                             "DATA_DIR/lfw_aligned).")
     flags.DEFINE_enum("base", d.base, ["small_cnn", "facenet"], "Base network of a new workspace.")
     flags.DEFINE_string("facenet", None, "base=facenet: FaceNet checkpoint (prefix or folder), .pb or .tflite.")
+    flags.DEFINE_float("bn_momentum", None, "base=facenet: BatchNorm moving-average decay while a task trains "
+                                            "(default FaceNet's 0.995; short runs need e.g. 0.9).")
     flags.DEFINE_integer("image_size", d.image_size, "small_cnn: input size.")
     flags.DEFINE_list("widths", [str(w) for w in d.widths], "small_cnn: filters of its conv blocks.")
     flags.DEFINE_integer("dense_units", d.dense_units, "small_cnn: width of its feature layer.")

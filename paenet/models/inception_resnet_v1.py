@@ -382,11 +382,14 @@ class InceptionResnetV1(PackableModel):
       block_counts: repeats of block35, block17 and block8; FaceNet's (5, 10, 5) unless a shallower net
         is wanted (quick CPU runs).
       width_history: the full width mappings the model had before each expansion, oldest first.
+      bn_momentum: the moving-average decay of the BatchNorm statistics a task updates while it trains
+        (FaceNet: 0.995, for runs of many thousand steps; short CPU runs need a faster one). Finished
+        tasks never update theirs, so it may change between tasks.
     """
 
     def __init__(self, input_size: int = 160, width_multiplier: float = 1.0, widths: dict | None = None,
                  embedding_size: int = 512, keep_probability: float = 0.8, block_counts=FACENET_BLOCKS,
-                 width_history=(), **kwargs):
+                 width_history=(), bn_momentum: float = BN_MOMENTUM, **kwargs):
         if int(input_size) != input_size or input_size < MIN_INPUT_SIZE:
             raise ValueError(f"input_size must be an integer >= {MIN_INPUT_SIZE}, got {input_size}")
         if not 0.0 < keep_probability <= 1.0:
@@ -403,6 +406,7 @@ class InceptionResnetV1(PackableModel):
         self.concat_rounds = tuple(tuple(r[i] for r in rounds) for i in range(len(rounds[0])))
         self.embedding_size = int(embedding_size)
         self.keep_probability = float(keep_probability)
+        self.bn_momentum = float(bn_momentum)
         shared = dict(num_tasks=self.num_tasks, sharing=self.sharing)
         # One attribute per layer, named as the layer: tf.train.Checkpoint skips layers in lists (DESIGN §9).
         for step in _plan(self.widths, self.block_counts):
@@ -423,7 +427,7 @@ class InceptionResnetV1(PackableModel):
         setattr(self, layer.name, layer)
 
     def _batch_norm(self, scope: str) -> TaskBatchNorm:
-        return TaskBatchNorm(self.num_tasks, BN_MOMENTUM, BN_EPSILON, name=layer_name(scope + "/BatchNorm"))
+        return TaskBatchNorm(self.num_tasks, self.bn_momentum, BN_EPSILON, name=layer_name(scope + "/BatchNorm"))
 
     def build(self, input_shape=None):
         """Builds the heads too, which a model whose tasks have no head never calls (Keras would warn
@@ -461,7 +465,8 @@ class InceptionResnetV1(PackableModel):
         del config["input_shape"]
         return {**config, "input_size": self.input_size, "widths": dict(self.widths),
                 "embedding_size": self.embedding_size, "keep_probability": self.keep_probability,
-                "block_counts": list(self.block_counts), "width_history": [dict(w) for w in self.width_history]}
+                "block_counts": list(self.block_counts), "width_history": [dict(w) for w in self.width_history],
+                "bn_momentum": self.bn_momentum}
 
 
 class _KerasOps(GraphOps):
