@@ -6,6 +6,10 @@ released (mask 0) since its pruning phase began. A pruning step with target spar
 the order (already released first, |w|, flat index) ascending, so ties fall to the lower flat index and
 successive steps are monotone. Released weights are set to exactly 0.0 with mask 0; weights of other
 tasks are never candidates and never written.
+
+Speed (DESIGN §8: a whole Inception-ResNet-v1 update under 100 ms on CPU): the pruner reads each variable
+as a view of TensorFlow's buffer, selects with one integer partition in scratch arrays reused by every
+layer and step, and skips layers that a step leaves unchanged.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import dataclasses
 import math
 
 import numpy as np
+import tensorflow as tf
 
 from paenet.models.base import layer_key
 
@@ -89,27 +94,91 @@ def release_count(sparsity: float, space: int) -> int:
 
 
 def select_releases(kernel: np.ndarray, mask: np.ndarray, task: int, count: int) -> np.ndarray:
-    """Boolean array of `kernel`'s shape: the `count` entries of task `task`'s space to be released.
+    """Boolean array of `kernel`'s shape: the `count` entries of task `task`'s space to be released."""
+    workspace = _Workspace(kernel.size, kernel.dtype.itemsize)
+    release, _ = workspace.select(kernel.reshape(-1), mask.reshape(-1), task, count)
+    return release.reshape(kernel.shape).copy()
 
-    Exact and O(N): one partition (NumPy's SIMD introselect) finds the count-th key of
-    (released first, |w|); ties at that key go to the lowest flat indices.
+
+class _Workspace:
+    """Scratch arrays for layers of up to `size` floats of up to `itemsize` bytes, reused by every layer
+    and every step: a fresh array's first touch (a page fault per 4 KiB) costs more than the selection's
+    arithmetic on it.
+
+    A float's bits read as an unsigned integer of its width, less the sign bit, order like its |w|
+    (-0.0 and +0.0 alike), and NumPy's SIMD introselect partitions those integers twice as fast as floats.
     """
-    flat_mask = mask.reshape(-1)
-    key = np.abs(kernel.reshape(-1).astype(np.float32))
-    key[flat_mask != task] = np.inf                  # other tasks' weights: never candidates
-    released = flat_mask == 0
-    key[released] = -1.0                             # released already: always first
-    already, space = int(np.count_nonzero(released)), int(np.count_nonzero(np.isfinite(key)))
-    if not already <= count <= space:
-        raise ValueError(f"cannot release {count} weights: {already} are released already and the "
-                         f"task's space holds {space} (targets must not decrease)")
-    if count == 0:
-        return np.zeros(kernel.shape, bool)
-    kth = np.partition(key, count - 1)[count - 1]
-    release = key < kth
-    ties = np.flatnonzero(key == kth)[: count - int(np.count_nonzero(release))]
-    release[ties] = True
-    return release.reshape(kernel.shape)
+
+    def __init__(self, size: int, itemsize: int):
+        self._key, self._work = np.empty(size * itemsize, np.uint8), np.empty(size * itemsize, np.uint8)
+        self._release, self._flags = np.empty(size, bool), np.empty(size, bool)
+        self._mask = np.empty(size, np.uint8)
+
+    def select(self, kernel: np.ndarray, mask: np.ndarray, task: int, count: int) -> tuple[np.ndarray, int]:
+        """(release, new) for a flat `kernel` and `mask`: a boolean view into this workspace marking the
+        `count` entries of task `task`'s space released after the step, those released already included,
+        and how many of them are new.
+
+        Exact and O(N): one partition finds the key of the new-th smallest |w| among the task's own
+        entries; entries below it go, and of those equal to it the lowest flat indices.
+        """
+        n, bits = kernel.size, _bits(kernel)
+        released = np.equal(mask, 0, out=self._release[:n])
+        others = np.not_equal(mask, task, out=self._flags[:n])     # not candidates: released, other tasks'
+        already, owned = int(np.count_nonzero(released)), n - int(np.count_nonzero(others))
+        new = count - already
+        if not 0 <= new <= owned:
+            raise ValueError(f"cannot release {count} weights: {already} are released already and the "
+                             f"task's space holds {already + owned} (targets must not decrease)")
+        if new == 0:
+            return released, 0
+        sign = bits.dtype.type(1) << bits.dtype.type(8 * bits.itemsize - 1)
+        key, work = _scratch(self._key, bits), _scratch(self._work, bits)
+        np.bitwise_and(bits, ~sign, out=key)
+        if owned < n:                                                  # non-candidates above every |w|
+            np.bitwise_or(key, np.multiply(others, sign, out=work), out=key)
+        np.copyto(work, key)
+        work.partition(new - 1)
+        kth = work[new - 1]
+        extra = int(np.count_nonzero(np.equal(work[new:], kth, out=self._flags[: n - new])))
+        release = np.less_equal(key, kth, out=self._flags[:n])
+        if extra:                                                      # ties at kth: the highest indices stay
+            release[np.flatnonzero(key == kth)[-extra:]] = False
+        return np.logical_or(release, released, out=released), new
+
+    def kept(self, kernel: np.ndarray, mask: np.ndarray, release: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Views into this workspace: flat `kernel` and `mask` with the `release` entries set to +0.0 and 0
+        (`release` is overwritten). Multiplying the bits by 0 or 1 writes exactly +0.0, and it is
+        vectorised where a masked store is not."""
+        keep = np.logical_not(release, out=release)
+        bits = _bits(kernel)
+        kept = np.multiply(bits, keep, out=_scratch(self._work, bits))
+        return kept.view(kernel.dtype), np.multiply(mask, keep, out=self._mask[: mask.size])
+
+
+def _scratch(buffer: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """The start of byte array `buffer` viewed as an array of `like`'s size and dtype."""
+    return buffer[: like.nbytes].view(like.dtype)
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    """Floats `values` viewed as unsigned integers of their width."""
+    return values.view(f"u{values.dtype.itemsize}")
+
+
+def _read(variable) -> np.ndarray:
+    """`variable`'s value as a flat read-only view of TensorFlow's buffer: ``.numpy()`` copies it, and
+    TensorFlow copies on write, so the view stays valid."""
+    value = tf.raw_ops.ReadVariableOp(resource=variable.handle, dtype=tf.as_dtype(variable.dtype))
+    return np.asarray(value).reshape(-1)
+
+
+def _write(variable, values: np.ndarray) -> None:
+    """Sets `variable` to a copy of flat `values`. The copy is explicit (``DeepCopy``): `values` is
+    scratch that the next layer overwrites, and ``AssignVariableOp`` may adopt an aligned NumPy buffer
+    as the variable's own instead of copying it. The raw ops skip the checks of ``assign``."""
+    copy = tf.raw_ops.DeepCopy(x=values.reshape(variable.shape))
+    tf.raw_ops.AssignVariableOp(resource=variable.handle, value=copy)
 
 
 class TaskPruner:
@@ -125,23 +194,31 @@ class TaskPruner:
         for key, layer in self.layers.items():
             mask = layer.mask.numpy()
             self.space[key] = int(np.count_nonzero((mask == 0) | (mask == task)))
+        kernels = [l.kernel for l in self.layers.values()]
+        self._workspace = _Workspace(max((k.shape.num_elements() for k in kernels), default=0),
+                                     max((np.dtype(k.dtype).itemsize for k in kernels), default=4))
 
     def prune(self, sparsity: float) -> dict[str, int]:
         """Releases weights until each layer's space is `sparsity` released; returns counts per layer."""
         counts = {}
         for key, layer in self.layers.items():
-            count = release_count(sparsity, self.space[key])
-            kernel, mask = layer.kernel.numpy(), layer.mask.numpy()
+            counts[key] = release_count(sparsity, self.space[key])
             try:
-                release = select_releases(kernel, mask, self.task, count)
+                self._prune_layer(layer, counts[key])
             except ValueError as e:
                 raise ValueError(f"layer {key}, target sparsity {sparsity}: {e}") from e
-            kernel[release] = 0.0
-            mask[release] = 0
-            layer.kernel.assign(kernel)
-            layer.mask.assign(mask)
-            counts[key] = count
         return counts
+
+    def _prune_layer(self, layer, count: int) -> None:
+        """Releases `count` weights of `layer`; writes the layer only where that changes it (a layer
+        whose count is released already and whose released weights are +0.0 already is left alone)."""
+        kernel, mask = _read(layer.kernel), _read(layer.mask)
+        release, new = self._workspace.select(kernel, mask, self.task, count)
+        kept_kernel, kept_mask = self._workspace.kept(kernel, mask, release)
+        if new == 0 and np.count_nonzero(_bits(kept_kernel)) == np.count_nonzero(_bits(kernel)):
+            return                            # nothing new, and the released weights are +0.0 already
+        _write(layer.kernel, kept_kernel)
+        _write(layer.mask, kept_mask)
 
     def sparsity(self) -> dict[str, float]:
         """Achieved sparsity per layer: released weights over the layer's space."""

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from paenet.benchmarks.references import reference_select_releases
+from paenet.benchmarks.references import reference_prune, reference_select_releases
 from paenet.models import SmallCNN, TaskSpec, layer_key
 from paenet.pruning import CubicSchedule, TaskPruner, release_count, round_schedules, select_releases
 
@@ -63,6 +63,19 @@ def test_selection_matches_the_sort_based_rule():
         np.testing.assert_array_equal(ours, reference_select_releases(kernel, mask, 2, count), err_msg=str(trial))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_selection_matches_the_sort_based_rule_in_other_float_widths(dtype):
+    rng = np.random.default_rng(1)
+    for trial in range(50):
+        n = int(rng.integers(1, 300))
+        kernel = np.round(rng.normal(size=n), 1).astype(dtype)
+        kernel[rng.random(n) < 0.2] = -0.0
+        mask = rng.integers(0, 3, n).astype(np.uint8)
+        count = int(rng.integers(np.count_nonzero(mask == 0), np.count_nonzero(mask <= 1) + 1))
+        np.testing.assert_array_equal(select_releases(kernel, mask, 1, count),
+                                      reference_select_releases(kernel, mask, 1, count), err_msg=str(trial))
+
+
 def test_ties_go_to_the_lower_flat_index_and_released_first():
     kernel = np.array([0.5, 0.0, 0.5, 0.5, 0.2, 0.0], np.float32)
     mask = np.array([1, 1, 1, 1, 1, 0], np.uint8)   # index 5 was released earlier
@@ -109,3 +122,37 @@ def test_pruner_hits_the_schedule_exactly_and_touches_nothing_else():
     assert all(s == pytest.approx(0.7, abs=1 / pruner.space[k]) for k, s in pruner.sparsity().items())
     with pytest.raises(ValueError, match="targets must not decrease"):
         pruner.prune(0.2)
+
+
+def test_pruner_writes_what_the_sort_based_rule_writes():
+    """Bit for bit, step after step, with ties, -0.0 and released weights that are not +0.0 (which a
+    step sets to +0.0 even when it releases nothing new), in layers of several sizes that share the
+    pruner's scratch arrays."""
+    model = _three_owner_model()
+    layers = model.masked_layers()
+    rng = np.random.default_rng(4)
+    for layer in layers:
+        kernel, mask = layer.kernel.numpy(), layer.mask.numpy()
+        kernel[rng.random(kernel.shape) < 0.1] = -0.0
+        layer.kernel.assign(kernel)
+    pruner = TaskPruner(model, 2)
+
+    def state():
+        return [(l.kernel.numpy().tobytes(), l.mask.numpy().tobytes()) for l in layers]
+
+    def set_state(values):
+        for layer, (kernel, mask) in zip(layers, values):
+            layer.kernel.assign(np.frombuffer(kernel, np.float32).reshape(layer.kernel.shape))
+            layer.mask.assign(np.frombuffer(mask, np.uint8).reshape(layer.mask.shape))
+
+    for target, freed in ((0.3, None), (0.3, -0.0), (0.3, 0.25), (0.6, 0.5), (0.6, None)):
+        if freed is not None:                    # a released weight in the first layer that is not +0.0
+            kernel, mask = layers[0].kernel.numpy(), layers[0].mask.numpy()
+            kernel[mask == 0] = np.where(np.arange(np.count_nonzero(mask == 0)) == 0, freed, 0.0)
+            layers[0].kernel.assign(kernel)
+        before = state()
+        pruner.prune(target)
+        ours = state()
+        set_state(before)
+        reference_prune(model, 2, pruner.space, target)
+        assert state() == ours, (target, freed)

@@ -24,19 +24,25 @@ def device_name() -> str:
 
 
 def compare_rates(ours, reference, items_per_call: float, repeats: int = 5, calls: int = 3,
-                  warmup: int = 2) -> tuple[float, float]:
+                  warmup: int = 2, setup=None) -> tuple[float, float]:
     """Items per second of `ours` and `reference` (zero-argument callables), each the median over
-    `repeats` interleaved trials of `calls` calls after `warmup` calls."""
+    `repeats` interleaved trials of `calls` calls after `warmup` calls. `setup`, when given, runs before
+    every call of either, untimed (e.g. to restore the state that each call starts from)."""
+    setup = setup or (lambda: None)
     for fn in (ours, reference):
         for _ in range(warmup):
+            setup()
             fn()
     times = {id(ours): [], id(reference): []}
     for _ in range(repeats):
         for fn in (ours, reference):
-            start = time.perf_counter()
+            elapsed = 0.0
             for _ in range(calls):
+                setup()
+                start = time.perf_counter()
                 fn()
-            times[id(fn)].append((time.perf_counter() - start) / calls)
+                elapsed += time.perf_counter() - start
+            times[id(fn)].append(elapsed / calls)
     return (items_per_call / float(np.median(times[id(ours)])),
             items_per_call / float(np.median(times[id(reference)])))
 
