@@ -156,12 +156,17 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
     return loop
 
 
-def evaluate_all(packer, context, after: str) -> list[dict]:
-    """Every finished task on its validation and test splits: one row of the accuracy matrix."""
+def evaluate_all(packer, context, after: str, workspace) -> list[dict]:
+    """Every finished task on its validation and test splits: one row of the accuracy matrix. A
+    verification task's ROC goes to the workspace's ``lfw_roc.json`` (the report plots it)."""
     from paenet import tasks
+    from paenet.fileio import write_json_atomic
+    from paenet.workspace import LFW_ROC
     entries = []
     for record in packer.records:
         data = tasks.get(record.name).load(context)
+        if data.roc is not None:
+            write_json_atomic(str(workspace.path / LFW_ROC), data.roc(packer, record.task))
         for split, fn in (("val", data.validate), ("test", data.test)):
             if fn is not None:
                 entries.append({"after_task": len(packer.records), "after": after, "task": record.task,
@@ -224,7 +229,7 @@ def pack(s: Settings) -> tuple[int, dict]:
             workspace.discard_active()
             return GOAL_UNREACHABLE, summary
         workspace.save_finished(loop.packer)
-        workspace.add_evaluations(evaluate_all(loop.packer, context, definition.name))
+        workspace.add_evaluations(evaluate_all(loop.packer, context, definition.name, workspace))
         workspace.finish_active(definition.name)
         record = outcome.record
         summary.update(task_number=record.task, chosen_sparsity=record.metrics["chosen_sparsity"],

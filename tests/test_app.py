@@ -174,5 +174,7 @@ def test_facenet_workspace_prunes_the_imported_face_task_to_its_turning_point(tm
     assert all(abs(s - chosen) < 0.01 for s in record["sparsity"].values())
     entries = json.loads((workspace / "evaluations.json").read_text())
     assert {(e["name"], e["split"]) for e in entries} == {("face", "val"), ("face", "test")}
+    roc = json.loads((workspace / "lfw_roc.json").read_text())
+    assert len(roc["fpr"]) == len(roc["tpr"]) == 1001 and 0.9 <= roc["auc"] <= 1.0
     busy = _main(workspace, "--task=face", "--goal=0.5")
     assert busy.returncode == 1 and "task 'face' is packed in" in busy.stderr

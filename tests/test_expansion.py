@@ -12,25 +12,18 @@ from paenet.data.preprocessing import fixed_standardization
 from paenet.data.splits import stratified_split
 from paenet.expansion import (ExpansionPolicy, expand, masked_parameters, saturation_widths,
                               uniform_widths)
-from paenet.models import SmallCNN, TaskSpec, layer_key
 from paenet.goal import Goal, PackingPlan, pack_task
+from paenet.models import SmallCNN, TaskSpec, layer_key
 from paenet.packing import Packer, claim_free_weights
 from paenet.records import task_digest
+from randomized import randomize
 
 RNG = np.random.default_rng(5)
 
 
 def _two_task_model(widths=(6, 10)):
-    model = SmallCNN(widths=widths, dense_units=8, input_shape=(16, 16, 3), name="m",
-                     tasks=[TaskSpec("one", 3), TaskSpec("two", 4)]).build_variables()
-    for v in model.variables:
-        if v.dtype == "uint8":
-            v.assign(RNG.choice(np.array([1, 2], np.uint8), size=v.shape))
-        elif "moving_variance" in v.path:
-            v.assign(RNG.uniform(0.5, 2.0, v.shape).astype(np.float32))
-        else:
-            v.assign(RNG.normal(size=v.shape).astype(np.float32))
-    return model
+    return randomize(SmallCNN(widths=widths, dense_units=8, input_shape=(16, 16, 3), name="m",
+                              tasks=[TaskSpec("one", 3), TaskSpec("two", 4)]).build_variables(), RNG)
 
 
 def _small_cnn_parameters(widths, dense_units, channels=3):

@@ -9,6 +9,7 @@ from paenet.facenet_import import load_facenet
 from paenet.models import InceptionResnetV1, TaskSpec
 from paenet.packing import Packer, claim_free_weights
 from paenet.records import task_digest
+from randomized import randomize
 
 RNG = np.random.default_rng(11)
 
@@ -16,14 +17,7 @@ RNG = np.random.default_rng(11)
 def _random_two_task_model():
     model = InceptionResnetV1(input_size=80, width_multiplier=0.125, block_counts=(1, 1, 1), name="irv1",
                               tasks=[TaskSpec("face", 0), TaskSpec("other", 3)]).build_variables()
-    for v in model.variables:
-        if v.dtype == "uint8":
-            v.assign(RNG.choice(np.array([1, 2], np.uint8), size=v.shape))
-        elif "moving_variance" in v.path:
-            v.assign(RNG.uniform(0.5, 2.0, v.shape).astype(np.float32))
-        else:
-            v.assign(0.1 * RNG.normal(size=v.shape).astype(np.float32))
-    return model
+    return randomize(model, RNG, scale=0.1)
 
 
 def test_expansions_keep_the_old_task_and_lay_concatenations_out_round_by_round():

@@ -128,3 +128,21 @@ def test_evaluate_command_prints_one_json_object(facenet_dir, aligned_celebs):
 def test_a_folder_that_is_no_model_is_refused_clearly(tmp_path):
     with pytest.raises(ValueError, match=str(tmp_path)):
         embedding_model(str(tmp_path))
+
+
+def test_roc_rises_over_the_threshold_grid_and_its_area_matches_a_direct_count():
+    e1, e2, same, folds = synthetic_pairs(seed=3)
+    roc = evaluate_verification(e1, e2, same, folds).roc()
+    fpr, tpr = np.asarray(roc["fpr"]), np.asarray(roc["tpr"])
+    assert fpr[0] == tpr[0] == 0.0 and np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    assert tpr[-1] == 1.0 and fpr[-1] == 1.0
+    # The area is the chance that a same-person pair is closer than a different-person one (per fold,
+    # with the other folds' mean subtracted), averaged over the folds.
+    chances = []
+    for fold in np.unique(folds):
+        mean = np.concatenate([e1[folds != fold], e2[folds != fold]]).mean(axis=0)
+        d = np.array([math.acos(np.clip(np.dot(a - mean, b - mean) / np.linalg.norm(a - mean)
+                                        / np.linalg.norm(b - mean), -1, 1)) / math.pi for a, b in zip(e1, e2)])
+        test = folds == fold
+        chances.append(np.mean(d[test & same][:, None] < d[test & ~same][None, :]))
+    assert 0.6 < roc["auc"] == pytest.approx(np.mean(chances), abs=0.05)

@@ -28,11 +28,12 @@ def embed_files(paths, embed_fn, batch_size: int = 100, image_size: int = IMAGE_
 
 
 def evaluate_lfw(image_dir, pairs_file, embed_fn, batch_size: int = 100, image_size: int = IMAGE_SIZE,
-                 flip: bool = True, folds=None, **protocol) -> dict:
+                 flip: bool = True, folds=None, roc: bool = False, **protocol) -> dict:
     """The verification protocol on the pairs of `pairs_file` over the images of `image_dir`: a dict with
     ``accuracy_mean``, ``accuracy_std``, ``val_at_far`` (and ``val_std``, ``far_mean``, ...),
     ``pairs_used`` and ``pairs_skipped``. `folds` (0-based fold numbers) keeps only those folds' pairs
-    (cross-validated among themselves); `protocol` goes to ``evaluate_verification``."""
+    (cross-validated among themselves); `roc` adds the ROC (``roc``: fpr, tpr, auc); `protocol` goes to
+    ``evaluate_verification``."""
     pairs = read_pairs(pairs_file)
     if folds is not None:
         pairs = [p for p in pairs if p.fold in set(folds)]
@@ -46,4 +47,5 @@ def evaluate_lfw(image_dir, pairs_file, embed_fn, batch_size: int = 100, image_s
     second = embeddings[[index[s] for _, _, s in found]]
     result = evaluate_verification(first, second, [p.same for p, _, _ in found], [p.fold for p, _, _ in found],
                                    **protocol)
-    return {**result.summary(), "pairs_used": len(found), "pairs_skipped": len(missing)}
+    summary = {**result.summary(), "pairs_used": len(found), "pairs_skipped": len(missing)}
+    return {**summary, "roc": result.roc()} if roc else summary

@@ -41,12 +41,21 @@ class VerificationResult:
     val: np.ndarray
     far: np.ndarray
     val_threshold: np.ndarray
+    tpr: np.ndarray          # [folds, thresholds]: each fold's same-person pairs accepted at each threshold
+    fpr: np.ndarray          # the same for its different-person pairs
 
     def summary(self) -> dict:
         return {"accuracy_mean": float(np.mean(self.accuracy)), "accuracy_std": float(np.std(self.accuracy)),
                 "val_at_far": float(np.mean(self.val)), "val_std": float(np.std(self.val)),
                 "far_mean": float(np.mean(self.far)), "threshold_mean": float(np.mean(self.threshold)),
                 "folds": len(self.accuracy)}
+
+    def roc(self) -> dict:
+        """The ROC over the threshold grid, each rate averaged over the folds (as FaceNet's
+        ``calculate_roc``), and its area."""
+        fpr, tpr = self.fpr.mean(axis=0), self.tpr.mean(axis=0)
+        order = np.argsort(fpr, kind="stable")
+        return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": float(np.trapezoid(tpr[order], fpr[order]))}
 
 
 def evaluate_verification(embeddings1, embeddings2, same, folds, thresholds=THRESHOLDS,
@@ -57,7 +66,7 @@ def evaluate_verification(embeddings1, embeddings2, same, folds, thresholds=THRE
     fold_ids = np.unique(folds)
     if len(fold_ids) < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, the pairs have {len(fold_ids)}")
-    per_fold = {k: [] for k in ("accuracy", "threshold", "val", "far", "val_threshold")}
+    per_fold = {k: [] for k in ("accuracy", "threshold", "val", "far", "val_threshold", "tpr", "fpr")}
     for fold in fold_ids:
         test, train = folds == fold, folds != fold
         mean = np.concatenate([e1[train], e2[train]]).mean(axis=0) if subtract_mean else 0.0
@@ -71,4 +80,6 @@ def evaluate_verification(embeddings1, embeddings2, same, folds, thresholds=THRE
         per_fold["val"].append(accepted[at_far, test & same].mean())
         per_fold["far"].append(accepted[at_far, test & ~same].mean())
         per_fold["val_threshold"].append(thresholds[at_far])
+        per_fold["tpr"].append(accepted[:, test & same].mean(axis=1))
+        per_fold["fpr"].append(accepted[:, test & ~same].mean(axis=1))
     return VerificationResult(**{k: np.asarray(v) for k, v in per_fold.items()})

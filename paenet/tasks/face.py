@@ -16,16 +16,17 @@ from paenet.data.pairs import read_pairs
 from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
 
 
-def verifier(image_dir, pairs_file, folds):
-    """``f(packer, task=None) -> accuracy``: the LFW protocol's mean accuracy over `folds`."""
+def verifier(image_dir, pairs_file, folds, result: str = "accuracy_mean"):
+    """``f(packer, task=None)``: the LFW protocol over `folds`, its mean accuracy (or its ROC, with
+    ``result="roc"``)."""
     from paenet.evaluate import embedding_function
     from paenet.evaluation.lfw import evaluate_lfw
 
     def verify(packer, task=None):
         model = packer.model
         embed = embedding_function(model, task or packer.active_task)
-        return evaluate_lfw(image_dir, pairs_file, embed, image_size=model.image_shape[0],
-                            folds=folds)["accuracy_mean"]
+        return evaluate_lfw(image_dir, pairs_file, embed, image_size=model.image_shape[0], folds=folds,
+                            roc=result == "roc")[result]
     return verify
 
 
@@ -41,7 +42,7 @@ def _load(context: TaskContext) -> TaskData:
         raise ValueError(f"{pairs}: {len(folds)} folds; the face task needs at least 4 (half validate, half test)")
     half = len(folds) // 2
     return TaskData(train=None, validate=verifier(folder, pairs, folds[:half]),
-                    test=verifier(folder, pairs, folds[half:]),
+                    test=verifier(folder, pairs, folds[half:]), roc=verifier(folder, pairs, folds[half:], "roc"),
                     sizes={"val_folds": half, "test_folds": len(folds) - half})
 
 

@@ -29,6 +29,7 @@ class TaskData:
     test: Callable | None = None    # the same on the test split, where the task has one
     loss: object = None             # None: softmax cross-entropy on integer labels
     sizes: dict = dataclasses.field(default_factory=dict)   # samples per split ("train", "val", "test")
+    roc: Callable | None = None     # a verification task's ROC on its test split: f(packer, task) -> dict
 
 
 @dataclasses.dataclass(frozen=True)
