@@ -247,16 +247,17 @@ def _planned(widths: dict | None, block_counts=FACENET_BLOCKS) -> _Plan:
 def ordered_concat(xs, rounds):
     """Concatenates branch outputs `xs` round by round: for each width round (``rounds[r][b]``: branch b's
     width after round r), the channels each branch gained in that round, branch after branch. Branches
-    narrower than the last round (a task frozen at earlier widths) contribute what they have."""
-    widths = [int(x.shape[-1]) for x in xs]
-    segments, previous = [], [0] * len(xs)
-    for round_widths in rounds:
-        for b, x in enumerate(xs):
-            end = min(round_widths[b], widths[b])
-            if end > previous[b]:
-                segments.append(x if (previous[b], end) == (0, widths[b]) else x[..., previous[b]:end])
-                previous[b] = end
-    return keras.ops.concatenate(segments, axis=-1) if len(segments) > 1 else segments[0]
+    narrower than the last round (a task frozen at earlier widths) contribute what they have. Each branch
+    is cut with one split, whose gradient is a concatenation (slices' gradients would pad every piece)."""
+    pieces = []
+    for b, x in enumerate(xs):
+        width = int(x.shape[-1])
+        ends = sorted({min(r[b], width) for r in rounds} - {0})
+        parts = keras.ops.split(x, ends[:-1], axis=-1) if len(ends) > 1 else [x]
+        pieces.append(dict(zip(ends, parts)))
+    ordered = [pieces[b].pop(end) for r in rounds for b, x in enumerate(xs)
+               if (end := min(r[b], int(x.shape[-1]))) in pieces[b]]
+    return keras.ops.concatenate(ordered, axis=-1) if len(ordered) > 1 else ordered[0]
 
 
 @functools.lru_cache(maxsize=8)
