@@ -25,6 +25,7 @@ from pathlib import Path
 from paenet import sources
 from paenet.app import GOAL_MET, Settings, pack
 from paenet.data.pairs import generate_pairs, write_pairs
+from paenet.workspace import Workspace
 
 COMMON = dict(base="facenet", bn_momentum=0.9, learning_rate=1e-3, batch_size=16, checkpoint_every=20)
 TASKS = (
@@ -72,7 +73,6 @@ def run(workspace: str, progress: bool = True) -> int:
     for task in TASKS:
         settings = Settings(workspace=workspace, data_dir=str(data), facenet=str(model), progress=progress,
                             task_options={"face_pairs": str(data / "ckplus")}, **COMMON, **task)
-        from paenet.workspace import Workspace
         if Workspace(workspace).exists() and task["task"] in _finished(workspace):
             continue
         status, summary = pack(settings)

@@ -7,7 +7,7 @@ import tensorflow as tf
 from paenet.expansion import ExpansionPolicy, expand, masked_parameters, uniform_widths
 from paenet.facenet_import import load_facenet
 from paenet.models import InceptionResnetV1, TaskSpec
-from paenet.packing import Packer, claim_free_weights
+from paenet.packing import Packer
 from paenet.records import task_digest
 from randomized import randomize
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from paenet.layers import MaskedKernelLayer, check_task
+from paenet.layers import MaskedKernelLayer, TaskHeads, check_task
 from paenet.layers.masked import MAX_TASKS, check_sharing
 
 
@@ -122,7 +121,6 @@ class PackableModel(keras.Model):
     def inherit_task_parts(self, source: int, target: int) -> None:
         """Sets task `target`'s BatchNorm and biases to task `source`'s values (heads stay as they are):
         with claimed weights at 0.0, task `target` then starts computing task `source`'s features."""
-        from paenet.layers import TaskHeads
         self.check_task(source)
         self.check_task(target)
         for layer in self._flatten_layers(include_self=False):
