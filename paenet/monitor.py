@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import tensorflow as tf
 
+from paenet.evaluation.model_size import ownership
 from paenet.goal import LoopObserver
-from paenet.models.base import layer_key
 
 
 class WorkspaceObserver(LoopObserver):
@@ -72,9 +71,8 @@ class WorkspaceObserver(LoopObserver):
 
     def _log_ownership(self, model):
         with self.writer.as_default(step=self.global_step):
-            for layer in model.masked_layers():
-                mask = layer.mask.numpy()
-                key = layer_key(layer)
-                tf.summary.scalar(f"sparsity/{key}", float(np.count_nonzero(mask == 0)) / mask.size)
+            for key, counts in ownership(model).items():
+                shares = counts / counts.sum()
+                tf.summary.scalar(f"sparsity/{key}", float(shares[0]))
                 for task in range(1, model.num_tasks + 1):
-                    tf.summary.scalar(f"ownership/{key}/task{task}", float(np.count_nonzero(mask == task)) / mask.size)
+                    tf.summary.scalar(f"ownership/{key}/task{task}", float(shares[task]))

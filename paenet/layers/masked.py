@@ -46,6 +46,11 @@ def check_num_tasks(num_tasks: int) -> int:
     return int(num_tasks)
 
 
+def leading(shape) -> tuple:
+    """The index of the leading slice of `shape` in a tensor at least that large in every dimension."""
+    return tuple(slice(0, d) for d in shape)
+
+
 def effective_condition(mask, task: int, sharing: str = "cumulative"):
     """Boolean tensor of `mask`'s shape: the kernel entries that task `task` reads."""
     check_sharing(sharing)
@@ -114,8 +119,7 @@ class MaskedKernelLayer(keras.layers.Layer):
         shape = self.task_shape(task)
         kernel, mask = self.kernel, self.mask
         if shape != tuple(kernel.shape):
-            leading = tuple(slice(0, d) for d in shape)
-            kernel, mask = tf.convert_to_tensor(kernel)[leading], tf.convert_to_tensor(mask)[leading]
+            kernel, mask = tf.convert_to_tensor(kernel)[leading(shape)], tf.convert_to_tensor(mask)[leading(shape)]
         return effective_kernel(kernel, mask, task, self.sharing)
 
     def call(self, inputs, task: int):

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from paenet.layers import MaskedKernelLayer, TaskHeads, check_task
-from paenet.layers.masked import MAX_TASKS, check_sharing
+from paenet.layers.masked import MAX_TASKS, check_sharing, leading
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,12 +126,7 @@ class PackableModel(keras.Model):
         for layer in self._flatten_layers(include_self=False):
             if hasattr(layer, "task_variables") and layer.built and not isinstance(layer, TaskHeads):
                 for src, dst in zip(layer.task_variables(source), layer.task_variables(target)):
-                    value = src.numpy()
-                    if tuple(dst.shape) != value.shape:   # a wider layer since `source` finished
-                        grown = dst.numpy()
-                        grown[tuple(slice(0, d) for d in value.shape)] = value
-                        value = grown
-                    dst.assign(value)
+                    assign_leading(dst, src.numpy())    # `dst` may be wider: `source` finished narrower
 
     def task_values(self, task: int) -> dict:
         """Task `task`'s own variables by key, as arrays of the shapes the task computes with."""
@@ -139,7 +134,7 @@ class PackableModel(keras.Model):
         for v in self.task_variables(task):
             key, value = variable_key(v), v.numpy()
             shape = self.frozen_shapes["variables"].get(key)
-            values[key] = value[tuple(slice(0, d) for d in shape)] if shape else value
+            values[key] = value[leading(shape)] if shape else value
         return values
 
     def checkpoint_variables(self) -> dict:
@@ -212,9 +207,14 @@ def copy_values(src: keras.Model, dst: keras.Model):
         if len(old_shape) != len(new_shape) or any(o > n for o, n in zip(old_shape, new_shape)):
             raise ValueError(f"variable {key!r}: shape {old_shape} in {src.name} does not fit "
                              f"{new_shape} in {dst.name}")
-        value = v.numpy()
-        if old_shape != new_shape:
-            grown = targets[key].numpy()
-            grown[tuple(slice(0, d) for d in old_shape)] = value
-            value = grown
-        targets[key].assign(value)
+        assign_leading(targets[key], v.numpy())
+
+
+def assign_leading(variable, value) -> None:
+    """Writes `value` into the leading slice of `variable` (all of it when the shapes are equal); the
+    rest of a larger `variable` keeps its values."""
+    if tuple(variable.shape) != value.shape:
+        grown = variable.numpy()
+        grown[leading(value.shape)] = value
+        value = grown
+    variable.assign(value)
