@@ -43,7 +43,8 @@ class Settings:
     momentum: float = 0.9
     batch_size: int = 32
     task_parts: str = "inherit"                  # fresh | inherit (see paenet.packing.Packer)
-    # The goal loop.
+    # The continual-learning method (paenet.methods) and its goal loop.
+    method: str = "pae"
     goal: float | None = None
     goal_margin: float | None = None
     baseline: float | None = None
@@ -97,11 +98,26 @@ def _as_json(obj) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(obj)))
 
 
+def check_method(name: str, config: dict):
+    """The method `name`, after checking that it can pack into a workspace created for `config`'s."""
+    from paenet.methods import get_method
+    try:
+        method = get_method(name)
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
+    created = config.get("method", "pae")
+    if not method.compatible_with(created, config["sharing"]):
+        raise UsageError(f"--method={name} cannot pack into this workspace: it was created for method {created!r} "
+                         f"with sharing {config['sharing']!r} (use a new workspace)")
+    return method
+
+
 def _create(workspace, s: Settings):
     """Writes a new workspace: its config, and its network (FaceNet imported as active task 1 "face",
     or a small CNN without tasks)."""
     from paenet.packing import Packer
-    config = {"format_version": 1, "base": s.base, "sharing": s.sharing, "seed": s.seed, "fold": s.fold,
+    config = {"format_version": 1, "base": s.base, "method": s.method, "sharing": s.sharing, "seed": s.seed,
+              "fold": s.fold,
               "optimizer": optimizer_config(s), "batch_size": s.batch_size, "task_parts": s.task_parts}
     if s.base == "facenet":
         from paenet.facenet_import import load_facenet
@@ -134,11 +150,12 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
     from paenet.monitor import WorkspaceObserver
     from paenet.packing import Packer
     state = LoopState.from_dict(active["loop"])
-    observer = WorkspaceObserver(workspace, {k: active[k] for k in ("task", "goal", "plan")}, s.checkpoint_every,
+    observer = WorkspaceObserver(workspace, {k: active[k] for k in ("task", "goal", "plan", "method") if k in active},
+                                 s.checkpoint_every,
                                  global_step=active["global_step"], best=active["best"])
     args = dict(spec=spec, train=data.train, validate=data.validate, goal=Goal(**active["goal"]),
                 plan=_plan_from_dict(active["plan"]), test=data.test, loss=data.loss, observer=observer,
-                state=state)
+                state=state, method=active.get("method", "pae"))
     if state.stage == "baseline":
         loop = GoalLoop(finished, **args)
     else:
@@ -197,6 +214,7 @@ def pack(s: Settings) -> tuple[int, dict]:
         if not workspace.exists():
             _create(workspace, s)
         config = workspace.config()
+        method = check_method(s.method, config)
         keras.utils.set_random_seed(config["seed"])
         if s.deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -217,15 +235,16 @@ def pack(s: Settings) -> tuple[int, dict]:
             loop = _resume(workspace, finished, active, spec, data, s, config["optimizer"])
         else:
             observer = WorkspaceObserver(workspace, {"task": definition.name, "goal": _as_json(goal),
-                                                     "plan": _as_json(plan)}, s.checkpoint_every)
+                                                     "plan": _as_json(plan), "method": method.name},
+                                         s.checkpoint_every)
             loop = GoalLoop(finished, spec, data.train, data.validate, goal, plan, data.test, data.loss, observer,
-                            LoopState())
+                            LoopState(), method=method)
         outcome = loop.run()
         summary = {"task": definition.name, "status": outcome.status, "goal": outcome.goal,
                    "baseline": outcome.baseline, "val_accuracy": outcome.val_accuracy,
                    "test_accuracy": outcome.test_accuracy, "expansions": outcome.expansions,
                    "history": outcome.history, "sizes": data.sizes}
-        if outcome.status != "goal_met":
+        if outcome.record is None:
             workspace.discard_active()
             return GOAL_UNREACHABLE, summary
         workspace.save_finished(loop.packer)

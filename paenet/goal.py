@@ -1,9 +1,10 @@
-"""The accuracy-goal loop (DESIGN §3, §4).
+"""The task template: the accuracy-goal loop every method runs (DESIGN §3, §4, §10).
 
 claim → train → while the goal is missed: expand (up to the cap) and retrain → prune in rounds of rising
 sparsity, validating after each → keep the most-pruned round that still meets the goal on VALIDATION data
-→ evaluate the test split once → finish. If even the widest network the cap allows misses the goal, the
-task is rolled back and nothing of it is kept.
+→ evaluate the test split once → finish. The method (``paenet.methods``) decides whether the network may
+grow, whether the task picks among older weights, and what a task that misses its goal at its widest
+does: roll back (nothing of it is kept) or finish unpruned.
 
 The loop is a resumable state machine: ``LoopState`` is plain JSON, an observer (the app's workspace)
 checkpoints it together with the model, the optimizer and the data iterator, and
@@ -16,6 +17,8 @@ import dataclasses
 import numpy as np
 
 from paenet.expansion import ExpansionPolicy
+from paenet.methods import Method, get_method
+from paenet.methods.base import MISS_KEEP
 from paenet.models.base import TaskSpec
 from paenet.packing import Packer
 from paenet.pruning import round_schedules
@@ -91,7 +94,8 @@ class LoopState:
 
 @dataclasses.dataclass
 class PackOutcome:
-    """What the loop did. `status`: ``goal_met`` (the task is finished, `record` is its record) or
+    """What the loop did. `status`: ``goal_met`` (the task is finished, `record` is its record),
+    ``below_goal`` (finished unpruned below its goal: a method that keeps what it cannot improve) or
     ``goal_unreachable`` (the task was rolled back; nothing of it was kept)."""
 
     status: str
@@ -134,11 +138,16 @@ class GoalLoop:
       validate, test: callables ``f(packer, task=None) -> accuracy`` of the active task
         (``top1_validator(ds)`` for a classification split); `test` is called once, at the end.
       state, best_snapshot: a saved ``LoopState`` and kept snapshot to resume from.
+      method: a ``paenet.methods.Method`` (instance, class or name).
+      on_miss: overrides the method's ``on_miss`` (a benchmark keeps every task of every method).
     """
 
     def __init__(self, packer: Packer, spec: TaskSpec, train, validate, goal: Goal,
                  plan: PackingPlan = PackingPlan(), test=None, loss=None, observer: LoopObserver | None = None,
-                 state: LoopState | None = None, best_snapshot: dict | None = None):
+                 state: LoopState | None = None, best_snapshot: dict | None = None, method: Method | str = "pae",
+                 on_miss: str | None = None):
+        self.method = get_method(method)
+        self.on_miss = on_miss or self.method.on_miss
         self.packer, self.spec, self.train, self.validate = packer, spec, train, validate
         self.goal, self.plan, self.test, self.loss = goal, plan, test, loss
         self.observer = observer or LoopObserver()
@@ -190,7 +199,7 @@ class GoalLoop:
             self._next("baseline")
         else:
             self._set_target(self.goal.baseline)
-            self.packer.start_task(self.spec, self.loss)
+            self.packer.start_task(self.spec, self.loss, picks=self.method.picks)
             self._next("train")
 
     def _start_imported(self):
@@ -212,7 +221,7 @@ class GoalLoop:
                    on_step=self._on_step)
         self._set_target(self._validated("baseline", copy))
         self.baseline_packer = None
-        self.packer.start_task(self.spec, self.loss)
+        self.packer.start_task(self.spec, self.loss, picks=self.method.picks)
         self._next("train")
 
     def _train(self):
@@ -224,10 +233,10 @@ class GoalLoop:
                               on_step=self._on_step)
             accuracy = self._validated(label, self.packer)
         if accuracy < self.state.target:
-            if self.train is None:          # without training data a wider network cannot help
-                self._give_up()
-            else:
+            if self.train is not None and self.method.expands:
                 self._next("expand")
+            else:                           # without training data a wider network cannot help
+                self._give_up()
             return
         self._keep(0.0, accuracy)
         self._next("prune")
@@ -238,9 +247,14 @@ class GoalLoop:
         self.observer.on_best(self, self.best_snapshot)
 
     def _give_up(self):
-        """Goal unreachable: the task is rolled back (an imported task, which has nothing to roll back
-        to, stays as imported)."""
+        """Goal unreachable: the task is finished unpruned when the method keeps what it cannot improve,
+        else rolled back (an imported task, which has nothing to roll back to, stays as imported)."""
         self.state.expansions = list(self.packer.expansions)
+        if self.on_miss == MISS_KEEP:
+            self.state.status = "below_goal"
+            self._keep(0.0, self.state.history[-1][1])
+            self._next("finish")
+            return
         if self.packer.can_roll_back:
             self.packer.rollback()
         self.state.status = "goal_unreachable"
@@ -281,14 +295,15 @@ class GoalLoop:
         if self.test is not None:
             self.state.test_accuracy = float(self.test(self.packer))
             metrics["test_accuracy"] = self.state.test_accuracy
-        self.record = self.packer.finish(metrics)
-        self.state.status = "goal_met"
+        self.record = self.packer.finish(metrics, method=self.method.name)
+        self.state.status = self.state.status or "goal_met"
         self._next("done")
 
 
 def pack_task(packer: Packer, spec: TaskSpec, train, validation, goal: Goal, plan: PackingPlan = PackingPlan(),
-              test=None, loss=None) -> PackOutcome:
+              test=None, loss=None, method: Method | str = "pae", on_miss: str | None = None) -> PackOutcome:
     """Runs the goal loop once, start to end, on classification datasets (top-1 on `validation` and,
     once at the end, on `test`)."""
     return GoalLoop(packer, spec, train, top1_validator(validation), goal, plan,
-                    test=top1_validator(test) if test is not None else None, loss=loss).run()
+                    test=top1_validator(test) if test is not None else None, loss=loss, method=method,
+                    on_miss=on_miss).run()

@@ -41,6 +41,8 @@ def define_flags():
     flags.DEFINE_list("widths", [str(w) for w in d.widths], "small_cnn: filters of its conv blocks.")
     flags.DEFINE_integer("dense_units", d.dense_units, "small_cnn: width of its feature layer.")
     flags.DEFINE_float("dropout", d.dropout, "small_cnn: dropout rate before the heads.")
+    flags.DEFINE_string("method", d.method, "Continual-learning method: pae (default), packnet or cpg "
+                                            "(paenet.methods; --task_module may register more).")
     flags.DEFINE_enum("sharing", d.sharing, ["cumulative", "first"],
                       "Which earlier tasks' weights a task reuses: all (PAE) or only task 1's.")
     flags.DEFINE_integer("seed", d.seed, "Random seed of a new workspace (initialisation, splits, data order).")

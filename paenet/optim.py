@@ -8,11 +8,18 @@ to its value from before the step. Weight decay therefore acts only on owned ent
 
 The wrapper holds the inner optimizer's config, not its state: ``start_task`` builds a fresh inner
 optimizer, so slots never carry over from one task to the next, and one wrapper can serve many tasks.
+
+A picking task's picking masks (CPG) train with an optimizer of their own (``pick_optimizer``, Adam at
+5e-4 as in ivclab/CPG): they are never weight-decayed, and ``freeze_picks`` takes them out of training
+(CPG keeps them fixed while the task is pruned).
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+
+DEFAULT_PICK_LEARNING_RATE = 5e-4
 
 
 class ExactFreezingOptimizer:
@@ -26,12 +33,28 @@ class ExactFreezingOptimizer:
         opt.apply_gradients(zip(grads, opt.trainable_variables))   # inside tf.function too
     """
 
-    def __init__(self, optimizer="adam"):
+    def __init__(self, optimizer="adam", pick_optimizer=None):
         self._config = keras.optimizers.serialize(keras.optimizers.get(optimizer))
+        self._pick_config = keras.optimizers.serialize(
+            keras.optimizers.get(pick_optimizer or keras.optimizers.Adam(DEFAULT_PICK_LEARNING_RATE)))
         self.inner = None
+        self.pick_inner = None
         self.task = None
         self.trainable_variables = []
+        self._weights = []
+        self._picks = []
         self._masks = {}
+
+    @property
+    def config(self) -> dict:
+        """The serialized configs of the weights' and the picks' optimizers (a copy makes a twin)."""
+        return {"optimizer": self._config, "pick_optimizer": self._pick_config}
+
+    @property
+    def variables(self) -> list:
+        """Every slot and counter of the inner optimizers (what a checkpoint must hold to resume)."""
+        self._check_started()
+        return list(self.inner.variables) + (list(self.pick_inner.variables) if self.pick_inner else [])
 
     @property
     def learning_rate(self):
@@ -45,16 +68,29 @@ class ExactFreezingOptimizer:
         return self.inner.iterations
 
     def start_task(self, model, task: int):
-        """Prepares a fresh inner optimizer for `task`: the model's masked kernels plus the task's own
-        trainable variables (no other task's BatchNorm, biases or head is ever passed to it)."""
+        """Prepares fresh inner optimizers for `task`: the model's masked kernels plus the task's own
+        trainable variables (no other task's BatchNorm, biases or head is ever passed to it), and the
+        task's picking masks if it picks."""
         task = model.check_task(task)
         layers = model.masked_layers()
         self.task = task
         self.inner = keras.optimizers.deserialize(self._config)
         self._masks = {id(layer.kernel): layer.mask for layer in layers}
-        self.trainable_variables = [l.kernel for l in layers] + model.task_variables(task, trainable_only=True)
-        self.inner.build(self.trainable_variables)
+        self._weights = [l.kernel for l in layers] + model.task_variables(task, trainable_only=True)
+        self.inner.build(self._weights)
+        self._picks = model.pick_variables(task)
+        self.pick_inner = None
+        if self._picks:
+            self.pick_inner = keras.optimizers.deserialize(self._pick_config)
+            self.pick_inner.build(self._picks)
+        self.trainable_variables = self._weights + self._picks
         return self
+
+    def freeze_picks(self) -> None:
+        """Takes the picking masks out of ``trainable_variables`` for the rest of the task (a train step
+        must be traced anew to see it)."""
+        self._check_started()
+        self.trainable_variables = list(self._weights)
 
     def scale_loss(self, loss):
         """The loss to differentiate: scaled when the inner optimizer is a ``LossScaleOptimizer``."""
@@ -65,12 +101,16 @@ class ExactFreezingOptimizer:
         """One step of the inner optimizer, then every entry not owned by the active task restored."""
         self._check_started()
         known = {id(v) for v in self.trainable_variables}
-        pairs, frozen = [], []
+        picks = {id(v) for v in self._picks}
+        pairs, pick_pairs, frozen = [], [], []
         for grad, var in grads_and_vars:
             if id(var) not in known:
                 raise ValueError(f"variable {var.path} is not trainable for task {self.task}; pass only "
                                  "the wrapper's trainable_variables")
             if grad is None:
+                continue
+            if id(var) in picks:
+                pick_pairs.append((grad, var))
                 continue
             mask = self._masks.get(id(var))
             if mask is not None:
@@ -79,6 +119,8 @@ class ExactFreezingOptimizer:
                 frozen.append((var, owned, tf.identity(var.value)))
             pairs.append((grad, var))
         self.inner.apply_gradients(pairs)
+        if pick_pairs:
+            self.pick_inner.apply_gradients(pick_pairs)
         for var, owned, before in frozen:
             var.assign(tf.where(owned, var.value, before))
 

@@ -88,8 +88,10 @@ class Packer:
         self._step = None
         self._batches = None
 
-    def start_task(self, spec: TaskSpec, loss=None) -> int:
-        """Adds task `spec` to the model, claims the free weights for it and returns its number."""
+    def start_task(self, spec: TaskSpec, loss=None, picks: bool = False) -> int:
+        """Adds task `spec` to the model, claims the free weights for it and returns its number. With
+        `picks` (CPG) the task learns a picking mask over the older tasks' weights instead of reading
+        all of them."""
         if self.active_task is not None:
             raise RuntimeError(f"task {self.active_task} is still active: finish it first")
         if len(self.records) != self.model.num_tasks:
@@ -98,7 +100,8 @@ class Packer:
         if task > MAX_TASKS:
             raise ValueError(f"a uint8 ownership mask holds at most {MAX_TASKS} tasks; task {task} refused")
         self._before_start = (self.model, list(self.records), self.base_parameters)
-        self.model = self.model.with_tasks([*self.model.task_specs, TaskSpec.from_dict(spec)])
+        pick_tasks = [*self.model.pick_tasks, task] if picks and task > 1 else None
+        self.model = self.model.with_tasks([*self.model.task_specs, TaskSpec.from_dict(spec)], pick_tasks)
         if self.base_parameters is None:
             self.base_parameters = masked_parameters(self.model)
         claim_free_weights(self.model, task, self.reinitialize_claimed)
@@ -191,11 +194,17 @@ class Packer:
 
     def prune(self, sparsity: float) -> dict[str, int]:
         """Prunes the active task to `sparsity` of its space in every layer (the first call fixes the
-        space sizes: it begins the pruning phase)."""
+        space sizes: it begins the pruning phase, in which a picking task's picks stay fixed)."""
         self._check_active()
         if self.pruner is None:
-            self.pruner = TaskPruner(self.model, self.active_task)
+            self._begin_pruning(TaskPruner(self.model, self.active_task))
         return self.pruner.prune(sparsity)
+
+    def _begin_pruning(self, pruner: TaskPruner) -> None:
+        self.pruner = pruner
+        if self.model.pick_variables(self.active_task):
+            self.optimizer.freeze_picks()
+            self._step = make_train_step(self.model, self.optimizer, self.active_task, self._loss)
 
     def prune_round(self, dataset, schedule: CubicSchedule, steps: int, validation=None, start: int = 0,
                     on_step=None) -> dict:
@@ -221,7 +230,8 @@ class Packer:
         mask, and the task's own variables."""
         task = self._check_active()
         variables = [v for l in self.model.masked_layers() for v in (l.kernel, l.mask)]
-        return {variable_key(v): v.numpy() for v in variables + self.model.task_variables(task)}
+        variables += self.model.task_variables(task) + self.model.pick_variables(task)
+        return {variable_key(v): v.numpy() for v in variables}
 
     def restore_task(self, snapshot: dict[str, np.ndarray]) -> None:
         """Puts the active task back to `snapshot` (weights it released since are its own again);
@@ -236,12 +246,15 @@ class Packer:
         task = self.active_task if task is None else task
         return top1_accuracy(self.model, task, dataset)
 
-    def finish(self, metrics: dict | None = None) -> TaskRecord:
-        """Ends the active task: its weights and task-specific parts are frozen from now on."""
+    def finish(self, metrics: dict | None = None, method: str = "pae") -> TaskRecord:
+        """Ends the active task: its weights, picks and task-specific parts are frozen from now on."""
         task = self._check_active()
+        if task in self.model.pick_tasks:
+            for layer in self.model.masked_layers():
+                layer.store_pick_bits(task, layer.pick_bits(task))   # computes the same, stored as bits
         spec = self.model.task_specs[task - 1]
         record = TaskRecord(
-            task=task, name=spec.name, num_classes=spec.num_classes, sharing=self.model.sharing,
+            task=task, name=spec.name, num_classes=spec.num_classes, sharing=self.model.sharing, method=method,
             digest=task_digest(self.model, task), owned=owned_counts(self.model, task),
             space=dict(self.pruner.space) if self.pruner else {},
             sparsity=self.pruner.sparsity() if self.pruner else {},
@@ -284,8 +297,9 @@ class Packer:
             packer.resume_task(state["active_task"], loss)
             packer.rounds, packer.expansions = state["rounds"], state["expansions"]
             if state["pruning_space"] is not None:
-                packer.pruner = TaskPruner(model, state["active_task"])
-                packer.pruner.space = state["pruning_space"]
+                pruner = TaskPruner(model, state["active_task"])
+                pruner.space = state["pruning_space"]
+                packer._begin_pruning(pruner)
         return packer
 
     def save(self, directory: str) -> None:

@@ -1,7 +1,7 @@
 """Task records: what a finished task owns, how sparse it is, how well it does, and a digest of it.
 
-The digest is a SHA-256 over the task's effective kernels (DESIGN §1 (a)) and its task-specific variables
-(b), each framed by its key, dtype and shape. Any later change to what the task computes with changes the
+The digest is a SHA-256 over the task's effective kernels (DESIGN §1 (a)), its picking bits if it picks
+(CPG), and its task-specific variables (b), each framed by its key, dtype and shape. Any later change to what the task computes with changes the
 digest; ``verify`` refuses a model whose finished tasks no longer match their records.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ class TaskRecord:
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     pruning: list[dict] = dataclasses.field(default_factory=list)           # one entry per round
     expansions: list[dict] = dataclasses.field(default_factory=list)        # round, widths, parameters
+    method: str = "pae"                   # the continual-learning method that packed it (paenet.methods)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -53,6 +54,9 @@ def task_digest(model, task: int) -> str:
     h = hashlib.sha256()
     for layer in sorted(model.masked_layers(), key=layer_key):
         _update(h, layer_key(layer), np.asarray(layer.effective_kernel(task)))
+        bits = layer.pick_bits(task)
+        if bits is not None:
+            _update(h, f"{layer_key(layer)}/picks", bits)
     for key, value in sorted(model.task_values(task).items()):
         _update(h, key, value)
     return h.hexdigest()

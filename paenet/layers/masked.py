@@ -4,7 +4,11 @@ Every kernel entry has an owner in a ``uint8`` mask of the kernel's shape: 0 = f
 forward pass of task t reads only its *effective* kernel (DESIGN §1):
 
 * ``sharing="cumulative"`` (PAE, the default): entries owned by tasks 1..t;
-* ``sharing="first"``: entries owned by task 1 or by task t.
+* ``sharing="first"``: entries owned by task 1 or by task t;
+* a *picking* task t (CPG, ``pick_tasks``): entries owned by task t, plus the entries of tasks 1..t-1 that
+  its picking mask selects. The mask is real-valued (``pick_t{t}``, initialised to ``PICK_INIT``) and
+  binarised in the forward pass (``> PICK_THRESHOLD``) with a straight-through gradient, so it learns
+  which old weights help task t; it is canonicalised to exactly 0/1 when the task finishes.
 
 The forward pass never writes to the kernel or the mask; only the optimizer wrapper (``paenet.optim``)
 and the pruner (``paenet.pruning``) do. Biases, where a layer has them, are per task.
@@ -22,6 +26,8 @@ import tensorflow as tf
 
 MAX_TASKS = 255
 SHARING_MODES = ("cumulative", "first")
+PICK_INIT = 0.01        # CPG's initial picking-mask value (ivclab/CPG: DEFAULT_THRESHOLD * 2)
+PICK_THRESHOLD = 0.005  # CPG's binarisation threshold
 
 
 def check_sharing(sharing: str) -> str:
@@ -67,6 +73,30 @@ def effective_kernel(kernel, mask, task: int, sharing: str = "cumulative"):
     return tf.where(effective_condition(mask, task, sharing), kernel, tf.zeros([], kernel.dtype))
 
 
+@tf.custom_gradient
+def binarize_picks(picks):
+    """1.0 where a picking mask is above ``PICK_THRESHOLD``, else 0.0; the gradient passes straight
+    through (CPG's binariser)."""
+    bits = tf.cast(picks > PICK_THRESHOLD, picks.dtype)
+    return bits, lambda upstream: upstream
+
+
+def picked_kernel(kernel, mask, task: int, picks):
+    """The kernel of picking task `task`: its own entries, plus the entries of tasks 1..task-1 where
+    `picks` binarises to 1; every other entry +0.0. Gradients reach `picks` through the old entries.
+
+    Written as a sum of two disjoint terms so that the value is exact: an own entry adds +0.0 from the
+    other term, and an unpicked old entry is ±0.0 + +0.0 = +0.0.
+    """
+    kernel = tf.convert_to_tensor(kernel)
+    mask = tf.convert_to_tensor(mask, tf.uint8)
+    t = tf.constant(task, tf.uint8)
+    zero = tf.zeros([], kernel.dtype)
+    own = tf.where(mask == t, kernel, zero)
+    old = tf.where((mask >= 1) & (mask < t), kernel, zero)
+    return own + old * tf.cast(binarize_picks(tf.convert_to_tensor(picks)), kernel.dtype)
+
+
 class MaskedKernelLayer(keras.layers.Layer):
     """Base of the masked layers: a float kernel, its uint8 mask and optional per-task biases.
 
@@ -85,7 +115,9 @@ class MaskedKernelLayer(keras.layers.Layer):
         self.sharing = check_sharing(sharing)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.task_shapes = ()  # set by the model (PackableModel.frozen_shapes), not part of the config
+        # Both set by the model before it builds the layer (PackableModel), not part of the layer config.
+        self.task_shapes = ()
+        self.pick_tasks = ()
 
     def kernel_shape(self, input_shape) -> tuple:
         raise NotImplementedError
@@ -102,6 +134,37 @@ class MaskedKernelLayer(keras.layers.Layer):
             if self.use_bias:
                 setattr(self, f"bias_t{t}", self.add_weight(
                     name=f"bias_t{t}", shape=(self.units,), initializer=self.bias_initializer))
+        for t in self.pick_tasks:
+            # float32 under any policy: a bf16 mask could not hold 0.01 against a 0.005 threshold exactly.
+            setattr(self, f"pick_t{t}", self.add_weight(
+                name=f"pick_t{t}", shape=shape, initializer=keras.initializers.Constant(PICK_INIT),
+                dtype="float32", autocast=False))
+
+    def pick_variable(self, task: int):
+        """Task `task`'s picking mask, or None when the task does not pick."""
+        check_task(task, self.num_tasks)
+        return getattr(self, f"pick_t{task}") if task in self.pick_tasks else None
+
+    def pickable(self, task: int) -> np.ndarray:
+        """Where task `task` may pick, at the shape it computes with: the entries of tasks 1..task-1."""
+        mask = self.mask.numpy()[leading(self.task_shape(task))]
+        return (mask >= 1) & (mask < task)
+
+    def pick_bits(self, task: int) -> np.ndarray | None:
+        """Task `task`'s binarised picking mask over the entries it may pick from, at the shape it computes
+        with (bool; False elsewhere), or None when the task does not pick."""
+        picks = self.pick_variable(task)
+        if picks is None:
+            return None
+        return (picks.numpy()[leading(self.task_shape(task))] > PICK_THRESHOLD) & self.pickable(task)
+
+    def store_pick_bits(self, task: int, bits: np.ndarray) -> None:
+        """Sets task `task`'s picking mask to exactly 1.0 where `bits` (over the entries it may pick from,
+        at its shape) and 0.0 everywhere else: how a finished task's picks are kept."""
+        picks = self.pick_variable(task)
+        value = np.zeros(picks.shape, np.float32)
+        value[leading(bits.shape)] = bits & self.pickable(task)
+        picks.assign(value)
 
     def task_variables(self, task: int) -> list:
         """The variables that belong to `task` alone (its bias, if any)."""
@@ -117,9 +180,12 @@ class MaskedKernelLayer(keras.layers.Layer):
     def effective_kernel(self, task: int):
         """Task `task`'s effective kernel, at the shape it computes with."""
         shape = self.task_shape(task)
-        kernel, mask = self.kernel, self.mask
+        kernel, mask, picks = self.kernel, self.mask, self.pick_variable(task)
         if shape != tuple(kernel.shape):
             kernel, mask = tf.convert_to_tensor(kernel)[leading(shape)], tf.convert_to_tensor(mask)[leading(shape)]
+            picks = None if picks is None else tf.convert_to_tensor(picks)[leading(shape)]
+        if picks is not None:
+            return picked_kernel(kernel, mask, task, picks)
         return effective_kernel(kernel, mask, task, self.sharing)
 
     def call(self, inputs, task: int):

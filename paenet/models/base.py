@@ -71,7 +71,7 @@ class PackableModel(keras.Model):
     """
 
     def __init__(self, tasks=(), sharing: str = "cumulative", input_shape=(64, 64, 3), frozen_shapes=None,
-                 **kwargs):
+                 pick_tasks=(), **kwargs):
         super().__init__(**kwargs)
         self.task_specs = tuple(TaskSpec.from_dict(t) for t in tasks)
         if len(self.task_specs) > MAX_TASKS:
@@ -81,6 +81,12 @@ class PackableModel(keras.Model):
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique, got {names}")
         self.sharing = check_sharing(sharing)
+        # Tasks that read older tasks' weights through a learned picking mask (CPG) instead of all of them.
+        self.pick_tasks = tuple(sorted(int(t) for t in pick_tasks))
+        if any(not 2 <= t <= len(self.task_specs) for t in self.pick_tasks):
+            raise ValueError(f"picking tasks must be among tasks 2..{len(self.task_specs)}, got {self.pick_tasks}")
+        if self.pick_tasks and self.sharing != "cumulative":
+            raise ValueError("picking chooses among all older tasks' weights: it needs sharing='cumulative'")
         self.image_shape = tuple(int(d) for d in input_shape)
         # What earlier tasks computed with before an expansion widened the network:
         # "kernels": {layer key: [kernel shape of task 1 or None (the full kernel), ...]},
@@ -108,6 +114,11 @@ class PackableModel(keras.Model):
         model has a task to build for)."""
         return [l for l in self._flatten_layers(include_self=False)
                 if isinstance(l, MaskedKernelLayer) and l.built]
+
+    def pick_variables(self, task: int) -> list:
+        """Task `task`'s picking masks, one per masked layer (none when the task does not pick)."""
+        self.check_task(task)
+        return [l.pick_variable(task) for l in self.masked_layers() if task in self.pick_tasks]
 
     def task_variables(self, task: int, trainable_only: bool = False) -> list:
         """The variables task `task` owns alone: BatchNorm, biases, head."""
@@ -150,6 +161,9 @@ class PackableModel(keras.Model):
         nothing to build). Keras calls this on first use and when deserialising a built model."""
         if not self.num_tasks:
             return
+        for layer in self._flatten_layers(include_self=False):
+            if isinstance(layer, MaskedKernelLayer):
+                layer.pick_tasks = self.pick_tasks
         self.call(tf.zeros((1, *self.image_shape)), task=self.num_tasks, training=False)
         for layer in self.masked_layers():
             shapes = self.frozen_shapes["kernels"].get(layer_key(layer), [])
@@ -166,9 +180,13 @@ class PackableModel(keras.Model):
         afterwards, so a later ``build_variables`` would create nothing)."""
         self.build_variables()
 
-    def with_tasks(self, tasks) -> "PackableModel":
-        """A new model like this one with the task list `tasks`, holding every value of this one."""
-        return self.rebuild(tasks=[TaskSpec.from_dict(t).to_dict() for t in tasks])
+    def with_tasks(self, tasks, pick_tasks=None) -> "PackableModel":
+        """A new model like this one with the task list `tasks` (and, if given, the picking tasks
+        `pick_tasks`), holding every value of this one."""
+        changes = {"tasks": [TaskSpec.from_dict(t).to_dict() for t in tasks]}
+        if pick_tasks is not None:
+            changes["pick_tasks"] = list(pick_tasks)
+        return self.rebuild(**changes)
 
     def rebuild(self, **config_changes) -> "PackableModel":
         """A new built model from this one's config with `config_changes`, values transplanted exactly."""
@@ -188,7 +206,7 @@ class PackableModel(keras.Model):
     def get_config(self):
         return {"name": self.name, "tasks": [t.to_dict() for t in self.task_specs],
                 "sharing": self.sharing, "input_shape": list(self.image_shape),
-                "frozen_shapes": self.frozen_shapes}
+                "frozen_shapes": self.frozen_shapes, "pick_tasks": list(self.pick_tasks)}
 
 
 def copy_values(src: keras.Model, dst: keras.Model):

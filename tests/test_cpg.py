@@ -1,0 +1,130 @@
+"""CPG's picking: learned, straight-through, fixed while pruning, private to its task, exact for the others."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from paenet.compressed import load_compressed, save_compressed
+from paenet.export import export_savedmodel
+from paenet.layers import PICK_INIT
+from paenet.models import SmallCNN, TaskSpec
+from paenet.optim import ExactFreezingOptimizer
+from paenet.packing import Packer
+from paenet.records import verify
+
+RNG = np.random.default_rng(5)
+X = RNG.normal(size=(16, 16, 16, 3)).astype(np.float32)
+Y = RNG.integers(0, 3, 16)
+DATA = tf.data.Dataset.from_tensors((X, Y))
+
+
+def _model():
+    return SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="cpg")
+
+
+def _outputs(model, task):
+    return model(X, task=task, training=False).numpy()
+
+
+def _packer_with_cpg_task(optimizer="adam"):
+    """Task 1 trained and pruned by half; task 2 started with picks and trained 5 steps."""
+    packer = Packer(_model(), optimizer, progress=False)
+    packer.start_task(TaskSpec("one", 3))
+    packer.train(DATA, 5)
+    packer.prune(0.5)
+    packer.finish()
+    before = {"digest": packer.records[0].digest, "out": _outputs(packer.model, 1)}
+    packer.start_task(TaskSpec("two", 3), picks=True)
+    return packer, before
+
+
+def test_picks_start_at_cpg_init_and_gradients_reach_them():
+    packer, _ = _packer_with_cpg_task()
+    model = packer.model
+    picks = model.pick_variables(2)
+    assert model.pick_tasks == (2,) and len(picks) == len(model.masked_layers())
+    assert all(np.all(p.numpy() == np.float32(PICK_INIT)) for p in picks)
+    with tf.GradientTape() as tape:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(Y, model(X, task=2, training=True))
+    grads = tape.gradient(loss, picks)
+    for layer, grad in zip(model.masked_layers(), grads):
+        old = layer.pickable(2)
+        assert np.any(grad.numpy()[old] != 0), layer.name
+        assert np.all(grad.numpy()[~old] == 0), layer.name      # only old entries can be picked
+    packer.train(DATA, 5)
+    assert any(np.any(p.numpy() != np.float32(PICK_INIT)) for p in picks)
+
+
+def test_picks_stay_fixed_while_the_task_is_pruned():
+    packer, _ = _packer_with_cpg_task()
+    packer.train(DATA, 5)
+    packer.prune(0.3)
+    fixed = [p.numpy().copy() for p in packer.model.pick_variables(2)]
+    kernels = [l.kernel.numpy().copy() for l in packer.model.masked_layers()]
+    packer.train(DATA, 5)
+    assert all(np.array_equal(a, p.numpy()) for a, p in zip(fixed, packer.model.pick_variables(2)))
+    assert any(not np.array_equal(a, l.kernel.numpy()) for a, l in zip(kernels, packer.model.masked_layers()))
+
+
+def test_unpicking_an_old_weight_changes_only_the_picking_task():
+    packer, _ = _packer_with_cpg_task()
+    model = packer.model
+    before = {t: _outputs(model, t) for t in (1, 2)}
+    layer = model.masked_layers()[0]
+    picks = layer.pick_variable(2)
+    old = np.argwhere(layer.pickable(2) & (np.abs(layer.kernel.numpy()) > 0))[0]
+    value = picks.numpy()
+    value[tuple(old)] = 0.0
+    picks.assign(value)
+    assert _outputs(model, 1).tobytes() == before[1].tobytes()
+    assert not np.array_equal(_outputs(model, 2), before[2])
+
+
+def test_earlier_tasks_stay_bit_identical_after_a_cpg_task_with_adamw_decay():
+    optimizer = ExactFreezingOptimizer(keras.optimizers.AdamW(1e-2, weight_decay=0.1))
+    packer, before = _packer_with_cpg_task(optimizer)
+    packer.train(DATA, 10)
+    packer.prune(0.5)
+    packer.train(DATA, 3)
+    record = packer.finish()
+    assert record.method == "pae"           # the packer's default label; the template passes its method's name
+    assert _outputs(packer.model, 1).tobytes() == before["out"].tobytes()
+    assert packer.records[0].digest == before["digest"]
+    verify(packer.model, packer.records)
+    # Finished picks are stored as exact bits over the old entries only.
+    for layer in packer.model.masked_layers():
+        value = layer.pick_variable(2).numpy()
+        assert set(np.unique(value)) <= {0.0, 1.0}
+        assert not np.any(value[~layer.pickable(2)])
+
+
+def test_a_finished_cpg_task_survives_save_load_and_both_exports(tmp_path):
+    packer, _ = _packer_with_cpg_task()
+    packer.train(DATA, 5)
+    packer.prune(0.5)
+    packer.finish()
+    expected = {t: _outputs(packer.model, t) for t in (1, 2)}
+    packer.save(str(tmp_path / "packing"))
+    loaded = Packer.load(str(tmp_path / "packing"))
+    assert loaded.model.pick_tasks == (2,)
+    for t in (1, 2):
+        assert _outputs(loaded.model, t).tobytes() == expected[t].tobytes()
+    model, records = load_compressed(save_compressed(loaded.model, loaded.records, str(tmp_path / "c.npz")))
+    for t in (1, 2):
+        assert _outputs(model, t).tobytes() == expected[t].tobytes()
+    served = tf.saved_model.load(export_savedmodel(loaded.model, str(tmp_path / "saved")))
+    for t, name in ((1, "one"), (2, "two")):
+        probabilities = served.signatures[name](images=tf.constant(X))["probabilities"].numpy()
+        np.testing.assert_allclose(probabilities, tf.nn.softmax(expected[t]).numpy(), rtol=0, atol=1e-6)
+
+
+def test_the_digest_covers_the_picks():
+    packer, _ = _packer_with_cpg_task()
+    packer.train(DATA, 5)
+    record = packer.finish()
+    layer = next(l for l in packer.model.masked_layers() if l.pick_bits(2).any())
+    bits = layer.pick_bits(2)
+    bits[tuple(np.argwhere(bits)[0])] = False
+    layer.store_pick_bits(2, bits)
+    with pytest.raises(Exception, match="digest mismatch"):
+        verify(packer.model, [packer.records[0], record])
