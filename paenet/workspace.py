@@ -127,7 +127,7 @@ class Workspace:
     @staticmethod
     def _checkpoint(packer, iterator, state: str) -> tf.train.Checkpoint:
         objects = {"variables": packer.model.checkpoint_variables(),
-                   "optimizer": {f"{i:04d}": v.value for i, v in enumerate(packer.optimizer.inner.variables)},
+                   "optimizer": {f"{i:04d}": v.value for i, v in enumerate(packer.optimizer.variables)},
                    "state": tf.Variable(state, dtype=tf.string)}
         if iterator is not None:
             objects["iterator"] = iterator

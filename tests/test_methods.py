@@ -1,0 +1,139 @@
+"""One harness over every registered method: earlier tasks stay bit-identical, a killed run resumes to the
+same end as an uninterrupted one, and each method's own decisions (grow, pick, keep or roll back)."""
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from paenet import app, methods, tasks
+from paenet.data.arrays import array_dataset
+from paenet.expansion import ExpansionPolicy
+from paenet.goal import Goal, PackingPlan, pack_task, top1_validator
+from paenet.models import SmallCNN, TaskSpec
+from paenet.monitor import WorkspaceObserver
+from paenet.packing import Packer
+from paenet.tasks.registry import TaskData, TaskDefinition
+
+SIZE = 16
+
+
+def _images(seed: int, classes: int, n: int = 96):
+    """Learnable synthetic images: each class brightens its own third of the image."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    images = rng.normal(0, 1, (n, SIZE, SIZE, 3)).astype(np.float32)
+    for c in range(classes):
+        images[labels == c, :, (c * SIZE) // classes:((c + 1) * SIZE) // classes] += 1.5
+    return images, labels
+
+
+def _synthetic_task(name: str, seed: int, classes: int) -> TaskDefinition:
+    def load(context):
+        images, labels = _images(seed, classes)
+        val = array_dataset(images[64:], labels[64:], 32)
+        return TaskData(train=array_dataset(images[:64], labels[:64], context.batch_size, training=True,
+                                            seed=context.seed),
+                        validate=top1_validator(val), sizes={"train": 64, "val": 32})
+    return TaskDefinition(name, classes, f"synthetic, {classes} classes", load)
+
+
+for _t in (_synthetic_task("synth_a", 1, 3), _synthetic_task("synth_b", 2, 4)):
+    tasks.register(_t, replace=True)
+
+
+def _settings(workspace, task, method, **changes):
+    return dataclasses.replace(app.Settings(
+        workspace=str(workspace), task=task, method=method, image_size=SIZE, widths=(4, 8), dense_units=8,
+        batch_size=16, goal=0.0, train_steps=30, targets=(0.3, 0.6), steps_per_round=10, prune_steps=5,
+        prune_frequency=5, checkpoint_every=10, progress=False), **changes)
+
+
+def _packing(workspace) -> dict:
+    path = Path(workspace) / "packing"
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    values = {k: np.asarray(reader.get_tensor(k)).tobytes() for k in reader.get_variable_to_shape_map()
+              if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    return {"variables": values, "state": json.loads((path / "state.json").read_text())["records"]}
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", sorted(methods.METHODS))
+def test_every_method_keeps_earlier_tasks_exact_and_resumes_after_a_kill(method, tmp_path, monkeypatch):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert app.pack(_settings(straight, "synth_a", method))[0] == app.GOAL_MET
+    shutil.copytree(straight, killed)
+    first = _packing(straight)
+    assert app.pack(_settings(straight, "synth_b", method))[0] == app.GOAL_MET
+    expected = _packing(straight)
+
+    # Task 1 is bit-identical after task 2, whatever the method.
+    task1 = {k: v for k, v in first["variables"].items() if "_t1" in k}
+    assert task1 and all(expected["variables"][k] == v for k, v in task1.items())
+    assert expected["state"][0] == first["state"][0]
+    assert expected["state"][1]["method"] == method
+
+    # Killed twice (in training, then in a pruning round), then resumed: the same end.
+    for stop_at in (15, 45):
+        original = WorkspaceObserver.on_step
+
+        def on_step(self, loop, loss, stop_at=stop_at):
+            original(self, loop, loss)
+            if self.global_step == stop_at:
+                raise _Killed
+        monkeypatch.setattr(WorkspaceObserver, "on_step", on_step)
+        with pytest.raises(_Killed):
+            app.pack(_settings(killed, "synth_b", method))
+        monkeypatch.undo()
+    assert app.pack(_settings(killed, "synth_b", method))[0] == app.GOAL_MET
+    resumed = _packing(killed)
+    assert resumed["state"] == expected["state"]
+    assert [k for k, v in expected["variables"].items() if resumed["variables"][k] != v] == []
+
+
+def _unreachable(method, on_miss=None):
+    """Task 2 with random labels and a goal of 1.0: no width reaches it."""
+    packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(SIZE, SIZE, 3), name="m"), progress=False)
+    images, labels = _images(1, 3)
+    data = array_dataset(images, labels, 32, training=True, seed=0)
+    plan = PackingPlan(train_steps=3, targets=(0.5,), steps_per_round=2, prune_steps=1, frequency=1,
+                       expansion=ExpansionPolicy("uniform", 1.5, 2.0))
+    pack_task(packer, TaskSpec("one", 3), data, array_dataset(images, labels, 32), Goal(absolute=0.0), plan)
+    digest = packer.records[0].digest
+    noise = np.random.default_rng(3).integers(0, 3, len(labels))
+    outcome = pack_task(packer, TaskSpec("two", 3), array_dataset(images, noise, 32, training=True, seed=0),
+                        array_dataset(images, noise, 32), Goal(absolute=1.0), plan, method=method, on_miss=on_miss)
+    assert packer.records[0].digest == digest
+    return packer, outcome
+
+
+def test_packnet_never_grows_and_keeps_a_task_that_misses_its_goal_unpruned():
+    packer, outcome = _unreachable("packnet")
+    assert outcome.status == "below_goal" and outcome.expansions == []
+    assert outcome.record.metrics["chosen_sparsity"] == 0.0 and outcome.record.method == "packnet"
+    assert len(packer.records) == 2 and packer.model.pick_tasks == ()
+
+
+@pytest.mark.parametrize("method", ["pae", "cpg"])
+def test_growing_methods_expand_to_the_cap_then_roll_back_or_keep(method):
+    packer, outcome = _unreachable(method)
+    assert outcome.status == "goal_unreachable" and len(outcome.expansions) >= 1
+    assert len(packer.records) == 1 and packer.model.num_tasks == 1
+    packer, outcome = _unreachable(method, on_miss="keep")
+    assert outcome.status == "below_goal" and outcome.record.method == method
+    assert packer.model.pick_tasks == ((2,) if method == "cpg" else ())
+
+
+def test_a_workspace_refuses_a_method_that_needs_another_sharing(tmp_path):
+    workspace = tmp_path / "ws"
+    assert app.pack(_settings(workspace, "synth_a", "pae", sharing="first"))[0] == app.GOAL_MET
+    with pytest.raises(app.UsageError, match="--method=cpg cannot pack into this workspace"):
+        app.pack(_settings(workspace, "synth_b", "cpg"))
+    with pytest.raises(app.UsageError, match="unknown method 'nope'"):
+        app.pack(_settings(workspace, "synth_b", "nope"))
