@@ -128,3 +128,15 @@ def test_the_digest_covers_the_picks():
     layer.store_pick_bits(2, bits)
     with pytest.raises(Exception, match="digest mismatch"):
         verify(packer.model, [packer.records[0], record])
+
+
+def test_model_size_counts_one_bit_per_entry_a_task_may_pick_from():
+    from paenet.evaluation.model_size import paper_accounting
+    packer, _ = _packer_with_cpg_task()
+    packer.train(DATA, 2)
+    packer.finish()
+    rows = paper_accounting(packer.model, packer.records)
+    pickable = sum(int(l.pickable(2).sum()) for l in packer.model.masked_layers())
+    assert rows[0]["pick_bits"] == 0 and rows[1]["pick_bits"] == pickable > 0
+    owned = rows[1]["owned_weights"]
+    assert rows[1]["module_bytes"] == owned * 5 + rows[1]["specific_bytes"] + -(-pickable // 8)

@@ -48,7 +48,7 @@ for _t in (_synthetic_task("synth_a", 1, 3), _synthetic_task("synth_b", 2, 4)):
 def _settings(workspace, task, method, **changes):
     return dataclasses.replace(app.Settings(
         workspace=str(workspace), task=task, method=method, image_size=SIZE, widths=(4, 8), dense_units=8,
-        batch_size=16, goal=0.0, train_steps=30, targets=(0.3, 0.6), steps_per_round=10, prune_steps=5,
+        batch_size=16, goal=0.0, train_steps=20, targets=(0.5,), steps_per_round=10, prune_steps=5,
         prune_frequency=5, checkpoint_every=10, progress=False), **changes)
 
 
@@ -80,7 +80,7 @@ def test_every_method_keeps_earlier_tasks_exact_and_resumes_after_a_kill(method,
     assert expected["state"][1]["method"] == method
 
     # Killed twice (in training, then in a pruning round), then resumed: the same end.
-    for stop_at in (15, 45):
+    for stop_at in (15, 25):
         original = WorkspaceObserver.on_step
 
         def on_step(self, loop, loss, stop_at=stop_at):
@@ -103,7 +103,7 @@ def _unreachable(method, on_miss=None):
     images, labels = _images(1, 3)
     data = array_dataset(images, labels, 32, training=True, seed=0)
     plan = PackingPlan(train_steps=3, targets=(0.5,), steps_per_round=2, prune_steps=1, frequency=1,
-                       expansion=ExpansionPolicy("uniform", 1.5, 2.0))
+                       expansion=ExpansionPolicy("uniform", 1.9, 2.0))
     pack_task(packer, TaskSpec("one", 3), data, array_dataset(images, labels, 32), Goal(absolute=0.0), plan)
     digest = packer.records[0].digest
     noise = np.random.default_rng(3).integers(0, 3, len(labels))
@@ -120,14 +120,16 @@ def test_packnet_never_grows_and_keeps_a_task_that_misses_its_goal_unpruned():
     assert len(packer.records) == 2 and packer.model.pick_tasks == ()
 
 
-@pytest.mark.parametrize("method", ["pae", "cpg"])
-def test_growing_methods_expand_to_the_cap_then_roll_back_or_keep(method):
-    packer, outcome = _unreachable(method)
+def test_pae_expands_to_the_cap_then_rolls_the_task_back():
+    packer, outcome = _unreachable("pae")
     assert outcome.status == "goal_unreachable" and len(outcome.expansions) >= 1
     assert len(packer.records) == 1 and packer.model.num_tasks == 1
-    packer, outcome = _unreachable(method, on_miss="keep")
-    assert outcome.status == "below_goal" and outcome.record.method == method
-    assert packer.model.pick_tasks == ((2,) if method == "cpg" else ())
+
+
+def test_cpg_picks_and_grows_and_can_keep_what_it_cannot_improve():
+    packer, outcome = _unreachable("cpg", on_miss="keep")
+    assert outcome.status == "below_goal" and len(outcome.expansions) >= 1 and outcome.record.method == "cpg"
+    assert packer.model.pick_tasks == (2,)
 
 
 def test_a_workspace_refuses_a_method_that_needs_another_sharing(tmp_path):

@@ -2,7 +2,8 @@
 
 Paper accounting (PAE's model analyzer, its bugs fixed): task t's *module* is the kernel weights it owns
 x 4 B, plus 1 B per mask entry it owns, plus its task-specific variables (BatchNorm, biases, head) at the
-shapes it computes with. The packed model after task k holds modules 1..k; the alternative is k separate
+shapes it computes with, plus, for a task that picks (CPG), 1 bit per entry it may pick from (every
+entry of tasks 1..t-1 at its shapes), rounded up to whole bytes. The packed model after task k holds modules 1..k; the alternative is k separate
 copies of the original network (before any expansion, as the paper's "three separate 89.6 MB models"),
 copy t holding its kernel weights x 4 B plus task t's own variables (no mask). The model that *runs*
 task t holds the modules it reads (tasks 1..t when sharing is cumulative, 1 and t when it is "first").
@@ -44,7 +45,8 @@ def _nbytes(values) -> int:
 def paper_accounting(model, records=(), original_weights: int | None = None) -> list[dict]:
     """One row per task of `model` (see the module docstring), sizes in bytes:
 
-    ``owned_weights``, ``module_bytes`` (= ``owned_weights`` x 5 + ``specific_bytes``), ``inference_bytes``
+    ``owned_weights``, ``pick_bits``, ``module_bytes`` (= ``owned_weights`` x 5 + ``specific_bytes`` +
+    ``pick_bits`` / 8 rounded up), ``inference_bytes``
     (the modules task t reads), ``cumulative_bytes`` (modules 1..t), ``separate_bytes`` (t separate
     networks), ``ratio`` (cumulative / separate) and ``pruned_fraction`` (from the task's record; None
     for a task without one).
@@ -60,11 +62,14 @@ def paper_accounting(model, records=(), original_weights: int | None = None) -> 
     for task, spec in enumerate(model.task_specs, start=1):
         owned = int(sum(counts[task] for counts in owners.values()))
         specific = _nbytes(model.task_values(task).values())
-        module = owned * (KERNEL_BYTES + MASK_BYTES) + specific
+        pick_bits = (sum(int(l.pickable(task).sum()) for l in model.masked_layers())
+                     if task in model.pick_tasks else 0)
+        module = owned * (KERNEL_BYTES + MASK_BYTES) + specific + -(-pick_bits // 8)
         cumulative += module
         separate += original_weights * KERNEL_BYTES + specific
         record = by_task.get(task)
         rows.append({"task": task, "name": spec.name, "owned_weights": owned, "specific_bytes": specific,
+                     "pick_bits": pick_bits,
                      "module_bytes": module, "cumulative_bytes": cumulative, "separate_bytes": separate,
                      "ratio": cumulative / separate,
                      "pruned_fraction": pruned_fraction(record) if record else None})
