@@ -14,8 +14,8 @@ from paenet.packing import Packer
 TINY = {
     "small_cnn": dict(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3)),
     "inception_resnet_v1": dict(input_size=80, width_multiplier=0.125, block_counts=(1, 1, 1), embedding_size=8),
-    "mlp": dict(input_shape=(8, 8, 1), widths=(16, 8)),
-    "vgg16_bn": dict(input_shape=(32, 32, 3), widths=(4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8), dense_units=8),
+    "mlp": dict(input_shape=(64,), widths=(16, 8), dense_units=8),
+    "vgg16_bn": dict(input_shape=(32, 32, 3), widths=(4,) * 13, dense_units=8),
 }
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from paenet.models.base import PackableModel
 from paenet.models.inception_resnet_v1 import InceptionResnetV1
+from paenet.models.mlp import MLP
 from paenet.models.small_cnn import SmallCNN
+from paenet.models.vgg16 import VGG16BN
 
 BACKBONES: dict[str, type[PackableModel]] = {}
 
@@ -30,3 +32,5 @@ def create_backbone(backbone: str, **kwargs) -> PackableModel:
 
 register_backbone("small_cnn", SmallCNN)
 register_backbone("inception_resnet_v1", InceptionResnetV1)
+register_backbone("mlp", MLP)
+register_backbone("vgg16_bn", VGG16BN)
