@@ -105,3 +105,31 @@ def roc(fpr, tpr, auc: float, path: str) -> str:
     ax.set_ylabel("true positive rate")
     ax.legend(loc="lower right")
     return _save(figure, path)
+
+
+def final_accuracy_per_task(results: dict, names: list, path: str) -> str:
+    """Final test accuracy of every task, one line per method (`results`: method -> accuracies)."""
+    figure = _figure(1.5 + 0.45 * len(names), 4.0)
+    ax = figure.subplots()
+    for i, (method, accuracies) in enumerate(results.items()):
+        ax.plot(range(1, len(names) + 1), accuracies, marker="o", color=f"C{i}", label=method)
+    ax.set_xticks(range(1, len(names) + 1), [str(i) for i in range(1, len(names) + 1)])
+    ax.set_xlabel("task")
+    ax.set_ylabel("test accuracy after the last task")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def accuracy_against_size(points: dict, path: str) -> str:
+    """Average final accuracy against model size, one point per method (`points`: method -> (MB, acc))."""
+    figure = _figure(5.5, 4.0)
+    ax = figure.subplots()
+    for i, (method, (size, accuracy)) in enumerate(points.items()):
+        ax.scatter([size], [accuracy], color=f"C{i}", label=method, s=40)
+        ax.annotate(method, (size, accuracy), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("model size, MB with masks (log)")
+    ax.set_ylabel("average final test accuracy")
+    ax.grid(alpha=0.3)
+    return _save(figure, path)
