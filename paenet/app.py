@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import shutil
 import sys
 
 GOAL_MET, GOAL_UNREACHABLE = 0, 2
@@ -70,7 +71,9 @@ def optimizer_config(s: Settings) -> dict:
                  "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=s.weight_decay or 0.004),
                  "sgd": lambda: keras.optimizers.SGD(lr, momentum=s.momentum, weight_decay=s.weight_decay or None),
                  "rmsprop": lambda: keras.optimizers.RMSprop(lr, momentum=s.momentum)}[s.optimizer]()
-    return keras.optimizers.serialize(optimizer)
+    config = keras.optimizers.serialize(optimizer)
+    config["config"]["name"] = s.optimizer      # not the per-process unique name ("adam_2") Keras gives
+    return config
 
 
 def goal_and_plan(s: Settings):
@@ -179,8 +182,22 @@ def _create(workspace, s: Settings):
         config.update(image_size=s.image_size, widths=list(s.widths), dense_units=s.dense_units)
     else:
         raise UsageError(f"unknown base network {s.base!r}: small_cnn or facenet")
-    workspace.write_config(config)
     workspace.save_finished(packer)
+    workspace.write_config(config)       # last: a workspace without its config is still new
+
+
+def _create_new(workspace, s: Settings, made: bool):
+    """``_create`` where no workspace is (refused beside finished tasks), seeded so that one seed gives
+    one workspace; a folder this run made is removed again if creating fails."""
+    import keras
+    workspace.check_new()
+    keras.utils.set_random_seed(s.seed)
+    try:
+        _create(workspace, s)
+    except Exception:               # (a kill leaves the folder to the rerun, which creates it afresh)
+        if made:
+            shutil.rmtree(workspace.path, ignore_errors=True)
+        raise
 
 
 def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimizer):
@@ -201,8 +218,7 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
         loop = GoalLoop(finished, **args)
     else:
         model = keras.saving.deserialize_keras_object(active["model"]).build_variables()
-        latest = tf.train.latest_checkpoint(str(workspace.active_dir))
-        tf.train.Checkpoint(variables=model.checkpoint_variables()).read(latest).expect_partial()
+        tf.train.Checkpoint(variables=model.checkpoint_variables()).read(workspace.active_checkpoint).expect_partial()
         packer = Packer.from_state(model, active["packer"], optimizer, data.loss, task_parts=finished.task_parts,
                                    progress=s.progress)
         best = workspace.load_best(active["best"]) if active["best"] else None
@@ -250,14 +266,16 @@ def pack(s: Settings) -> tuple[int, dict]:
     from paenet.tasks import TaskContext
     from paenet.workspace import Workspace
     workspace = Workspace(s.workspace)
-    if not workspace.path.exists():
+    made = not workspace.path.exists()
+    if made:
         goal_and_plan(s)            # a new workspace's folder is made only for a complete request
     with workspace.locked():
-        active = workspace.active_state()
+        active = workspace.active_state() if workspace.exists() else None
         goal, plan = (None, None) if active else goal_and_plan(s)
         if not workspace.exists():
-            _create(workspace, s)
+            _create_new(workspace, s, made)
         config = workspace.config()
+        workspace.evaluations()     # readable, or refused before any work
         keras.utils.set_random_seed(config["seed"])
         if s.deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -268,7 +286,10 @@ def pack(s: Settings) -> tuple[int, dict]:
         if pending and pending != definition.name:
             raise UsageError(f"task {pending!r} is being packed in {workspace.path}: run --task={pending} "
                              "to finish it first")
-        if definition.name in [r.name for r in finished.records]:
+        # A task killed after packing/ was saved and before active/ was cleared is in both: resuming it
+        # completes its finish (the same record, its evaluation row, its logs).
+        resuming = active is not None and active["task"] == definition.name
+        if definition.name in [r.name for r in finished.records] and not resuming:
             raise UsageError(f"task {definition.name!r} is packed in {workspace.path} already")
         context = TaskContext(s.data_dir, config["image_size"], config["batch_size"], config["seed"],
                               config["fold"], dict(s.task_options))

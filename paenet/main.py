@@ -122,7 +122,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         sys.exit(run())
-    except (UsageError, KeyError, FileNotFoundError, IntegrityError, WorkspaceError, FacenetImportError) as e:
+    except (UsageError, KeyError, OSError, IntegrityError, WorkspaceError, FacenetImportError) as e:
         message = e.args[0] if isinstance(e, (UsageError, KeyError)) else str(e)
         print(f"paenet.main: error: {message}", file=sys.stderr)
         sys.exit(1)
