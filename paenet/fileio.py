@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -65,3 +66,11 @@ def recover_replaced(path: str) -> bool:
             restored = True
         shutil.rmtree(scratch)
     return restored
+
+
+def error_line(error: BaseException) -> str:
+    """An exception's message on one line, without TensorFlow's op decorations (for a one-line report
+    of a file that cannot be read)."""
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]", "", text)
+    return " ".join(text.split())

@@ -19,7 +19,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from paenet.expansion import ExpansionPolicy, expand, masked_parameters, propose_widths
-from paenet.fileio import write_json_atomic, write_replacing
+from paenet.fileio import error_line, write_json_atomic, write_replacing
 from paenet.layers import MAX_TASKS
 from paenet.models.base import TaskSpec, keyed_variables, layer_key, variable_key
 from paenet.optim import ExactFreezingOptimizer
@@ -338,8 +338,7 @@ class Packer:
             status = tf.train.Checkpoint(variables=model.checkpoint_variables()).read(prefix)
             status.assert_consumed()
         except (tf.errors.OpError, AssertionError, ValueError) as e:
-            raise IntegrityError(f"{prefix}: the checkpoint does not match the model: "
-                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+            raise IntegrityError(f"{prefix}: damaged, or not the checkpoint of this model: {error_line(e)}") from e
         return cls.from_state(model, state, optimizer, loss, **kwargs)
 
 

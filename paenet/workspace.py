@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from paenet.fileio import interrupted_replacements, recover_replaced, write_json_atomic
+from paenet.fileio import error_line, interrupted_replacements, recover_replaced, write_json_atomic
 from paenet.records import IntegrityError, check_json_checksum, json_checksum, verify
 
 CONFIG = "workspace.json"
@@ -257,8 +257,7 @@ def _read_checkpoint(prefix: str, check: bool = True) -> dict:
                                  dtypes=list(dtypes.values()))
         return json.loads(reader.get_tensor(STATE_KEY).decode())
     except (tf.errors.OpError, ValueError, UnicodeDecodeError) as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise IntegrityError(f"{prefix}: unreadable checkpoint ({message})") from e
+        raise IntegrityError(f"{prefix}: unreadable checkpoint ({error_line(e)})") from e
 
 
 def is_packing(path: str) -> bool:
@@ -294,6 +293,9 @@ def locate(path: str) -> Located:
         raise WorkspaceError("no workspace given: pass --workspace=DIR")
     if not os.path.isdir(path):
         raise WorkspaceError(f"{path}: no such workspace folder")
+    if os.path.isfile(os.path.join(path, CONFIG)) and interrupted_replacements(os.path.join(path, PACKING)):
+        with Workspace(path).locked():      # puts back a packing/ that a killed save left aside
+            pass
     if is_packing(path):
         return Located(packing=path, workspace=None)
     if is_packing(os.path.join(path, PACKING)):

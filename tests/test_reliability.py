@@ -3,6 +3,7 @@
 missing config beside finished tasks is refused. Runs ``paenet.app.pack`` in this process on two tiny
 tasks (tests/tiny_tasks.py); a kill is an exception no code catches, raised at the window."""
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tiny_tasks  # noqa: E402,F401  (registers tiny_a, tiny_b)
 
-from paenet import app  # noqa: E402
+from paenet import app, fileio  # noqa: E402
 from paenet.packing import Packer  # noqa: E402
 from paenet.records import IntegrityError  # noqa: E402
 from paenet.workspace import Workspace, WorkspaceError  # noqa: E402
@@ -38,25 +39,23 @@ def contents(workspace) -> dict:
             if p.is_file() and p.name != ".lock" and "logs" not in p.relative_to(root).parts}
 
 
+def copy(src, tmp_path):
+    shutil.copytree(src, tmp_path / "ws")
+    return tmp_path / "ws"
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """Uninterrupted runs: the workspace after tiny_a, and after tiny_a then tiny_b."""
-    root = tmp_path_factory.mktemp("reference")
-    assert pack(root / "ws", "tiny_a")[0] == app.GOAL_MET
-    shutil.copytree(root / "ws", root / "after_a")
-    status, summary = pack(root / "ws", "tiny_b")
+    """An uninterrupted run packing tiny_a into a new workspace."""
+    ws = tmp_path_factory.mktemp("reference") / "ws"
+    status, summary = pack(ws, "tiny_a")
     assert status == app.GOAL_MET
-    return {"after_a": root / "after_a", "final": root / "ws", "summary": summary}
-
-
-def copy(src, tmp_path, name="ws"):
-    shutil.copytree(src, tmp_path / name)
-    return tmp_path / name
+    return {"workspace": ws, "summary": summary}
 
 
 def kill_at(monkeypatch, cls, name, after=1, when=lambda *a, **k: True):
-    """Makes ``cls.name`` raise Killed once it has run `after` times with `when` true (after: 0 kills
-    before it runs)."""
+    """Makes ``cls.name`` raise Killed once it has run `after` times with `when` true (after=0: as it is
+    called the first time)."""
     original, calls = getattr(cls, name), []
 
     def wrapped(*args, **kwargs):
@@ -71,42 +70,38 @@ def kill_at(monkeypatch, cls, name, after=1, when=lambda *a, **k: True):
     monkeypatch.setattr(cls, name, wrapped)
 
 
-def test_killed_between_saving_the_packing_and_clearing_active_the_rerun_completes_the_finish(
-        reference, tmp_path, monkeypatch):
-    ws = copy(reference["after_a"], tmp_path)
-    kill_at(monkeypatch, Workspace, "add_evaluations", after=0)
+def kill_between_the_renames(monkeypatch):
+    """Kills ``write_replacing`` after it moved the old packing aside and before the new one took its
+    place (its clean-up, which a kill would not run, is switched off)."""
+    rename = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if os.path.basename(dst) == "packing" and os.path.exists(os.path.join(os.path.dirname(src), "old")):
+            raise Killed
+        return rename(src, dst, *args, **kwargs)
+    monkeypatch.setattr(fileio.os, "replace", replace)
+    monkeypatch.setattr(fileio.shutil, "rmtree", lambda *a, **k: None)
+
+
+@pytest.mark.parametrize("window", ["between the renames", "after the packing is saved"])
+def test_a_finish_killed_at_any_window_is_completed_by_the_rerun(reference, tmp_path, monkeypatch, window):
+    """Killed while replacing packing/ (the last good one waits in .tmp-packing-*/old), or after packing/
+    holds the task and its evaluation row is written but before active/ is cleared: the rerun puts the
+    packing back or completes the finish, with the row written once and the logs kept."""
+    ws = tmp_path / "ws"
+    if window == "between the renames":
+        kill_between_the_renames(monkeypatch)
+    else:
+        kill_at(monkeypatch, Workspace, "finish_active", after=0)
     with pytest.raises(Killed):
-        pack(ws, "tiny_b")
+        pack(ws, "tiny_a")
     monkeypatch.undo()
-    assert (ws / "active").exists() and "tiny_b" in (ws / "packing" / "state.json").read_text()
-    status, summary = pack(ws, "tiny_b")
+    assert (ws / "active").exists()
+    assert (not (ws / "packing").exists() and list(ws.glob(".tmp-packing-*/old"))
+            if window == "between the renames" else "tiny_a" in (ws / "packing" / "state.json").read_text())
+    status, summary = pack(ws, "tiny_a")
     assert status == app.GOAL_MET and summary["digest"] == reference["summary"]["digest"]
-    assert contents(ws) == contents(reference["final"]) and (ws / "logs" / "tiny_b").is_dir()
-
-
-def test_a_finish_killed_after_its_evaluation_row_writes_the_row_once(reference, tmp_path, monkeypatch):
-    ws = copy(reference["after_a"], tmp_path)
-    kill_at(monkeypatch, Workspace, "finish_active", after=0)
-    with pytest.raises(Killed):
-        pack(ws, "tiny_b")
-    monkeypatch.undo()
-    assert pack(ws, "tiny_b")[0] == app.GOAL_MET
-    assert contents(ws) == contents(reference["final"])
-
-
-@pytest.mark.parametrize("new_too", [True, False])
-def test_killed_between_the_two_renames_the_last_good_packing_comes_back(reference, tmp_path, new_too):
-    """write_replacing moved the old packing into its scratch folder and was killed before the new one
-    took its place (with the new one complete, or still being written)."""
-    ws = copy(reference["after_a"], tmp_path)
-    scratch = ws / ".tmp-packing-k1ll3d00"
-    scratch.mkdir()
-    if new_too:
-        shutil.copytree(reference["final"] / "packing", scratch / "new")
-    os.rename(ws / "packing", scratch / "old")
-    status, _ = pack(ws, "tiny_b")
-    assert status == app.GOAL_MET and not scratch.exists()
-    assert contents(ws) == contents(reference["final"])
+    assert contents(ws) == contents(reference["workspace"]) and (ws / "logs" / "tiny_a").is_dir()
 
 
 def test_killed_before_a_new_workspace_is_complete_the_rerun_creates_it_the_same(reference, tmp_path, monkeypatch):
@@ -118,7 +113,7 @@ def test_killed_before_a_new_workspace_is_complete_the_rerun_creates_it_the_same
     monkeypatch.undo()
     assert (ws / "packing").is_dir() and not (ws / "workspace.json").exists()
     assert pack(ws, "tiny_a")[0] == app.GOAL_MET
-    assert contents(ws) == contents(reference["after_a"])
+    assert contents(ws) == contents(reference["workspace"])
 
 
 def _stage(workspace_state: dict) -> tuple:
@@ -126,41 +121,74 @@ def _stage(workspace_state: dict) -> tuple:
     return loop["stage"], loop["phase_step"]
 
 
-@pytest.mark.parametrize("stage, truncate", [("prune", False), ("train", True), ("prune", True)])
+@pytest.mark.parametrize("stage, truncate", [("prune", False), ("train", True)])
 def test_a_run_killed_mid_phase_resumes_to_the_same_bytes(reference, tmp_path, monkeypatch, stage, truncate):
-    """Killed after a checkpoint in the middle of a phase (the pruning round's mean loss spans the kill);
+    """Killed after a checkpoint in the middle of a phase (a pruning round's mean loss spans the kill);
     with `truncate` the newest checkpoint is then cut mid-file and the run resumes from the one before."""
-    ws = copy(reference["after_a"], tmp_path)
-    kill_at(monkeypatch, Workspace, "save_active", after=2 if truncate else 1,
+    ws = tmp_path / "ws"
+    kill_at(monkeypatch, Workspace, "save_active", after=1,
             when=lambda self, packer, state, number, iterator=None: _stage(state)[0] == stage
             and 0 < _stage(state)[1])
     with pytest.raises(Killed):
-        pack(ws, "tiny_b")
+        pack(ws, "tiny_a")
     monkeypatch.undo()
     if truncate:
         newest = max((ws / "active").glob("ckpt-*.data-*"), key=lambda p: int(p.name[5:].split(".")[0]))
         newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
-    status, summary = pack(ws, "tiny_b")
+    status, summary = pack(ws, "tiny_a")
     assert status == app.GOAL_MET and summary["history"] == reference["summary"]["history"]
-    assert contents(ws) == contents(reference["final"])
+    assert contents(ws) == contents(reference["workspace"])
 
 
-def test_no_readable_checkpoint_is_an_integrity_error_not_a_restart(reference, tmp_path, monkeypatch):
-    ws = copy(reference["after_a"], tmp_path)
-    kill_at(monkeypatch, Workspace, "save_active", after=3)
+def flip(path: Path, at: float = 0.5):
+    """Flips one bit of `path`, `at` of the way through it."""
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * at)] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["checkpoints truncated", "snapshot bit-flipped"])
+def test_an_unreadable_active_file_is_an_integrity_error_not_a_restart(reference, tmp_path, monkeypatch, damage):
+    ws = tmp_path / "ws"
+    kill_at(monkeypatch, Workspace, "save_active", after=4)      # the fourth is at the start of pruning
     with pytest.raises(Killed):
-        pack(ws, "tiny_b")
+        pack(ws, "tiny_a")
     monkeypatch.undo()
-    for data in (ws / "active").glob("ckpt-*.data-*"):
-        data.write_bytes(data.read_bytes()[:-7])
+    if damage == "checkpoints truncated":
+        for data in (ws / "active").glob("ckpt-*.data-*"):
+            data.write_bytes(data.read_bytes()[:-7])
+        expected = r"active/ckpt-\d+: unreadable checkpoint"
+    else:
+        [best] = (ws / "active").glob("best-*.npz")
+        flip(best)
+        expected = rf"active/{best.name}: unreadable"
     before = contents(ws)
-    with pytest.raises(IntegrityError, match=r"active/ckpt-\d+: unreadable checkpoint"):
-        pack(ws, "tiny_b")
+    with pytest.raises(IntegrityError, match=expected):
+        pack(ws, "tiny_a")
     assert contents(ws) == before
 
 
+@pytest.mark.parametrize("name, damage", [
+    ("packing/state.json", lambda p: p.write_text(p.read_text().replace('"chosen_sparsity": 0.6', '"chosen_sparsity": 0.7'))),
+    ("packing/state.json", lambda p: p.write_bytes(p.read_bytes()[:100])),
+    ("packing/model.json", lambda p: p.write_text(p.read_text().replace('"dropout": 0.2', '"dropout": 0.3'))),
+    ("packing/variables/variables.data-00000-of-00001", flip),
+    ("packing/variables/variables.index", lambda p: p.write_bytes(p.read_bytes()[:-20])),
+    ("workspace.json", lambda p: p.write_text(p.read_text().replace('"fold": 0', '"fold": 1'))),
+])
+def test_a_damaged_or_edited_workspace_file_is_an_integrity_error_naming_it(reference, tmp_path, name, damage):
+    ws = copy(reference["workspace"], tmp_path)
+    before = (ws / name).read_bytes()
+    damage(ws / name)
+    assert (ws / name).read_bytes() != before
+    damaged = contents(ws)
+    with pytest.raises(IntegrityError, match=re.escape(name.split(".")[0]) + r"(\.json)?: "):
+        pack(ws, "tiny_b")
+    assert contents(ws) == damaged
+
+
 def test_a_missing_config_beside_finished_tasks_is_refused(reference, tmp_path):
-    ws = copy(reference["after_a"], tmp_path)
+    ws = copy(reference["workspace"], tmp_path)
     (ws / "workspace.json").unlink()
     before = contents(ws)
     with pytest.raises(WorkspaceError, match=r"workspace.json is missing but packing/ holds 1 finished task"):
@@ -170,7 +198,7 @@ def test_a_missing_config_beside_finished_tasks_is_refused(reference, tmp_path):
 
 @pytest.mark.parametrize("name", ["workspace.json", "evaluations.json"])
 def test_a_truncated_workspace_file_is_refused_naming_it(reference, tmp_path, name):
-    ws = copy(reference["after_a"], tmp_path)
+    ws = copy(reference["workspace"], tmp_path)
     (ws / name).write_bytes((ws / name).read_bytes()[:40])
     before = contents(ws)
     with pytest.raises(IntegrityError, match=f"{name}: unreadable"):
@@ -179,7 +207,7 @@ def test_a_truncated_workspace_file_is_refused_naming_it(reference, tmp_path, na
 
 
 def test_save_verifies_finished_tasks_before_replacing_anything(reference, tmp_path):
-    ws = copy(reference["final"], tmp_path)
+    ws = copy(reference["workspace"], tmp_path)
     packer = Packer.load(str(ws / "packing"), progress=False)
     before = contents(ws)
     kernel = packer.model.masked_layers()[0].kernel
