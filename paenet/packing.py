@@ -252,6 +252,7 @@ class Packer:
             sparsity=self.pruner.sparsity() if self.pruner else {},
             metrics=dict(metrics or {}), pruning=list(self.rounds), expansions=list(self.expansions))
         self.records.append(record)
+        self.model.frozen_tasks = task
         self._end_task()
         return record
 
@@ -285,6 +286,7 @@ class Packer:
             raise ValueError(f"packing state format {state.get('format_version')} is not {FORMAT_VERSION}")
         records = [TaskRecord.from_dict(r) for r in state["records"]]
         verify(model, records)
+        model.frozen_tasks = len(records)
         packer = cls(model, optimizer, records, **kwargs)
         packer.base_parameters = state["base_parameters"]
         packer.phase_loss = list(state.get("phase_loss", [0.0, 0]))

@@ -216,3 +216,18 @@ def test_save_verifies_finished_tasks_before_replacing_anything(reference, tmp_p
     with pytest.raises(IntegrityError, match=r"task 1 \(tiny_a\): digest mismatch"):
         packer.save(str(ws / "packing"))
     assert contents(ws) == before and not list(ws.glob(".tmp-*"))
+
+
+def test_a_training_mode_call_of_a_finished_task_changes_nothing(reference, tmp_path):
+    """Loaded from its records (and set by finish, which reference's run went through), a finished task
+    called with training=True computes in inference mode: its BatchNorm moving statistics stay."""
+    from paenet.records import verify
+    packer = Packer.load(str(reference["workspace"] / "packing"), progress=False)
+    model, x = packer.model, np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype(np.float32)
+    before = {v.path: v.numpy() for v in model.variables}
+    trained = model(x, task=1, training=True).numpy()
+    assert all(np.array_equal(before[v.path], v.numpy()) for v in model.variables)
+    verify(model, packer.records)
+    assert np.array_equal(trained, model(x, task=1, training=False).numpy())
+    assert packer.model.frozen_tasks == 1 and '"frozen_tasks": 1' in (
+        reference["workspace"] / "packing" / "model.json").read_text()
