@@ -25,7 +25,7 @@ from paenet.models.base import TaskSpec, keyed_variables, layer_key, variable_ke
 from paenet.optim import ExactFreezingOptimizer
 from paenet.pruning import CubicSchedule, TaskPruner, round_schedules
 from paenet.records import (IntegrityError, TaskRecord, check_json_checksum, json_checksum, owned_counts,
-                            task_digest, verify)
+                            read_json, task_digest, verify)
 from paenet.training import make_train_step, top1_accuracy
 
 FORMAT_VERSION = 1
@@ -325,10 +325,10 @@ class Packer:
         for name in ("model.json", "state.json"):
             if not os.path.exists(os.path.join(directory, name)):
                 raise FileNotFoundError(f"{directory} is not a saved PAENet packing: {name} is missing")
-        state = _read_json(os.path.join(directory, "state.json"))
+        state = read_json(os.path.join(directory, "state.json"))
         state = check_json_checksum(state, os.path.join(directory, "state.json"))
         path = os.path.join(directory, "model.json")
-        model_config = _read_json(path)
+        model_config = read_json(path)
         if json_checksum(model_config) != state.pop("model_checksum"):
             raise IntegrityError(f"{path}: does not match the checksum state.json holds for it")
         try:
@@ -343,10 +343,3 @@ class Packer:
             raise IntegrityError(f"{prefix}: damaged, or not the checkpoint of this model: {error_line(e)}") from e
         return cls.from_state(model, state, optimizer, loss, **kwargs)
 
-
-def _read_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise IntegrityError(f"{path}: unreadable ({e})") from e

@@ -91,3 +91,13 @@ def check_json_checksum(obj: dict, path: str, key: str = "checksum") -> dict:
     if obj[key] != json_checksum(rest):
         raise IntegrityError(f"{path}: {key} mismatch: the file was changed or damaged since it was written")
     return rest
+
+
+def read_json(path: str):
+    """The JSON content of `path`; IntegrityError naming the file when it is damaged (truncated, a
+    flipped bit that breaks its syntax)."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IntegrityError(f"{path}: unreadable ({e})") from e

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from paenet.fileio import error_line, interrupted_replacements, recover_replaced, write_json_atomic
-from paenet.records import IntegrityError, check_json_checksum, json_checksum, verify
+from paenet.records import IntegrityError, check_json_checksum, json_checksum, read_json, verify
 
 CONFIG = "workspace.json"
 PACKING = "packing"
@@ -104,12 +104,8 @@ class Workspace:
     def config(self) -> dict:
         if not self.exists():
             raise WorkspaceError(f"{self.path} is not a PAENet workspace: {CONFIG} is missing")
-        path = self.path / CONFIG
-        try:
-            config = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise IntegrityError(f"{path}: unreadable ({e})") from e
-        return check_json_checksum(config, str(path))
+        path = str(self.path / CONFIG)
+        return check_json_checksum(read_json(path), path)
 
     def write_config(self, config: dict) -> None:
         """Writes ``workspace.json`` with a checksum of its content (``config`` checks it)."""
@@ -226,13 +222,7 @@ class Workspace:
 
     def evaluations(self) -> list[dict]:
         path = self.path / EVALUATIONS
-        if not path.exists():
-            return []
-        try:
-            return json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise IntegrityError(f"{path}: unreadable ({e}); restore it from a backup, or move it aside to "
-                                 "start a new accuracy log (WORKSPACE.md, Recovery)") from e
+        return read_json(str(path)) if path.exists() else []
 
     def add_evaluations(self, entries: list[dict]) -> None:
         """Adds a row of the accuracy matrix, replacing one of the same packing step (a finish that is
