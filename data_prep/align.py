@@ -148,8 +148,9 @@ def main(argv):
     del argv
     from absl import flags
     f = flags.FLAGS
-    summary = align_directory(f.input, f.output, f.image_size, f.margin, f.workers)
-    print(summary)
+    from paenet.cli import report_errors
+    print(report_errors("data_prep.align", lambda: align_directory(f.input, f.output, f.image_size, f.margin,
+                                                                    f.workers)))
 
 
 if __name__ == "__main__":

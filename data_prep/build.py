@@ -32,7 +32,8 @@ def build(name: str, manual_dir: str, data_dir: str | None = None):
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError("usage: python -m data_prep.build NAME --manual_dir=DIR [--data_dir=DIR]")
-    builder = build(argv[1], FLAGS.manual_dir, FLAGS.data_dir)
+    from paenet.cli import report_errors
+    builder = report_errors("data_prep.build", lambda: build(argv[1], FLAGS.manual_dir, FLAGS.data_dir))
     print(json.dumps({"dataset": builder.info.full_name, "data_dir": str(builder.data_dir),
                       "splits": {s: v.num_examples for s, v in builder.info.splits.items()}}))
 

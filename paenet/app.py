@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import shutil
 import sys
 
 GOAL_MET, GOAL_UNREACHABLE = 0, 2
@@ -71,7 +72,9 @@ def optimizer_config(s: Settings) -> dict:
                  "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=s.weight_decay or 0.004),
                  "sgd": lambda: keras.optimizers.SGD(lr, momentum=s.momentum, weight_decay=s.weight_decay or None),
                  "rmsprop": lambda: keras.optimizers.RMSprop(lr, momentum=s.momentum)}[s.optimizer]()
-    return keras.optimizers.serialize(optimizer)
+    config = keras.optimizers.serialize(optimizer)
+    config["config"]["name"] = s.optimizer      # not the per-process unique name ("adam_2") Keras gives
+    return config
 
 
 def goal_and_plan(s: Settings):
@@ -86,6 +89,67 @@ def goal_and_plan(s: Settings):
                        steps_per_round=s.steps_per_round, prune_steps=s.prune_steps, frequency=s.prune_frequency,
                        expansion=ExpansionPolicy(s.expansion_policy, s.expansion_ratio, s.expansion_cap))
     return goal, plan
+
+
+FOLDS = 5            # test folds of the cross-validated data sets (Adience's 5-fold protocol)
+
+
+def validate(s: Settings) -> None:
+    """Checks every setting before anything runs or is written; raises UsageError naming the first bad
+    flag and its value. Values that only a new workspace uses are checked too: a wrong flag is wrong
+    whether or not it counts this time."""
+    import os
+
+    from paenet.expansion import POLICIES
+    from paenet.methods import METHODS
+
+    def need(ok: bool, flag: str, value, rule: str):
+        if not ok:
+            raise UsageError(f"--{flag}={value}: {rule}")
+
+    def fraction(flag: str, value, low_open: bool = False, high_open: bool = False):
+        if value is not None:
+            need((0 < value if low_open else 0 <= value) and (value < 1 if high_open else value <= 1), flag,
+                 value, f"must be in {'(' if low_open else '['}0, 1{')' if high_open else ']'}")
+
+    need(bool(s.workspace), "workspace", s.workspace, "a folder is required")
+    need(not os.path.exists(s.workspace) or os.path.isdir(s.workspace), "workspace", s.workspace,
+         "is a file, not a workspace folder")
+    need(s.base in ("small_cnn", "facenet"), "base", s.base, "must be small_cnn or facenet")
+    need(s.base != "facenet" or bool(s.facenet), "facenet", s.facenet,
+         "--base=facenet needs a FaceNet checkpoint, .pb or .tflite")
+    for flag in ("image_size", "dense_units", "batch_size", "train_steps", "steps_per_round", "prune_frequency",
+                 "checkpoint_every"):
+        value = getattr(s, flag)
+        need(isinstance(value, int) and value > 0, flag, value, "must be a positive integer")
+    need(len(s.widths) > 0 and all(isinstance(w, int) and w > 0 for w in s.widths), "widths",
+         ",".join(map(str, s.widths)), "must be positive integers")
+    need(0 <= s.seed < 2 ** 32, "seed", s.seed, "must be in [0, 2**32)")
+    need(0 <= s.fold < FOLDS, "fold", s.fold, f"must be a test fold in 0..{FOLDS - 1}")
+    need(s.sharing in ("cumulative", "first"), "sharing", s.sharing, "must be cumulative or first")
+    need(s.method in METHODS, "method", s.method, f"must be one of {', '.join(sorted(METHODS))} (or a method "
+         "registered by a --task_module)")
+    need(s.task_parts in ("inherit", "fresh"), "task_parts", s.task_parts, "must be inherit or fresh")
+    need(s.optimizer in ("adam", "adamw", "sgd", "rmsprop"), "optimizer", s.optimizer,
+         "must be adam, adamw, sgd or rmsprop")
+    need(s.learning_rate > 0, "learning_rate", s.learning_rate, "must be positive")
+    need(s.weight_decay >= 0, "weight_decay", s.weight_decay, "must be >= 0")
+    fraction("momentum", s.momentum, high_open=True)
+    fraction("dropout", s.dropout, high_open=True)
+    fraction("bn_momentum", s.bn_momentum, high_open=True)
+    fraction("goal", s.goal)
+    fraction("goal_margin", s.goal_margin)
+    fraction("baseline", s.baseline)
+    targets = ",".join(map(str, s.targets))
+    need(len(s.targets) > 0, "targets", targets, "give at least one target sparsity")
+    for t in s.targets:
+        fraction("targets", t, low_open=True)
+    need(all(a < b for a, b in zip(s.targets, s.targets[1:])), "targets", targets, "must be strictly increasing")
+    need(isinstance(s.prune_steps, int) and 0 <= s.prune_steps < s.steps_per_round, "prune_steps",
+         s.prune_steps, f"must be in [0, --steps_per_round={s.steps_per_round})")
+    need(s.expansion_policy in POLICIES, "expansion_policy", s.expansion_policy, f"must be one of {POLICIES}")
+    need(s.expansion_ratio > 1, "expansion_ratio", s.expansion_ratio, "must be > 1")
+    need(s.expansion_cap >= 1, "expansion_cap", s.expansion_cap, "must be >= 1")
 
 
 def _plan_from_dict(d: dict):
@@ -137,8 +201,22 @@ def _create(workspace, s: Settings):
         config.update(image_size=s.image_size, widths=list(s.widths), dense_units=s.dense_units)
     else:
         raise UsageError(f"unknown base network {s.base!r}: small_cnn or facenet")
-    workspace.write_config(config)
     workspace.save_finished(packer)
+    workspace.write_config(config)       # last: a workspace without its config is still new
+
+
+def _create_new(workspace, s: Settings, made: bool):
+    """``_create`` where no workspace is (refused beside finished tasks), seeded so that one seed gives
+    one workspace; a folder this run made is removed again if creating fails."""
+    import keras
+    workspace.check_new()
+    keras.utils.set_random_seed(s.seed)
+    try:
+        _create(workspace, s)
+    except Exception:               # (a kill leaves the folder to the rerun, which creates it afresh)
+        if made:
+            shutil.rmtree(workspace.path, ignore_errors=True)
+        raise
 
 
 def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimizer):
@@ -160,8 +238,7 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
         loop = GoalLoop(finished, **args)
     else:
         model = keras.saving.deserialize_keras_object(active["model"]).build_variables()
-        latest = tf.train.latest_checkpoint(str(workspace.active_dir))
-        tf.train.Checkpoint(variables=model.checkpoint_variables()).read(latest).expect_partial()
+        tf.train.Checkpoint(variables=model.checkpoint_variables()).read(workspace.active_checkpoint).expect_partial()
         packer = Packer.from_state(model, active["packer"], optimizer, data.loss, task_parts=finished.task_parts,
                                    progress=s.progress)
         best = workspace.load_best(active["best"]) if active["best"] else None
@@ -195,6 +272,7 @@ def evaluate_all(packer, context, after: str, workspace) -> list[dict]:
 def pack(s: Settings) -> tuple[int, dict]:
     """Packs task `s.task` into workspace `s.workspace`; returns (exit status, summary)."""
     from paenet import tasks
+    validate(s)
     try:
         definition = tasks.get(s.task)
     except KeyError as e:
@@ -208,13 +286,17 @@ def pack(s: Settings) -> tuple[int, dict]:
     from paenet.tasks import TaskContext
     from paenet.workspace import Workspace
     workspace = Workspace(s.workspace)
+    made = not workspace.path.exists()
+    if made:
+        goal_and_plan(s)            # a new workspace's folder is made only for a complete request
     with workspace.locked():
-        active = workspace.active_state()
+        active = workspace.active_state() if workspace.exists() else None
         goal, plan = (None, None) if active else goal_and_plan(s)
         if not workspace.exists():
-            _create(workspace, s)
+            _create_new(workspace, s, made)
         config = workspace.config()
         method = check_method(s.method, config)
+        workspace.evaluations()     # readable, or refused before any work
         keras.utils.set_random_seed(config["seed"])
         if s.deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -225,7 +307,10 @@ def pack(s: Settings) -> tuple[int, dict]:
         if pending and pending != definition.name:
             raise UsageError(f"task {pending!r} is being packed in {workspace.path}: run --task={pending} "
                              "to finish it first")
-        if definition.name in [r.name for r in finished.records]:
+        # A task killed after packing/ was saved and before active/ was cleared is in both: resuming it
+        # completes its finish (the same record, its evaluation row, its logs).
+        resuming = active is not None and active["task"] == definition.name
+        if definition.name in [r.name for r in finished.records] and not resuming:
             raise UsageError(f"task {definition.name!r} is packed in {workspace.path} already")
         context = TaskContext(s.data_dir, config["image_size"], config["batch_size"], config["seed"],
                               config["fold"], dict(s.task_options))
@@ -259,4 +344,7 @@ def pack(s: Settings) -> tuple[int, dict]:
 def import_task_modules(modules) -> None:
     """Imports the user modules that register their own tasks."""
     for module in modules:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UsageError(f"--task_module={module}: cannot import it: {e}") from None

@@ -47,7 +47,9 @@ def unpack_bits(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
 
 
 def save_compressed(model, records, path: str) -> str:
-    """Writes `model` and its finished tasks' `records` to the compressed file `path` (replacing it)."""
+    """Writes `model` and its finished tasks' `records` to the compressed file `path` (replacing it),
+    once every finished task is verified against its record (IntegrityError before anything is written)."""
+    verify(model, records)
     bits = mask_bits(model.num_tasks)
     arrays, masked, masked_keys = {}, [], set()
     for layer in model.masked_layers():

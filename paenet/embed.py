@@ -61,7 +61,7 @@ def load_image(path: str, size: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")       # L → replicated, RGBA/LA → alpha dropped, P → expanded
-    except OSError as e:
+    except (OSError, Image.DecompressionBombError) as e:
         raise ValueError(f"{path}: not a readable image: {e}") from None
     width, height = image.size
     side = min(width, height)
@@ -96,8 +96,13 @@ def embed_images(model, images, flip: bool = False, batch_size: int = 32, task: 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    embeddings = embed_images(FLAGS.checkpoint, FLAGS.images, FLAGS.flip, FLAGS.batch_size)
-    np.save(FLAGS.output, embeddings)
+    from paenet.cli import report_errors
+
+    def work():
+        embeddings = embed_images(FLAGS.checkpoint, FLAGS.images, FLAGS.flip, FLAGS.batch_size)
+        np.save(FLAGS.output, embeddings)
+        return embeddings
+    embeddings = report_errors("paenet.embed", work)
     logging.info("wrote %s embeddings to %s", embeddings.shape, FLAGS.output)
 
 

@@ -60,11 +60,14 @@ def main(argv):
     for name in ("images", "pairs", "checkpoint"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
+    from paenet.cli import report_errors
     from paenet.evaluation.lfw import evaluate_lfw
-    model, task = embedding_model(FLAGS.checkpoint, FLAGS.task)
-    result = evaluate_lfw(FLAGS.images, FLAGS.pairs, embedding_function(model, task),
-                          batch_size=FLAGS.batch_size, image_size=model.image_shape[0])
-    print(json.dumps(result))
+
+    def work():
+        model, task = embedding_model(FLAGS.checkpoint, FLAGS.task)
+        return evaluate_lfw(FLAGS.images, FLAGS.pairs, embedding_function(model, task),
+                            batch_size=FLAGS.batch_size, image_size=model.image_shape[0])
+    print(json.dumps(report_errors("paenet.evaluate", work)))
 
 
 if __name__ == "__main__":

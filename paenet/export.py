@@ -24,7 +24,6 @@ accounting and the real bytes, ``paenet.model_size``), which it also prints.
 from __future__ import annotations
 
 import os
-import sys
 
 import keras
 import tensorflow as tf
@@ -34,8 +33,8 @@ from paenet.compressed import save_compressed
 from paenet.evaluation import model_size
 from paenet.fileio import write_json_atomic, write_replacing
 from paenet.packing import Packer
-from paenet.records import IntegrityError
-from paenet.workspace import EXPORTS, WorkspaceError, locate
+from paenet.records import verify
+from paenet.workspace import EXPORTS, locate
 
 SAVEDMODEL = "savedmodel"
 COMPRESSED = "compressed.npz"
@@ -75,9 +74,13 @@ def serving_function(model, task: int):
     return serve
 
 
-def export_savedmodel(model, output_dir: str, tasks=None) -> str:
+def export_savedmodel(model, output_dir: str, tasks=None, records=None) -> str:
     """Writes one SavedModel serving `tasks` of `model` (numbers or names; default all) to `output_dir`,
-    replacing what was there; returns its path."""
+    replacing what was there; returns its path. The finished tasks' `records`, when given, are verified
+    first: a model whose finished task changed in memory is refused (IntegrityError) before anything
+    is written."""
+    if records is not None:
+        verify(model, records)
     numbers = select_tasks(model, tasks)
     for t in numbers:
         name = model.task_specs[t - 1].name
@@ -107,7 +110,7 @@ def export_workspace(workspace: str, output: str | None = None, compressed: bool
     if unfinished:
         raise ValueError(f"tasks {unfinished} are not finished tasks of {located.packing}; finished: {finished}")
     output = located.output(output, EXPORTS)
-    path = export_savedmodel(packer.model, os.path.join(output, SAVEDMODEL), tasks or finished)
+    path = export_savedmodel(packer.model, os.path.join(output, SAVEDMODEL), tasks or finished, packer.records)
     sizes = {"tasks": list(tasks or finished),
              "paper_accounting": model_size.paper_accounting(packer.model, packer.records, packer.base_parameters),
              "savedmodel_bytes": model_size.bytes_on_disk(path)}
@@ -147,10 +150,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     FLAGS = flags.FLAGS
-    try:
-        sizes = export_workspace(FLAGS.workspace, FLAGS.output, FLAGS.compressed, FLAGS.tasks)
-    except (ValueError, IntegrityError, WorkspaceError, OSError) as e:
-        sys.exit(f"paenet.export: {e}")
+    from paenet.cli import report_errors
+    sizes = report_errors("paenet.export", lambda: export_workspace(FLAGS.workspace, FLAGS.output,
+                                                                     FLAGS.compressed, FLAGS.tasks))
     print(format_sizes(sizes))
 
 

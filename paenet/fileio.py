@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -24,11 +25,12 @@ def write_json_atomic(path: str, obj) -> None:
 
 def write_replacing(path: str, write) -> str:
     """Makes the file or folder `path` by calling ``write(tmp)`` for a temporary sibling, then moves it
-    into place. The previous `path` is moved aside first and deleted only once the new one is in place
-    (a crash between the two renames leaves it in the ``.tmp-*`` sibling). Returns `path`."""
+    into place. The previous `path` is moved aside first and deleted only once the new one is in place:
+    a crash between the two renames leaves it in the ``.tmp-<name>-*/old`` sibling, which
+    ``recover_replaced`` moves back. Returns `path`."""
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
+    scratch = tempfile.mkdtemp(prefix=_scratch_prefix(path), dir=os.path.dirname(path))
     try:
         new = os.path.join(scratch, "new")
         write(new)
@@ -38,3 +40,37 @@ def write_replacing(path: str, write) -> str:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return path
+
+
+def _scratch_prefix(path: str) -> str:
+    return f".tmp-{os.path.basename(path)}-"
+
+
+def interrupted_replacements(path: str) -> list[str]:
+    """The scratch folders an interrupted ``write_replacing(path, ...)`` left beside `path`."""
+    directory, prefix = os.path.dirname(os.path.abspath(path)), _scratch_prefix(path)
+    return sorted(os.path.join(directory, n) for n in os.listdir(directory)
+                  if n.startswith(prefix)) if os.path.isdir(directory) else []
+
+
+def recover_replaced(path: str) -> bool:
+    """Finishes what a killed ``write_replacing(path, ...)`` left: when `path` is missing, the previous
+    version kept in the scratch folder's ``old`` is moved back (the interrupted write never took
+    effect); then the scratch folders are deleted. Only call it while no other writer can be at work
+    (the workspace lock). Returns whether `path` was put back."""
+    restored = False
+    for scratch in interrupted_replacements(path):
+        old = os.path.join(scratch, "old")
+        if not os.path.lexists(path) and os.path.lexists(old):
+            os.rename(old, path)
+            restored = True
+        shutil.rmtree(scratch)
+    return restored
+
+
+def error_line(error: BaseException) -> str:
+    """An exception's message on one line, without TensorFlow's op decorations (for a one-line report
+    of a file that cannot be read)."""
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]", "", text)
+    return " ".join(text.split())

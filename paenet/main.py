@@ -75,10 +75,19 @@ def define_flags():
                       "TensorFlow op determinism (runs and resumed runs repeat bit for bit).")
 
 
+def _numbers(flag: str, kind) -> tuple:
+    """The comma-separated list flag `flag` as numbers of type `kind`; UsageError naming it otherwise."""
+    try:
+        return tuple(kind(v) for v in getattr(FLAGS, flag))
+    except ValueError:
+        raise UsageError(f"--{flag}={','.join(getattr(FLAGS, flag))}: must be a list of "
+                         f"{'integers' if kind is int else 'numbers'}") from None
+
+
 def settings_from_flags() -> Settings:
     names = {f.name for f in dataclasses.fields(Settings)} - {"task_options"}
     values = {n: getattr(FLAGS, n) for n in names}
-    values.update(widths=tuple(int(w) for w in FLAGS.widths), targets=tuple(float(t) for t in FLAGS.targets),
+    values.update(widths=_numbers("widths", int), targets=_numbers("targets", float),
                   task_options={"face_pairs": FLAGS.face_pairs} if FLAGS.face_pairs else {})
     return Settings(**values)
 
@@ -115,7 +124,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         sys.exit(run())
-    except (UsageError, KeyError, FileNotFoundError, IntegrityError, WorkspaceError, FacenetImportError) as e:
+    except (UsageError, KeyError, OSError, IntegrityError, WorkspaceError, FacenetImportError) as e:
         message = e.args[0] if isinstance(e, (UsageError, KeyError)) else str(e)
         print(f"paenet.main: error: {message}", file=sys.stderr)
         sys.exit(1)

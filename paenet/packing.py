@@ -19,12 +19,13 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from paenet.expansion import ExpansionPolicy, expand, masked_parameters, propose_widths
-from paenet.fileio import write_json_atomic, write_replacing
+from paenet.fileio import error_line, write_json_atomic, write_replacing
 from paenet.layers import MAX_TASKS
 from paenet.models.base import TaskSpec, keyed_variables, layer_key, variable_key
 from paenet.optim import ExactFreezingOptimizer
 from paenet.pruning import CubicSchedule, TaskPruner, round_schedules
-from paenet.records import IntegrityError, TaskRecord, owned_counts, task_digest, verify
+from paenet.records import (IntegrityError, TaskRecord, check_json_checksum, json_checksum, owned_counts,
+                            read_json, task_digest, verify)
 from paenet.training import make_train_step, top1_accuracy
 
 FORMAT_VERSION = 1
@@ -87,6 +88,7 @@ class Packer:
         self._loss = None
         self._step = None
         self._batches = None
+        self.phase_loss = [0.0, 0]      # loss sum and steps of the training phase so far (kept in state())
 
     def start_task(self, spec: TaskSpec, loss=None, picks: bool = False) -> int:
         """Adds task `spec` to the model, claims the free weights for it and returns its number. With
@@ -170,8 +172,9 @@ class Packer:
               start: int = 0, on_step=None) -> float:
         """Trains the active task on batches of `dataset` (repeated as needed) for steps `start` ..
         `steps` - 1, pruning where `schedule` says so; calls ``on_step(steps_done, loss)`` after each
-        step. Returns the mean loss. With no `dataset` the steps only prune (an imported task with no
-        training data is pruned without retraining)."""
+        step. Returns the mean loss of the phase (a resumed phase's earlier steps included). With no
+        `dataset` the steps only prune (an imported task with no training data is pruned without
+        retraining)."""
         self._check_active()
         if dataset is None:
             for step in range(start, steps):
@@ -180,17 +183,19 @@ class Packer:
                     self.prune(target)
             return float("nan")
         batches = self.batches(dataset)
-        losses = []
+        if start == 0:
+            self.phase_loss = [0.0, 0]
         for step in tqdm(range(start, steps), desc=f"task {self.active_task} {description}", initial=start,
                          total=steps, disable=not self.progress, leave=False):
             target = schedule.target(step) if schedule else None
             if target is not None:
                 self.prune(target)
             x, y = next(batches)
-            losses.append(float(self._step(x, y)))
+            loss = float(self._step(x, y))
+            self.phase_loss = [self.phase_loss[0] + loss, self.phase_loss[1] + 1]
             if on_step is not None:
-                on_step(step + 1, losses[-1])
-        return float(np.mean(losses)) if losses else float("nan")
+                on_step(step + 1, loss)
+        return self.phase_loss[0] / self.phase_loss[1] if self.phase_loss[1] else float("nan")
 
     def prune(self, sparsity: float) -> dict[str, int]:
         """Prunes the active task to `sparsity` of its space in every layer (the first call fixes the
@@ -260,12 +265,14 @@ class Packer:
             sparsity=self.pruner.sparsity() if self.pruner else {},
             metrics=dict(metrics or {}), pruning=list(self.rounds), expansions=list(self.expansions))
         self.records.append(record)
+        self.model.frozen_tasks = task
         self._end_task()
         return record
 
     def _end_task(self):
         self.active_task, self.pruner, self.rounds, self.expansions = None, None, [], []
         self._step = self._batches = self._before_start = None
+        self.phase_loss = [0.0, 0]
 
     def _check_active(self) -> int:
         if self.active_task is None:
@@ -280,7 +287,8 @@ class Packer:
                 "pruning_space": self.pruner.space if self.pruner else None,
                 "rounds": self.rounds,
                 "expansions": self.expansions,
-                "base_parameters": self.base_parameters}
+                "base_parameters": self.base_parameters,
+                "phase_loss": self.phase_loss}
 
     @classmethod
     def from_state(cls, model, state: dict, optimizer="adam", loss=None, **kwargs) -> "Packer":
@@ -291,8 +299,10 @@ class Packer:
             raise ValueError(f"packing state format {state.get('format_version')} is not {FORMAT_VERSION}")
         records = [TaskRecord.from_dict(r) for r in state["records"]]
         verify(model, records)
+        model.frozen_tasks = len(records)
         packer = cls(model, optimizer, records, **kwargs)
         packer.base_parameters = state["base_parameters"]
+        packer.phase_loss = list(state.get("phase_loss", [0.0, 0]))
         if state["active_task"] is not None:
             packer.resume_task(state["active_task"], loss)
             packer.rounds, packer.expansions = state["rounds"], state["expansions"]
@@ -303,31 +313,47 @@ class Packer:
         return packer
 
     def save(self, directory: str) -> None:
-        """Writes model config, variables and records to `directory`, replacing it atomically."""
+        """Writes model config, variables and records to `directory`, replacing it atomically. Every
+        finished task is verified first: a model whose finished task changed never replaces a good save.
+        ``state.json`` carries checksums of itself and of ``model.json``."""
+        verify(self.model, self.records)
+        model_config = keras.saving.serialize_keras_object(self.model)
+        state = {**self.state(), "model_checksum": json_checksum(model_config)}
+        state["checksum"] = json_checksum(state)
+
         def write(tmp):
             os.makedirs(tmp)
             with open(os.path.join(tmp, "model.json"), "w") as f:
-                json.dump(keras.saving.serialize_keras_object(self.model), f, indent=2)
-            tf.train.Checkpoint(variables=self.model.checkpoint_variables()).write(
-                os.path.join(tmp, "variables", "variables"))
-            write_json_atomic(os.path.join(tmp, "state.json"), self.state())
+                json.dump(model_config, f, indent=2)
+            # Copies named by their keys: a variable's own name can hold a per-process counter (a
+            # dropout's seed generator), which would make two saves of the same values differ in bytes.
+            named = {k: tf.Variable(v, name=k, trainable=False) for k, v in self.model.checkpoint_variables().items()}
+            tf.train.Checkpoint(variables=named).write(os.path.join(tmp, "variables", "variables"))
+            write_json_atomic(os.path.join(tmp, "state.json"), state)
         write_replacing(directory, write)
 
     @classmethod
     def load(cls, directory: str, optimizer="adam", loss=None, **kwargs) -> "Packer":
-        """Loads what ``save`` wrote (see ``from_state``)."""
+        """Loads what ``save`` wrote (see ``from_state``); a damaged or edited file is an IntegrityError
+        naming it."""
         for name in ("model.json", "state.json"):
             if not os.path.exists(os.path.join(directory, name)):
                 raise FileNotFoundError(f"{directory} is not a saved PAENet packing: {name} is missing")
-        with open(os.path.join(directory, "model.json")) as f:
-            model = keras.saving.deserialize_keras_object(json.load(f)).build_variables()
-        with open(os.path.join(directory, "state.json")) as f:
-            state = json.load(f)
+        state = read_json(os.path.join(directory, "state.json"))
+        state = check_json_checksum(state, os.path.join(directory, "state.json"))
+        path = os.path.join(directory, "model.json")
+        model_config = read_json(path)
+        if json_checksum(model_config) != state.pop("model_checksum"):
+            raise IntegrityError(f"{path}: does not match the checksum state.json holds for it")
+        try:
+            model = keras.saving.deserialize_keras_object(model_config).build_variables()
+        except Exception as e:
+            raise IntegrityError(f"{path}: cannot rebuild the model: {e}") from e
         prefix = os.path.join(directory, "variables", "variables")
         try:
             status = tf.train.Checkpoint(variables=model.checkpoint_variables()).read(prefix)
             status.assert_consumed()
         except (tf.errors.OpError, AssertionError, ValueError) as e:
-            raise IntegrityError(f"{prefix}: the checkpoint does not match the model: {e}") from e
+            raise IntegrityError(f"{prefix}: damaged, or not the checkpoint of this model: {error_line(e)}") from e
         return cls.from_state(model, state, optimizer, loss, **kwargs)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 
 import numpy as np
 
@@ -77,3 +78,30 @@ def verify(model, records) -> None:
     if failed:
         raise IntegrityError("finished tasks changed since they were recorded, refusing to use them: "
                              + "; ".join(failed))
+
+
+def json_checksum(obj) -> str:
+    """SHA-256 (hex) of `obj`'s canonical JSON: guards the figures of a saved file (records, config)
+    against a flipped bit or an edit, as ``task_digest`` guards the weights."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_json_checksum(obj: dict, path: str, key: str = "checksum") -> dict:
+    """`obj` without its `key`, once that matches ``json_checksum`` of the rest; IntegrityError naming
+    `path` otherwise."""
+    if not isinstance(obj, dict) or key not in obj:
+        raise IntegrityError(f"{path}: no {key} (not written by PAENet, or damaged)")
+    rest = {k: v for k, v in obj.items() if k != key}
+    if obj[key] != json_checksum(rest):
+        raise IntegrityError(f"{path}: {key} mismatch: the file was changed or damaged since it was written")
+    return rest
+
+
+def read_json(path: str):
+    """The JSON content of `path`; IntegrityError naming the file when it is damaged (truncated, a
+    flipped bit that breaks its syntax)."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IntegrityError(f"{path}: unreadable ({e})") from e

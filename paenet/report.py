@@ -10,9 +10,7 @@ every finished task's digest first.
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 import numpy as np
 from absl import app, flags
@@ -22,7 +20,7 @@ from paenet.evaluation import model_size
 from paenet.document import Heading, Image, Paragraph, Table, to_html, to_markdown
 from paenet.export import COMPRESSED, SAVEDMODEL
 from paenet.packing import Packer
-from paenet.records import IntegrityError
+from paenet.records import read_json
 from paenet.workspace import EVALUATIONS, EXPORTS, LFW_ROC, REPORT, WorkspaceError, locate
 
 EVALUATION_KEYS = ("after_task", "task", "name", "split", "metric", "value")
@@ -40,8 +38,7 @@ def read_accuracy(path: str, names: list) -> tuple[dict, int]:
     """Accuracy matrices by split from an ``evaluations.json``: ``m[j - 1, i - 1]`` is task i after packing
     task j (NaN where not measured; a later entry replaces an earlier one). Also returns how many entries
     were left out because they name a task this packing does not have at that number."""
-    with open(path) as f:
-        entries = json.load(f)
+    entries = read_json(path)
     if not isinstance(entries, list):
         raise WorkspaceError(f"{path}: expected a JSON list of evaluation entries")
     matrices, stale = {}, 0
@@ -163,8 +160,7 @@ def _roc_section(located, output) -> list:
     path = located.file(LFW_ROC)
     if path is None:
         return []
-    with open(path) as f:
-        roc = json.load(f)
+    roc = read_json(path)
     missing = [k for k in ("fpr", "tpr", "auc") if k not in roc]
     if missing:
         raise WorkspaceError(f"{path}: lacks {missing}")
@@ -209,10 +205,8 @@ def define_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        paths = write_report(flags.FLAGS.workspace, flags.FLAGS.output)
-    except (ValueError, IntegrityError, WorkspaceError, OSError) as e:
-        sys.exit(f"paenet.report: {e}")
+    from paenet.cli import report_errors
+    paths = report_errors("paenet.report", lambda: write_report(flags.FLAGS.workspace, flags.FLAGS.output))
     print(f"wrote {paths['markdown']} and {paths['html']}")
 
 

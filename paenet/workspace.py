@@ -23,13 +23,16 @@ import fcntl
 import json
 import os
 import shutil
+import sys
+import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from paenet.fileio import write_json_atomic
+from paenet.fileio import error_line, interrupted_replacements, recover_replaced, write_json_atomic
+from paenet.records import IntegrityError, check_json_checksum, json_checksum, read_json, verify
 
 CONFIG = "workspace.json"
 PACKING = "packing"
@@ -51,6 +54,7 @@ class WorkspaceError(RuntimeError):
 class Workspace:
     def __init__(self, path):
         self.path = Path(path)
+        self.active_checkpoint = None       # the checkpoint prefix active_state chose / save_active wrote
 
     def exists(self) -> bool:
         return (self.path / CONFIG).exists()
@@ -65,20 +69,48 @@ class Workspace:
             except BlockingIOError:
                 raise WorkspaceError(f"{self.path} is in use by another PAENet run (it holds {LOCK})") from None
             try:
+                self.recover()
                 yield self
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     # Configuration and finished state.
 
+    def recover(self) -> None:
+        """Puts back what a run killed in the middle of replacing ``packing/`` left aside (the last good
+        packing). Called under the lock."""
+        if recover_replaced(str(self.packing_dir)):
+            print(f"{self.path}: put back {PACKING}/ from an interrupted save", file=sys.stderr)
+
+    def check_new(self) -> None:
+        """Refuses to create a workspace where one was: a missing ``workspace.json`` beside finished
+        tasks or an active one is a damaged workspace, never a new one."""
+        if (self.path / ACTIVE).exists():
+            raise WorkspaceError(f"{self.path / CONFIG} is missing but {ACTIVE}/ holds a task being packed: "
+                                 f"restore {CONFIG} from a backup (WORKSPACE.md, Recovery)")
+        state = self.packing_dir / "state.json"
+        if not state.exists():
+            return
+        try:
+            records = json.loads(state.read_text())["records"]
+        except (ValueError, KeyError, TypeError):
+            records = None
+        if records != []:
+            held = "an unreadable packing" if records is None else f"{len(records)} finished task(s)"
+            raise WorkspaceError(f"{self.path / CONFIG} is missing but {PACKING}/ holds {held}: refusing to "
+                                 f"create a new workspace over it; restore {CONFIG} from a backup, or move "
+                                 f"{PACKING}/ away to start afresh (WORKSPACE.md, Recovery)")
+
     def config(self) -> dict:
         if not self.exists():
             raise WorkspaceError(f"{self.path} is not a PAENet workspace: {CONFIG} is missing")
-        return json.loads((self.path / CONFIG).read_text())
+        path = str(self.path / CONFIG)
+        return check_json_checksum(read_json(path), path)
 
     def write_config(self, config: dict) -> None:
+        """Writes ``workspace.json`` with a checksum of its content (``config`` checks it)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(str(self.path / CONFIG), config)
+        write_json_atomic(str(self.path / CONFIG), {**config, "checksum": json_checksum(config)})
 
     @property
     def packing_dir(self) -> Path:
@@ -102,27 +134,47 @@ class Workspace:
         return self.active_dir / LOGS
 
     def active_state(self) -> dict | None:
-        """The JSON state of the active task's latest checkpoint, or None when no task is active."""
-        latest = tf.train.latest_checkpoint(str(self.active_dir)) if self.active_dir.exists() else None
-        if latest is None:
-            return None
-        return json.loads(tf.train.load_checkpoint(latest).get_tensor(STATE_KEY).decode())
+        """The JSON state of the active task's newest readable checkpoint (which ``restore_active`` then
+        restores), or None when no task is active. Every tensor of it is read, so a truncated or
+        bit-flipped checkpoint is found here: the one before it is used instead (reported on stderr), and
+        when none can be read that is an IntegrityError naming them; never a silent restart."""
+        self.active_checkpoint = None
+        indexes = sorted(self.active_dir.glob("ckpt-*.index"), key=_checkpoint_number, reverse=True)
+        failures = []
+        for index in indexes:
+            prefix = str(index)[:-len(".index")]
+            try:
+                state = _read_checkpoint(prefix)
+            except IntegrityError as e:
+                failures.append(str(e))
+                continue
+            if failures:
+                print(f"{'; '.join(failures)}: resuming from {prefix} instead", file=sys.stderr)
+            self.active_checkpoint = prefix
+            return state
+        if failures:
+            raise IntegrityError("; ".join(failures) + f": no readable checkpoint left in {self.active_dir} "
+                                 "(WORKSPACE.md, Recovery)")
+        return None
 
     def save_active(self, packer, state: dict, number: int, iterator=None) -> None:
-        """Checkpoints `packer`'s model, optimizer slots and data `iterator` with `state` (JSON)."""
+        """Checkpoints `packer`'s model, optimizer slots and data `iterator` with `state` (JSON); its
+        finished tasks are verified first."""
+        verify(packer.model, packer.records)
         state = {**state, "model": keras.saving.serialize_keras_object(packer.model)}
         checkpoint = self._checkpoint(packer, iterator, json.dumps(state))
         manager = tf.train.CheckpointManager(checkpoint, str(self.active_dir), max_to_keep=2)
-        manager.save(checkpoint_number=number)
-        # Only the snapshot the latest checkpoint names is needed to resume.
+        self.active_checkpoint = manager.save(checkpoint_number=number)
+        # Only the snapshots the kept checkpoints name are needed to resume.
+        needed = {state.get("best")} | {_read_checkpoint(p, check=False).get("best")
+                                        for p in manager.checkpoints[:-1]}
         for old in self.active_dir.glob("best-*.npz"):
-            if old.name != state.get("best"):
+            if old.name not in needed:
                 old.unlink()
 
     def restore_active(self, packer, iterator=None) -> None:
-        """Restores the latest active checkpoint into `packer` (built from that checkpoint's state)."""
-        latest = tf.train.latest_checkpoint(str(self.active_dir))
-        self._checkpoint(packer, iterator, "").read(latest).assert_existing_objects_matched()
+        """Restores the checkpoint ``active_state`` chose into `packer` (built from its state)."""
+        self._checkpoint(packer, iterator, "").read(self.active_checkpoint).assert_existing_objects_matched()
 
     @staticmethod
     def _checkpoint(packer, iterator, state: str) -> tf.train.Checkpoint:
@@ -145,8 +197,12 @@ class Workspace:
         return name
 
     def load_best(self, name: str) -> dict:
-        with np.load(self.active_dir / name) as data:
-            return {k.replace("|", "/"): data[k] for k in data.files}
+        path = self.active_dir / name
+        try:
+            with np.load(path) as data:
+                return {k.replace("|", "/"): data[k] for k in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise IntegrityError(f"{path}: unreadable ({e})") from e
 
     def finish_active(self, task_name: str) -> None:
         """Keeps the finished task's logs and removes its active folder."""
@@ -166,10 +222,32 @@ class Workspace:
 
     def evaluations(self) -> list[dict]:
         path = self.path / EVALUATIONS
-        return json.loads(path.read_text()) if path.exists() else []
+        return read_json(str(path)) if path.exists() else []
 
     def add_evaluations(self, entries: list[dict]) -> None:
-        write_json_atomic(str(self.path / EVALUATIONS), self.evaluations() + entries)
+        """Adds a row of the accuracy matrix, replacing one of the same packing step (a finish that is
+        completed again after a kill writes the same row once)."""
+        steps = {e["after_task"] for e in entries}
+        kept = [e for e in self.evaluations() if e["after_task"] not in steps]
+        write_json_atomic(str(self.path / EVALUATIONS), kept + entries)
+
+
+def _checkpoint_number(index: Path) -> int:
+    return int(index.name[len("ckpt-"):-len(".index")])
+
+
+def _read_checkpoint(prefix: str, check: bool = True) -> dict:
+    """The JSON state of the active checkpoint `prefix`; with `check`, every tensor is read first (the
+    checkpoint format's checksums find a damaged one). IntegrityError naming it if it cannot be read."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        if check:
+            dtypes = reader.get_variable_to_dtype_map()
+            tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=list(dtypes), shape_and_slices=[""] * len(dtypes),
+                                 dtypes=list(dtypes.values()))
+        return json.loads(reader.get_tensor(STATE_KEY).decode())
+    except (tf.errors.OpError, ValueError, UnicodeDecodeError) as e:
+        raise IntegrityError(f"{prefix}: unreadable checkpoint ({error_line(e)})") from e
 
 
 def is_packing(path: str) -> bool:
@@ -205,6 +283,9 @@ def locate(path: str) -> Located:
         raise WorkspaceError("no workspace given: pass --workspace=DIR")
     if not os.path.isdir(path):
         raise WorkspaceError(f"{path}: no such workspace folder")
+    if os.path.isfile(os.path.join(path, CONFIG)) and interrupted_replacements(os.path.join(path, PACKING)):
+        with Workspace(path).locked():      # puts back a packing/ that a killed save left aside
+            pass
     if is_packing(path):
         return Located(packing=path, workspace=None)
     if is_packing(os.path.join(path, PACKING)):

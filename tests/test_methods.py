@@ -137,5 +137,5 @@ def test_a_workspace_refuses_a_method_that_needs_another_sharing(tmp_path):
     assert app.pack(_settings(workspace, "synth_a", "pae", sharing="first"))[0] == app.GOAL_MET
     with pytest.raises(app.UsageError, match="--method=cpg cannot pack into this workspace"):
         app.pack(_settings(workspace, "synth_b", "cpg"))
-    with pytest.raises(app.UsageError, match="unknown method 'nope'"):
+    with pytest.raises(app.UsageError, match="--method=nope: must be one of"):
         app.pack(_settings(workspace, "synth_b", "nope"))

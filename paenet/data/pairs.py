@@ -37,7 +37,7 @@ def read_pairs(path) -> list[Pair]:
     lines = [l.split() for l in path.read_text().splitlines() if l.strip()]
     if not lines or len(lines[0]) != 2:
         raise ValueError(f"{path}: the first line must be '<folds><TAB><pairs per fold and kind>'")
-    folds, per_kind = (int(v) for v in lines[0])
+    folds, per_kind = (_number(path, 1, v) for v in lines[0])
     body = lines[1:]
     if len(body) != 2 * folds * per_kind:
         raise ValueError(f"{path}: the header announces {folds} folds x {2 * per_kind} pairs "
@@ -47,13 +47,23 @@ def read_pairs(path) -> list[Pair]:
         fold, same = n // (2 * per_kind), n % (2 * per_kind) < per_kind
         line_no = n + 2
         if same and len(fields) == 3:
-            pairs.append(Pair(fields[0], int(fields[1]), fields[0], int(fields[2]), True, fold))
+            pairs.append(Pair(fields[0], _number(path, line_no, fields[1]), fields[0],
+                              _number(path, line_no, fields[2]), True, fold))
         elif not same and len(fields) == 4:
-            pairs.append(Pair(fields[0], int(fields[1]), fields[2], int(fields[3]), False, fold))
+            pairs.append(Pair(fields[0], _number(path, line_no, fields[1]), fields[2],
+                              _number(path, line_no, fields[3]), False, fold))
         else:
             kind = "same-person (3 fields)" if same else "different-person (4 fields)"
             raise ValueError(f"{path}, line {line_no}: expected a {kind} pair, got {fields}")
     return pairs
+
+
+def _number(path, line_no: int, text: str) -> int:
+    """`text` as a positive integer (a fold count, a pair count, an image index); ValueError naming the
+    file and line otherwise."""
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{path}, line {line_no}: expected a positive integer, got {text!r}")
+    return int(text)
 
 
 def resolve_pairs(pairs, image_dir) -> tuple[list[tuple[Pair, Path, Path]], list[Pair]]:

@@ -71,8 +71,10 @@ class PackableModel(keras.Model):
     """
 
     def __init__(self, tasks=(), sharing: str = "cumulative", input_shape=(64, 64, 3), frozen_shapes=None,
-                 pick_tasks=(), **kwargs):
+                 pick_tasks=(), frozen_tasks: int = 0, **kwargs):
         super().__init__(**kwargs)
+        # Tasks 1 .. frozen_tasks are finished: a call for one of them never trains (``__call__``).
+        self.frozen_tasks = int(frozen_tasks)
         self.task_specs = tuple(TaskSpec.from_dict(t) for t in tasks)
         if len(self.task_specs) > MAX_TASKS:
             raise ValueError(f"at most {MAX_TASKS} tasks fit a uint8 ownership mask; "
@@ -95,6 +97,14 @@ class PackableModel(keras.Model):
         self.frozen_shapes = {
             "kernels": {k: [list(s) if s else None for s in v] for k, v in frozen_shapes.get("kernels", {}).items()},
             "variables": {k: list(s) for k, s in frozen_shapes.get("variables", {}).items()}}
+
+    def __call__(self, *args, **kwargs):
+        """``model(x, task=k, training=True)`` for a finished task k runs in inference mode: nothing of
+        k changes (its BatchNorm moving statistics stay), and it computes what it was recorded with."""
+        task = kwargs.get("task")        # (Keras takes only tensors positionally)
+        if kwargs.get("training") and isinstance(task, int) and task <= self.frozen_tasks:
+            kwargs["training"] = False
+        return super().__call__(*args, **kwargs)
 
     @property
     def num_tasks(self) -> int:
@@ -206,7 +216,8 @@ class PackableModel(keras.Model):
     def get_config(self):
         return {"name": self.name, "tasks": [t.to_dict() for t in self.task_specs],
                 "sharing": self.sharing, "input_shape": list(self.image_shape),
-                "frozen_shapes": self.frozen_shapes, "pick_tasks": list(self.pick_tasks)}
+                "frozen_shapes": self.frozen_shapes, "pick_tasks": list(self.pick_tasks),
+                "frozen_tasks": self.frozen_tasks}
 
 
 def copy_values(src: keras.Model, dst: keras.Model):

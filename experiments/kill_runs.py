@@ -1,0 +1,95 @@
+"""SIGKILL at random moments: does every killed ``python -m paenet.main`` run, run again, end byte-identical
+to an uninterrupted one (the workspace outside its logs)?
+
+    python3 experiments/kill_runs.py --runs=20 --kills=3 --root=/tmp/kills
+
+Each run packs the two tiny tasks of tests/tiny_tasks.py (a new workspace, then a second task: creation,
+training, pruning rounds and finishing all happen in the window) and is SIGKILLed `kills` times at
+random moments, each rerun resuming the last; the script prints one line per run and the count.
+tests/test_reliability_kill.py runs the same with a few kills.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--task_module=tiny_tasks", "--goal=0.6", "--image_size=16", "--widths=4,8", "--dense_units=16",
+        "--batch_size=16", "--train_steps=8", "--targets=0.3,0.6", "--steps_per_round=6", "--prune_steps=3",
+        "--prune_frequency=1", "--checkpoint_every=4", "--noprogress"]
+
+
+def start(workspace, task: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "paenet.main", f"--workspace={workspace}", f"--task={task}",
+                             *TINY], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    """Waits for `process`; returns its stdout, or raises with its stderr if it failed."""
+    out, err = process.communicate(timeout=600)
+    if process.returncode != 0:
+        raise RuntimeError(f"paenet.main exited {process.returncode}: {err[-3000:]}")
+    return out
+
+
+def contents(workspace) -> dict:
+    """Every file of the workspace but its logs and lock, by relative path."""
+    root = Path(workspace)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != ".lock" and "logs" not in p.relative_to(root).parts}
+
+
+def killed_run(workspace, task: str, moments) -> int:
+    """Packs `task`, SIGKILLing the run `moments` seconds after each start; returns how many kills hit a
+    running process. The last run goes to the end."""
+    hits = 0
+    for moment in moments:
+        process = start(workspace, task)
+        try:
+            process.wait(timeout=moment)
+            finish(process)         # it ended before the kill: the task is packed
+            return hits
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+            hits += 1
+    finish(start(workspace, task))
+    return hits
+
+
+def main(runs: int, kills: int, root: Path, seed: int) -> int:
+    rng = np.random.default_rng(seed)
+    shutil.rmtree(root, ignore_errors=True)
+    began = time.time()
+    for task in ("tiny_a", "tiny_b"):
+        finish(start(root / "reference", task))
+    span = (time.time() - began) / 2
+    reference, identical = contents(root / "reference"), 0
+    for run in range(runs):
+        workspace = root / f"run{run}"
+        hits = sum(killed_run(workspace, task, rng.uniform(2.0, span, kills))
+                   for task in ("tiny_a", "tiny_b"))
+        same = contents(workspace) == reference
+        identical += same
+        print(f"run {run}: {hits} kills, {'identical' if same else 'DIFFERENT'}", flush=True)
+    print(f"{identical}/{runs} killed runs ended byte-identical to the uninterrupted one")
+    return 0 if identical == runs else 1
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--kills", type=int, default=3, help="kills per task of a run")
+    parser.add_argument("--root", type=Path, default=Path("/tmp/paenet_kills"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    sys.exit(main(args.runs, args.kills, args.root, args.seed))

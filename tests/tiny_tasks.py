@@ -1,0 +1,24 @@
+"""Two tiny registered tasks for fast end-to-end runs of ``paenet.main`` (``--task_module=tiny_tasks``
+with this folder on the path): noise images whose label is the place of a bright patch."""
+import numpy as np
+
+from paenet.tasks.demo import classification_data
+from paenet.tasks.registry import TaskDefinition, register
+
+
+def _patches(classes: int, seed: int):
+    def load(context):
+        rng = np.random.default_rng(seed)
+        size = context.image_size
+        labels = np.arange(96) % classes
+        images = rng.uniform(0, 100, size=(96, size, size, 3)).astype(np.float32)
+        for image, label in zip(images, labels):
+            row = int(label) * size // classes
+            image[row: row + size // classes, : size // 2] += 150.0
+        return classification_data(images, labels, context)
+    return load
+
+
+for _name, _classes, _seed in (("tiny_a", 2, 1), ("tiny_b", 3, 2)):
+    register(TaskDefinition(_name, _classes, f"tiny test task ({_classes} patch places)", _patches(_classes, _seed)),
+             replace=True)
