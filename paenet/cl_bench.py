@@ -22,9 +22,9 @@ from absl import app, flags
 
 # Steps per sequence of the full CPU configuration (each sequence's backbone is in paenet.cl.sequences).
 FULL = {
-    "split5": dict(train_steps=400, steps_per_round=100, prune_steps=50, targets=(0.5, 0.75, 0.875, 0.95)),
-    "permuted10": dict(train_steps=600, steps_per_round=150, prune_steps=75, targets=(0.5, 0.75, 0.875, 0.95)),
-    "permuted20_small": dict(train_steps=600, steps_per_round=150, prune_steps=75,
+    "split5": dict(train_steps=300, steps_per_round=60, prune_steps=30, targets=(0.5, 0.75, 0.875, 0.95)),
+    "permuted10": dict(train_steps=500, steps_per_round=100, prune_steps=50, targets=(0.5, 0.75, 0.875, 0.95)),
+    "permuted20_small": dict(train_steps=500, steps_per_round=100, prune_steps=50,
                              targets=(0.5, 0.75, 0.875, 0.95)),
 }
 QUICK = dict(train_steps=12, steps_per_round=4, prune_steps=2, prune_frequency=1, targets=(0.5,), batch_size=32,

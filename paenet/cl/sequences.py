@@ -149,7 +149,7 @@ def _permuted(count):
 SEQUENCES = {
     "split5": SequenceSpec(
         "5 tasks of 2 Fashion-MNIST classes, (0, 1) ... (8, 9), on the small CNN",
-        "small_cnn", dict(input_shape=(28, 28, 1), widths=(16, 32, 64), dense_units=64),
+        "small_cnn", dict(input_shape=(28, 28, 1), widths=(8, 16, 32), dense_units=32),
         dict(input_shape=(28, 28, 1), widths=(4, 8, 8), dense_units=8), _split_pairs),
     "permuted10": SequenceSpec(
         "10 tasks of the 10 Fashion-MNIST classes under fixed pixel permutations (DEN), on the MLP 784-312-128",
