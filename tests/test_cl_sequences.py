@@ -9,7 +9,7 @@ import pytest
 from paenet.cl import SEQUENCES, load_sequence, split_fashion_mnist
 from paenet.cl.sequences import QUICK_TEST_PER_CLASS, QUICK_TRAIN_PER_CLASS, permutations
 from paenet.data.idx import FASHION_MNIST_FILES
-from paenet.models import MLP, SmallCNN, TaskSpec
+from paenet.models import MLP, SmallCNN
 from test_idx import idx_bytes
 
 PER_CLASS_TRAIN, PER_CLASS_TEST = 30, 4
@@ -123,7 +123,7 @@ def test_quick_sequences_on_the_real_files_feed_their_backbones(name):
                      "test": 10 * QUICK_TEST_PER_CLASS // per_task}
     assert np.bincount(task.labels["val"]).tolist() == [QUICK_TRAIN_PER_CLASS // 10] * task.num_classes
     model = BACKBONES[sequence.backbone](**sequence.backbone_kwargs, name=name,
-                                         tasks=[TaskSpec(t.name, t.num_classes) for t in sequence.tasks])
+                                         tasks=[t.spec for t in sequence.tasks])
     x, y = next(iter(task.dataset("test", batch_size=16)))
     assert x.dtype == "float32" and 0.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 1.0
     assert model(x, task=len(sequence.tasks)).shape == (16, task.num_classes)
