@@ -1,8 +1,8 @@
-"""Task sequences over Fashion-MNIST for the continual-learning benchmark, with their backbones.
+"""Task sequences over Fashion-MNIST and CIFAR-100 for the continual-learning benchmark, with their backbones.
 
 Every sequence carves one seeded, stratified validation split (``val_fraction`` of each class, 10% by
-default) from the 60,000 training images: the turning point and every selection use it, and the 10,000
-official test images are evaluated once per task. The sequences (``SEQUENCES``):
+default) from the training images: the turning point and every selection use it, and the official test
+images are evaluated once per task. The sequences (``SEQUENCES``):
 
 * ``split5``: 5 tasks of 2 classes, (0, 1), (2, 3), ... (8, 9), labels remapped to 0/1 in that order;
   28x28x1 images on a small CNN of widths 8-16-32 and 32 dense units (binary tasks need little; the
