@@ -1,4 +1,6 @@
-"""Continual learning on real data: task sequences over Fashion-MNIST and the backbones they run on."""
-from paenet.cl.sequences import SEQUENCES, Sequence, SequenceSpec, TaskData, load_sequence, split_fashion_mnist
+"""Continual learning on real data: task sequences over Fashion-MNIST and CIFAR-100, and their backbones."""
+from paenet.cl.sequences import (SEQUENCES, Sequence, SequenceSpec, SplitData, TaskData, load_sequence, split_cifar100,
+                                 split_fashion_mnist)
 
-__all__ = ["SEQUENCES", "Sequence", "SequenceSpec", "TaskData", "load_sequence", "split_fashion_mnist"]
+__all__ = ["SEQUENCES", "Sequence", "SequenceSpec", "SplitData", "TaskData", "load_sequence", "split_cifar100",
+           "split_fashion_mnist"]
