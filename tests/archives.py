@@ -81,23 +81,34 @@ def make_lfw(root: Path) -> dict:
 ADIENCE_HEADER = ("user_id\toriginal_image\tface_id\tage\tgender\tx\ty\tdx\tdy\ttilt_ang\tfiducial_yaw_angle"
                   "\tfiducial_score")
 
-# Per fold: (user_id, original_image, face_id, age, gender); ages and genders cover the files' quirks.
+# Per fold: (user_id, original_image, face_id, age, gender); ages and genders cover the files' quirks
+# (near-miss group strings, single ages, None, "(25, 23)", "u" and blank genders); two subjects per fold.
 ADIENCE_ROWS = [
     [("30601258@N03", "10399646885_67c7d20df9_o.jpg", 1, "(25, 32)", "f"),
-     ("30601258@N03", "10424815813_e94629b1ec_o.jpg", 2, "(8, 12)", "m")],
+     ("30601258@N03", "10424815813_e94629b1ec_o.jpg", 2, "(8, 12)", "m"),
+     ("10280355@N07", "10524078416_9fd6e4d4a6_o.jpg", 31, "(0, 2)", "u"),
+     ("10280355@N07", "10523958055_d2e1bb8d49_o.jpg", 32, "(25, 23)", "m")],
     [("7153718@N04", "11597889523_ec1e1d9a0c_o.jpg", 1296, "(38, 42)", "m"),
-     ("7153718@N04", "11598013005_240c4d0ae4_o.jpg", 1297, "(8, 23)", "f")],
-    [("113445054@N07", "11763777465_11d01c34ce_o.jpg", 1409, "35", "u"),
+     ("7153718@N04", "11598013005_240c4d0ae4_o.jpg", 1297, "(8, 23)", "f"),
+     ("7153718@N04", "11598166203_3c6bf4f2b0_o.jpg", 1298, "(38, 43)", "f"),
+     ("48879802@N06", "9491389556_bd21ecd7b1_o.jpg", 1350, "(15, 20)", "m")],
+    [("113445054@N07", "11763777465_11d01c34ce_o.jpg", 1409, "35", "u"),          # dropped: no label
      ("113445054@N07", "11764005785_1e4df4bfbd_o.jpg", 1410, "None", "u"),         # dropped: no label
-     ("113445054@N07", "11764183186_a5a8b6fbac_o.jpg", 1411, "22", "")],
+     ("113445054@N07", "11764183186_a5a8b6fbac_o.jpg", 1411, "22", ""),            # dropped: no label
+     ("113445054@N07", "11764211745_9b2f1a0f9f_o.jpg", 1412, "(48, 53)", "m"),
+     ("8187011@N06", "10109669824_c3f6f7b0d6_o.jpg", 1490, "(27, 32)", "f")],
     [("64504106@N06", "11229963015_cbfd3d4bd5_o.jpg", 1742, "(60, 100)", "m"),
-     ("64504106@N06", "11230069584_9d20b5fb1f_o.jpg", 1743, "(4, 6)", "f")],       # image missing
+     ("64504106@N06", "11230069584_9d20b5fb1f_o.jpg", 1743, "(4, 6)", "f"),       # image missing
+     ("66870968@N06", "10939848305_4f05e8a5d7_o.jpg", 1790, "(4, 6)", "m")],
     [("101515718@N03", "10590387484_3b23df19e1_o.jpg", 2011, "57", "f"),
-     ("101515718@N03", "10591195236_c1f2a1e5e3_o.jpg", 2012, "(38, 48)", "m")],
+     ("101515718@N03", "10591195236_c1f2a1e5e3_o.jpg", 2012, "(38, 48)", "m"),
+     ("101515718@N03", "10590523353_4ed8e21b3b_o.jpg", 2013, "(15, 20)", "f"),
+     ("114841417@N06", "12059865372_6d6f6ba0da_o.jpg", 2100, "(0, 2)", "m")],
 ]
-# (age group, gender) expected per kept row, fold by fold.
-# Fold 2's "35"/"u" row has an ambiguous age and no gender, so it is dropped like the "None"/"u" row.
-ADIENCE_LABELS = [[(4, 1), (2, 0)], [(5, 0), (-1, 1)], [(3, -1)], [(7, 0)], [(7, 1), (-1, 0)]]
+# (age group, gender) expected per kept row, fold by fold; -1: unlabelled.
+ADIENCE_LABELS = [[(4, 1), (2, 0), (0, -1), (-1, 0)], [(-1, 0), (-1, 1), (5, 1), (3, 0)],
+                  [(6, 0), (-1, 1)], [(7, 0), (1, 0)], [(-1, 1), (-1, 0), (3, 1), (0, 0)]]
+ADIENCE_MISSING = (3, 1)   # (fold, row) whose image is not written
 
 
 def make_adience(root: Path) -> dict:
@@ -105,11 +116,11 @@ def make_adience(root: Path) -> dict:
         lines = [ADIENCE_HEADER]
         for n, (user, image, face, age, gender) in enumerate(rows):
             lines.append(f"{user}\t{image}\t{face}\t{age}\t{gender}\t{100 + n}\t{80 + n}\t500\t500\t-10\t0\t35")
-            if (fold, n) != (3, 1):
+            if (fold, n) != ADIENCE_MISSING:
                 write_image(root / "aligned" / user / f"landmark_aligned_face.{face}.{image}", 100 * fold + n)
                 write_image(root / "faces" / user / f"coarse_tilt_aligned_face.{face}.{image}", 100 * fold + n)
         (root / f"fold_{fold}_data.txt").write_text("\n".join(lines) + "\n")
-    return {"labels": ADIENCE_LABELS, "dropped": 2,
+    return {"labels": ADIENCE_LABELS, "dropped": 3,
             "missing": ["64504106@N06/landmark_aligned_face.1743.11230069584_9d20b5fb1f_o.jpg"]}
 
 
