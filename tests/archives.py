@@ -145,6 +145,14 @@ def make_affectnet(root: Path) -> dict:
         lines.append(_affectnet_line(relative, code, n))
     write_truncated_jpeg(images / "9" / "broken.jpg", 1)
     lines.append(_affectnet_line("9/broken.jpg", 3, 99))
+    blank = _affectnet_line("1/blank.jpg", 0, 97).split(",")
+    blank[6] = ""
+    damaged = [",".join(blank),                                                 # line 17: blank expression
+               _affectnet_line("1/short.jpg", 2, 96).rsplit(",", 3)[0],         # line 18: cut short
+               _affectnet_line("1/code12.jpg", 12, 95)]                         # line 19: unknown code
+    for name in ("blank.jpg", "short.jpg", "code12.jpg"):
+        write_image(images / "1" / name, 390)
+    lines.extend(damaged)
     (lists / "training.csv").write_text("\n".join(lines) + "\n")
     val_codes = [0, 1, 2, 3, 4, 5, 6, 7]
     lines = [AFFECTNET_HEADER]
@@ -156,7 +164,9 @@ def make_affectnet(root: Path) -> dict:
     train_labels = [c for c in train_codes if c < 7]
     return {"train_labels": sorted(train_labels), "validation_labels": list(range(7)),
             "dropped": {"contempt": 1, "none": 1, "uncertain": 1, "non-face": 1},
-            "unreadable": ["9/broken.jpg"]}
+            "unreadable": ["9/broken.jpg"],
+            "damaged": ["training.csv line 17", "training.csv line 18"],
+            "unknown_codes": ["training.csv line 19 (code 12)"]}
 
 
 def make_fotw(root: Path) -> dict:
@@ -210,7 +220,13 @@ def make_imdb_wiki(root: Path) -> dict:
             dict(path="05/nm0000005_rm0_1950-1-1_2000.jpg", dob=datenum(1950, 1, 1), taken=2000,
                  gender=1.0, score=3.0, second=2.5),
             dict(path="06/nm0000006_rm0_1960-1-1_2010.jpg", dob=datenum(1960, 1, 1), taken=2010,
-                 gender=nan, score=3.0, second=nan)]
+                 gender=nan, score=3.0, second=nan),
+            dict(path="07/nm0000007_rm0_1970-7-1_2000.jpg", dob=datenum(1970, 7, 1), taken=2000,
+                 gender=0.0, score=1.0, second=-0.7),                  # a second face, but score <= 0: kept
+            dict(path="08/nm0000008_rm0_1895-3-3_2000.jpg", dob=datenum(1895, 3, 3), taken=2000,
+                 gender=1.0, score=2.0, second=nan),                   # 105 years old
+            dict(path="09/nm0000009_rm0_2012-3-3_2010.jpg", dob=datenum(2012, 3, 3), taken=2010,
+                 gender=1.0, score=2.0, second=nan)]                   # taken before birth
     wiki = [dict(path="17/10000217_1981-05-05_2009.jpg", dob=datenum(1981, 5, 5), taken=2009, gender=0.0,
                  score=1.5, second=nan),
             dict(path="12/100012_1948-07-03_2008.jpg", dob=0.0, taken=2008, gender=1.0, score=2.0, second=nan)]
@@ -218,12 +234,13 @@ def make_imdb_wiki(root: Path) -> dict:
         _write_mat(root / f"{part}_crop" / f"{part}.mat", part, rows)
         for n, row in enumerate(rows):
             write_image(root / f"{part}_crop" / row["path"], 600 + n, mode="L" if n % 2 else "RGB")
+    # (gender in FotW's order, age with the mid-year rule: born in September -> one year less)
     return {"kept": {"imdb_crop/01/nm0000001_rm124825600_1899-5-10_1968.jpg": (0, 69),
-                     "imdb_crop/02/nm0000002_rm221957120_1924-9-16_1974.jpg": (1, 50),
-                     "wiki_crop/17/10000217_1981-05-05_2009.jpg": (1, 28),
-                     "wiki_crop/12/100012_1948-07-03_2008.jpg": (0, -1)},
+                     "imdb_crop/02/nm0000002_rm221957120_1924-9-16_1974.jpg": (1, 49),
+                     "imdb_crop/07/nm0000007_rm0_1970-7-1_2000.jpg": (1, 29),
+                     "wiki_crop/17/10000217_1981-05-05_2009.jpg": (1, 28)},
             "dropped": {"no face detected": 1, "face score below 1.0": 1, "a second face": 1,
-                        "unknown gender": 1}}
+                        "age outside 0-100": 3, "unknown gender": 1}}
 
 
 def fer_row(label: int, seed: int, usage: str, count: int = 48 * 48) -> str:
@@ -236,7 +253,7 @@ def make_fer2013(root: Path) -> dict:
             fer_row(5, 4, "PrivateTest"), fer_row(2, 5, "PrivateTest"), fer_row(4, 6, "Training", count=2303)]
     (root / "fer2013").mkdir(parents=True)
     (root / "fer2013" / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
-    return {"train": [0, 3], "validation": [6], "test": [2, 5], "malformed": ["line 7"]}
+    return {"train": [0, 3], "validation": [6], "test": [2, 5], "malformed": ["fer2013.csv line 7"]}
 
 
 def make_utkface(root: Path) -> dict:

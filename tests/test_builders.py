@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 import archives
 from data_prep.build import build
 from data_prep.builders.adience import age_group, gender_label
-from data_prep.builders.imdb_wiki import birth_year
+from data_prep.builders.imdb_wiki import age_at_photo
 
 
 def examples(builder, split):
@@ -103,6 +103,10 @@ def test_affectnet(tmp_path, caplog):
     for reason, count in expected["dropped"].items():
         assert f"paenet_affectnet[train]: {count} rows dropped ({reason})" in messages
     assert warnings_about(caplog, "[train]: 1 unreadable images skipped: " + expected["unreadable"][0])
+    assert warnings_about(caplog, "[train]: 2 rows cut short or with a blank field skipped: "
+                          + ", ".join(expected["damaged"]))
+    assert warnings_about(caplog, "[train]: 1 rows with an unknown expression code skipped: "
+                          + expected["unknown_codes"][0])
 
 
 def test_fotw_gender_and_imdb_wiki(tmp_path, caplog):
@@ -124,9 +128,11 @@ def test_fotw_gender_and_imdb_wiki(tmp_path, caplog):
         assert f"paenet_imdb_wiki[train]: {count} rows dropped ({reason})" in messages
 
 
-def test_matlab_date_numbers():
-    assert birth_year(730486.0) == 2000      # MATLAB datenum(2000, 1, 1)
-    assert birth_year(0.0) is None and birth_year(float("nan")) is None
+def test_imdb_wiki_age_assumes_the_photo_taken_mid_year():
+    assert age_at_photo(archives.datenum(2000, 1, 1), 2010) == 10
+    assert age_at_photo(archives.datenum(2000, 6, 30), 2010) == 10
+    assert age_at_photo(archives.datenum(2000, 7, 1), 2010) == 9
+    assert age_at_photo(0.0, 2010) is None and age_at_photo(float("nan"), 2010) is None
 
 
 def test_fer2013_generated(tmp_path, caplog):
