@@ -7,9 +7,11 @@
 * Validation (the goal loop's turning point): verification pairs drawn, seeded by ``--seed``, balanced and
   in 10 folds (``VAL_FOLDS`` x ``options["face_val_pairs"]`` pairs of each kind, default LFW's 300), from
   a folder of identities, ``<identity>/<image>`` (``options["face_val"]``, default
-  ``<data_dir>/vggface2_test_aligned``: VGGFace2's 500 test identities aligned as LFW). An identity that
-  LFW also holds is left out, by folder name or, where the folder (or its parent, or ``meta/``) has
-  VGGFace2's ``identity_meta.csv``, by the name it gives; so validation and test share no person.
+  ``<data_dir>/vggface2_test_aligned``: VGGFace2's 500 test identities aligned as LFW, ``python -m
+  data_prep.align --input=VGGFACE2/test --output=DATA_DIR/vggface2_test_aligned --image_size=160
+  --margin=32``, with VGGFace2's ``identity_meta.csv`` copied beside them). An identity that LFW also holds
+  is left out, by folder name or, where the folder (or its parent, or ``meta/``) has ``identity_meta.csv``,
+  by the name it gives; so validation and test share no person.
 
 Without a validation folder the task falls back to selecting on LFW folds 1-5 and testing on folds 6-10,
 and warns that this selection is not independent of the test. The task has no training data here: it is
