@@ -63,7 +63,8 @@ def test_validation_never_reads_a_test_pair_and_the_test_is_every_lfw_pair(tmp_p
                                 options={"face_pairs": str(test_dir), "face_val": str(val_dir), "face_val_pairs": 1})
     data = tasks.get("face").load(context)
     assert data.train is None
-    assert data.sizes == {"val_pairs": 20, "val_identities_left_out": 2, "test_pairs": 20, "test_folds": 10}
+    assert data.sizes == {"train": 0, "val_pairs": 20, "val_identities_left_out": 2, "test_pairs": 20,
+                          "test_folds": 10}
     packer = types.SimpleNamespace(model=types.SimpleNamespace(image_shape=(32, 32, 3)), active_task=1)
 
     assert 0.0 <= data.validate(packer) <= 1.0
@@ -99,5 +100,5 @@ def test_without_validation_identities_the_task_warns_that_it_selects_on_lfw(tmp
     test_dir = make_lfw(tmp_path / "lfw")
     data = tasks.get("face").load(tasks.TaskContext(str(tmp_path), image_size=32,
                                                     options={"face_pairs": str(test_dir)}))
-    assert data.sizes == {"val_folds": 5, "test_folds": 5}
+    assert data.sizes == {"train": 0, "val_folds": 5, "test_folds": 5}
     assert "selection is not independent of its test" in caplog.text

@@ -15,7 +15,8 @@
 
 Without a validation folder the task falls back to selecting on LFW folds 1-5 and testing on folds 6-10,
 and warns that this selection is not independent of the test. The task has no training data here: it is
-imported from FaceNet and pruned without retraining.
+imported from FaceNet and pruned without retraining, and its sizes say so (``"train": 0``, in the app's
+summary line).
 """
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def _load(context: TaskContext) -> TaskData:
         used, _ = resolve_pairs(test_pairs, folder)
         return TaskData(train=None, validate=pair_verifier(val), test=verifier(folder, pairs_file),
                         roc=verifier(folder, pairs_file, result="roc"),
-                        sizes={"val_pairs": len(val), "val_identities_left_out": len(shared),
+                        sizes={"train": 0, "val_pairs": len(val), "val_identities_left_out": len(shared),
                                "test_pairs": len(used), "test_folds": len(folds)})
     if len(folds) < 4:
         raise ValueError(f"{pairs_file}: {len(folds)} folds, and no validation identities in {val_folder}; the face "
@@ -115,8 +116,8 @@ def _load(context: TaskContext) -> TaskData:
     return TaskData(train=None, validate=verifier(folder, pairs_file, folds[:half]),
                     test=verifier(folder, pairs_file, folds[half:]),
                     roc=verifier(folder, pairs_file, folds[half:], "roc"),
-                    sizes={"val_folds": half, "test_folds": len(folds) - half})
+                    sizes={"train": 0, "val_folds": half, "test_folds": len(folds) - half})
 
 
-register(TaskDefinition("face", 0, "face verification (FaceNet embedding; selected on identities apart from LFW, "
-                                   "tested on LFW's 10 folds)", _load))
+register(TaskDefinition("face", 0, "face verification (FaceNet embedding, pruned without retraining; selected on "
+                                   "identities apart from LFW, tested on LFW's 10 folds)", _load))
