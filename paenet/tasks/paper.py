@@ -40,11 +40,11 @@ def _task_data(context: TaskContext, num_classes: int, train: pipeline.ImageSour
                validation: pipeline.ImageSource, test: pipeline.ImageSource | None, loss=None) -> TaskData:
     def evaluation(source):
         return pipeline.evaluation_dataset(source, max(context.batch_size, 64), context.image_size)
-    splits = {"train": train, "val": validation, **({"test": test} if test is not None else {})}
+    parts = {"train": train, "val": validation, **({"test": test} if test is not None else {})}
     return TaskData(train=pipeline.training_dataset(train, context.batch_size, context.seed, context.image_size),
                     validate=top1_validator(evaluation(validation)),
                     test=top1_validator(evaluation(test)) if test is not None else None, loss=loss,
-                    sizes={k: int(pipeline.class_counts(v, num_classes).sum()) for k, v in splits.items()})
+                    sizes={k: int(pipeline.class_counts(v, num_classes).sum()) for k, v in parts.items()})
 
 
 def _concatenated(sources) -> pipeline.ImageSource:
