@@ -8,7 +8,9 @@ exp1: FaceNet → Adience age → Adience gender, one workspace per Adience test
 exp2: FaceNet → AffectNet expression → FotW gender, one workspace. A killed run resumes when run again:
 every task is an ordinary resumable ``paenet.main`` run, and finished tasks are skipped. Prints one JSON
 line per workspace and task, then the test accuracies (mean ± std over folds) and the paper's model-size
-accounting next to the paper's figures.
+accounting as one JSON object, and the same as a table beside the paper's figures (PAE, ICMR 2019: the
+results table of experiment 1, face / Adience age / Adience gender, and of experiment 2, face / AffectNet /
+FotW gender).
 """
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ from absl import app, flags
 HERE = Path(__file__).resolve().parent
 EXPERIMENTS = {
     "exp1": dict(flagfiles=("exp1_face", "exp1_age", "exp1_gender"), folds=(0, 1, 2, 3, 4),
-                 paper={"face": 99.67, "age": 57.30, "gender": 89.08}, paper_mb=(68.9, 84.2, 97.8)),
+                 paper={"face": 99.67, "age": 57.30, "gender": 89.08}, paper_mb=(68.9, 84.2, 97.8),
+                 source="PAE (ICMR 2019), experiment 1 results table"),
     "exp2": dict(flagfiles=("exp2_face", "exp2_expression", "exp2_fotw_gender"), folds=(0,),
-                 paper={"face": 99.67, "expression": 65.29, "fotw_gender": 92.93}, paper_mb=(None, None, 107.3)),
+                 paper={"face": 99.67, "expression": 65.29, "fotw_gender": 92.93}, paper_mb=(None, None, 107.3),
+                 source="PAE (ICMR 2019), experiment 2 results table"),
 }
 
 FLAGS = flags.FLAGS
@@ -80,6 +84,20 @@ def summarise(experiment: dict, workspaces: list[Path]) -> dict:
             "cumulative_mb": [float(v) for v in np.mean(sizes, axis=0)], "paper_mb": experiment["paper_mb"]}
 
 
+def table(experiment: dict, summary: dict) -> str:
+    """The summary as text: per task, the test accuracy (mean ± std over folds) beside the paper's, then the
+    cumulative model sizes beside the paper's."""
+    def figure(value, digits=2):
+        return "-" if value is None else f"{value:.{digits}f}"
+    lines = [f"{'task':<12} {'test accuracy %':>18} {'paper %':>8}   ({experiment['source']})"]
+    for task, (mean, std, paper) in summary["test_accuracy"].items():
+        lines.append(f"{task:<12} {mean:>10.2f} ± {std:<5.2f} {figure(paper):>8}")
+    lines.append(f"{'after task':<12} {'model MB':>18} {'paper MB':>8}")
+    for n, (ours, paper) in enumerate(zip(summary["cumulative_mb"], summary["paper_mb"]), start=1):
+        lines.append(f"{n:<12} {ours:>18.1f} {figure(paper, 1):>8}")
+    return "\n".join(lines)
+
+
 def main(argv):
     del argv
     experiment = EXPERIMENTS[FLAGS.experiment]
@@ -92,7 +110,9 @@ def main(argv):
             if status:
                 sys.exit(f"{workspace}: {flagfile} ended with exit status {status}")
         workspaces.append(workspace)
-    print(json.dumps(summarise(experiment, workspaces)))
+    summary = summarise(experiment, workspaces)
+    print(json.dumps(summary))
+    print(table(experiment, summary))
 
 
 if __name__ == "__main__":

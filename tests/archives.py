@@ -81,23 +81,34 @@ def make_lfw(root: Path) -> dict:
 ADIENCE_HEADER = ("user_id\toriginal_image\tface_id\tage\tgender\tx\ty\tdx\tdy\ttilt_ang\tfiducial_yaw_angle"
                   "\tfiducial_score")
 
-# Per fold: (user_id, original_image, face_id, age, gender); ages and genders cover the files' quirks.
+# Per fold: (user_id, original_image, face_id, age, gender); ages and genders cover the files' quirks
+# (near-miss group strings, single ages, None, "(25, 23)", "u" and blank genders); two subjects per fold.
 ADIENCE_ROWS = [
     [("30601258@N03", "10399646885_67c7d20df9_o.jpg", 1, "(25, 32)", "f"),
-     ("30601258@N03", "10424815813_e94629b1ec_o.jpg", 2, "(8, 12)", "m")],
+     ("30601258@N03", "10424815813_e94629b1ec_o.jpg", 2, "(8, 12)", "m"),
+     ("10280355@N07", "10524078416_9fd6e4d4a6_o.jpg", 31, "(0, 2)", "u"),
+     ("10280355@N07", "10523958055_d2e1bb8d49_o.jpg", 32, "(25, 23)", "m")],
     [("7153718@N04", "11597889523_ec1e1d9a0c_o.jpg", 1296, "(38, 42)", "m"),
-     ("7153718@N04", "11598013005_240c4d0ae4_o.jpg", 1297, "(8, 23)", "f")],
-    [("113445054@N07", "11763777465_11d01c34ce_o.jpg", 1409, "35", "u"),
+     ("7153718@N04", "11598013005_240c4d0ae4_o.jpg", 1297, "(8, 23)", "f"),
+     ("7153718@N04", "11598166203_3c6bf4f2b0_o.jpg", 1298, "(38, 43)", "f"),
+     ("48879802@N06", "9491389556_bd21ecd7b1_o.jpg", 1350, "(15, 20)", "m")],
+    [("113445054@N07", "11763777465_11d01c34ce_o.jpg", 1409, "35", "u"),          # dropped: no label
      ("113445054@N07", "11764005785_1e4df4bfbd_o.jpg", 1410, "None", "u"),         # dropped: no label
-     ("113445054@N07", "11764183186_a5a8b6fbac_o.jpg", 1411, "22", "")],
+     ("113445054@N07", "11764183186_a5a8b6fbac_o.jpg", 1411, "22", ""),            # dropped: no label
+     ("113445054@N07", "11764211745_9b2f1a0f9f_o.jpg", 1412, "(48, 53)", "m"),
+     ("8187011@N06", "10109669824_c3f6f7b0d6_o.jpg", 1490, "(27, 32)", "f")],
     [("64504106@N06", "11229963015_cbfd3d4bd5_o.jpg", 1742, "(60, 100)", "m"),
-     ("64504106@N06", "11230069584_9d20b5fb1f_o.jpg", 1743, "(4, 6)", "f")],       # image missing
+     ("64504106@N06", "11230069584_9d20b5fb1f_o.jpg", 1743, "(4, 6)", "f"),       # image missing
+     ("66870968@N06", "10939848305_4f05e8a5d7_o.jpg", 1790, "(4, 6)", "m")],
     [("101515718@N03", "10590387484_3b23df19e1_o.jpg", 2011, "57", "f"),
-     ("101515718@N03", "10591195236_c1f2a1e5e3_o.jpg", 2012, "(38, 48)", "m")],
+     ("101515718@N03", "10591195236_c1f2a1e5e3_o.jpg", 2012, "(38, 48)", "m"),
+     ("101515718@N03", "10590523353_4ed8e21b3b_o.jpg", 2013, "(15, 20)", "f"),
+     ("114841417@N06", "12059865372_6d6f6ba0da_o.jpg", 2100, "(0, 2)", "m")],
 ]
-# (age group, gender) expected per kept row, fold by fold.
-# Fold 2's "35"/"u" row has an ambiguous age and no gender, so it is dropped like the "None"/"u" row.
-ADIENCE_LABELS = [[(4, 1), (2, 0)], [(5, 0), (-1, 1)], [(3, -1)], [(7, 0)], [(7, 1), (-1, 0)]]
+# (age group, gender) expected per kept row, fold by fold; -1: unlabelled.
+ADIENCE_LABELS = [[(4, 1), (2, 0), (0, -1), (-1, 0)], [(-1, 0), (-1, 1), (5, 1), (3, 0)],
+                  [(6, 0), (-1, 1)], [(7, 0), (1, 0)], [(-1, 1), (-1, 0), (3, 1), (0, 0)]]
+ADIENCE_MISSING = (3, 1)   # (fold, row) whose image is not written
 
 
 def make_adience(root: Path) -> dict:
@@ -105,11 +116,11 @@ def make_adience(root: Path) -> dict:
         lines = [ADIENCE_HEADER]
         for n, (user, image, face, age, gender) in enumerate(rows):
             lines.append(f"{user}\t{image}\t{face}\t{age}\t{gender}\t{100 + n}\t{80 + n}\t500\t500\t-10\t0\t35")
-            if (fold, n) != (3, 1):
+            if (fold, n) != ADIENCE_MISSING:
                 write_image(root / "aligned" / user / f"landmark_aligned_face.{face}.{image}", 100 * fold + n)
                 write_image(root / "faces" / user / f"coarse_tilt_aligned_face.{face}.{image}", 100 * fold + n)
         (root / f"fold_{fold}_data.txt").write_text("\n".join(lines) + "\n")
-    return {"labels": ADIENCE_LABELS, "dropped": 2,
+    return {"labels": ADIENCE_LABELS, "dropped": 3,
             "missing": ["64504106@N06/landmark_aligned_face.1743.11230069584_9d20b5fb1f_o.jpg"]}
 
 
@@ -134,6 +145,14 @@ def make_affectnet(root: Path) -> dict:
         lines.append(_affectnet_line(relative, code, n))
     write_truncated_jpeg(images / "9" / "broken.jpg", 1)
     lines.append(_affectnet_line("9/broken.jpg", 3, 99))
+    blank = _affectnet_line("1/blank.jpg", 0, 97).split(",")
+    blank[6] = ""
+    damaged = [",".join(blank),                                                 # line 17: blank expression
+               _affectnet_line("1/short.jpg", 2, 96).rsplit(",", 3)[0],         # line 18: cut short
+               _affectnet_line("1/code12.jpg", 12, 95)]                         # line 19: unknown code
+    for name in ("blank.jpg", "short.jpg", "code12.jpg"):
+        write_image(images / "1" / name, 390)
+    lines.extend(damaged)
     (lists / "training.csv").write_text("\n".join(lines) + "\n")
     val_codes = [0, 1, 2, 3, 4, 5, 6, 7]
     lines = [AFFECTNET_HEADER]
@@ -145,7 +164,9 @@ def make_affectnet(root: Path) -> dict:
     train_labels = [c for c in train_codes if c < 7]
     return {"train_labels": sorted(train_labels), "validation_labels": list(range(7)),
             "dropped": {"contempt": 1, "none": 1, "uncertain": 1, "non-face": 1},
-            "unreadable": ["9/broken.jpg"]}
+            "unreadable": ["9/broken.jpg"],
+            "damaged": ["training.csv line 17", "training.csv line 18"],
+            "unknown_codes": ["training.csv line 19 (code 12)"]}
 
 
 def make_fotw(root: Path) -> dict:
@@ -199,7 +220,13 @@ def make_imdb_wiki(root: Path) -> dict:
             dict(path="05/nm0000005_rm0_1950-1-1_2000.jpg", dob=datenum(1950, 1, 1), taken=2000,
                  gender=1.0, score=3.0, second=2.5),
             dict(path="06/nm0000006_rm0_1960-1-1_2010.jpg", dob=datenum(1960, 1, 1), taken=2010,
-                 gender=nan, score=3.0, second=nan)]
+                 gender=nan, score=3.0, second=nan),
+            dict(path="07/nm0000007_rm0_1970-7-1_2000.jpg", dob=datenum(1970, 7, 1), taken=2000,
+                 gender=0.0, score=1.0, second=-0.7),                  # a second face, but score <= 0: kept
+            dict(path="08/nm0000008_rm0_1895-3-3_2000.jpg", dob=datenum(1895, 3, 3), taken=2000,
+                 gender=1.0, score=2.0, second=nan),                   # 105 years old
+            dict(path="09/nm0000009_rm0_2012-3-3_2010.jpg", dob=datenum(2012, 3, 3), taken=2010,
+                 gender=1.0, score=2.0, second=nan)]                   # taken before birth
     wiki = [dict(path="17/10000217_1981-05-05_2009.jpg", dob=datenum(1981, 5, 5), taken=2009, gender=0.0,
                  score=1.5, second=nan),
             dict(path="12/100012_1948-07-03_2008.jpg", dob=0.0, taken=2008, gender=1.0, score=2.0, second=nan)]
@@ -207,12 +234,13 @@ def make_imdb_wiki(root: Path) -> dict:
         _write_mat(root / f"{part}_crop" / f"{part}.mat", part, rows)
         for n, row in enumerate(rows):
             write_image(root / f"{part}_crop" / row["path"], 600 + n, mode="L" if n % 2 else "RGB")
+    # (gender in FotW's order, age with the mid-year rule: born in September -> one year less)
     return {"kept": {"imdb_crop/01/nm0000001_rm124825600_1899-5-10_1968.jpg": (0, 69),
-                     "imdb_crop/02/nm0000002_rm221957120_1924-9-16_1974.jpg": (1, 50),
-                     "wiki_crop/17/10000217_1981-05-05_2009.jpg": (1, 28),
-                     "wiki_crop/12/100012_1948-07-03_2008.jpg": (0, -1)},
+                     "imdb_crop/02/nm0000002_rm221957120_1924-9-16_1974.jpg": (1, 49),
+                     "imdb_crop/07/nm0000007_rm0_1970-7-1_2000.jpg": (1, 29),
+                     "wiki_crop/17/10000217_1981-05-05_2009.jpg": (1, 28)},
             "dropped": {"no face detected": 1, "face score below 1.0": 1, "a second face": 1,
-                        "unknown gender": 1}}
+                        "age outside 0-100": 3, "unknown gender": 1}}
 
 
 def fer_row(label: int, seed: int, usage: str, count: int = 48 * 48) -> str:
@@ -225,7 +253,7 @@ def make_fer2013(root: Path) -> dict:
             fer_row(5, 4, "PrivateTest"), fer_row(2, 5, "PrivateTest"), fer_row(4, 6, "Training", count=2303)]
     (root / "fer2013").mkdir(parents=True)
     (root / "fer2013" / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
-    return {"train": [0, 3], "validation": [6], "test": [2, 5], "malformed": ["line 7"]}
+    return {"train": [0, 3], "validation": [6], "test": [2, 5], "malformed": ["fer2013.csv line 7"]}
 
 
 def make_utkface(root: Path) -> dict:

@@ -9,8 +9,8 @@ import tensorflow_datasets as tfds
 
 import archives
 from data_prep.build import build
-from data_prep.builders.adience import age_group
-from data_prep.builders.imdb_wiki import birth_year
+from data_prep.builders.adience import age_group, gender_label
+from data_prep.builders.imdb_wiki import age_at_photo
 
 
 def examples(builder, split):
@@ -68,7 +68,7 @@ def test_adience_folds_and_label_rules(tmp_path, caplog, config, folder):
         assert got == sorted(labels), fold
     dropped = [r.getMessage() for r in caplog.records
                if "rows dropped (no age group and no gender)" in r.getMessage()]
-    assert dropped == ["paenet_adience[fold_2]: 2 rows dropped (no age group and no gender)"]
+    assert dropped == [f"paenet_adience[fold_2]: {expected['dropped']} rows dropped (no age group and no gender)"]
     missing = expected["missing"][0]
     if folder == "faces":
         missing = missing.replace("landmark_aligned_face", "coarse_tilt_aligned_face")
@@ -77,12 +77,16 @@ def test_adience_folds_and_label_rules(tmp_path, caplog, config, folder):
 
 @pytest.mark.parametrize("label, group", [
     ("(0, 2)", 0), ("(4, 6)", 1), ("(8, 12)", 2), ("(15, 20)", 3), ("(25, 32)", 4), ("(38, 43)", 5),
-    ("(48, 53)", 6), ("(60, 100)", 7), ("(38, 42)", 5), ("(27, 32)", 4), ("(8, 23)", -1), ("(38, 48)", -1),
-    ("2", 0), ("3", -1), ("13", 2), ("22", 3), ("23", 4), ("29", 4), ("32", 4), ("34", 4), ("35", -1),
-    ("36", 5), ("42", 5), ("45", 5), ("46", 6), ("55", 6), ("56", 6), ("57", 7), ("58", 7), ("None", -1),
+    ("(48, 53)", 6), ("(60, 100)", 7), ("(38, 42)", -1), ("(27, 32)", -1), ("(8, 23)", -1), ("(38, 48)", -1),
+    ("(25, 23)", -1), ("(25 32)", -1), ("(8, 13)", -1), ("2", -1), ("22", -1), ("35", -1), ("None", -1),
     ("", -1)])
-def test_adience_age_rule(label, group):
+def test_adience_age_rule_keeps_only_the_8_published_group_strings(label, group):
     assert age_group(label) == group
+
+
+@pytest.mark.parametrize("text, label", [("m", 0), ("f", 1), ("u", -1), ("", -1), ("None", -1)])
+def test_adience_gender_rule_keeps_only_m_and_f(text, label):
+    assert gender_label(text) == label
 
 
 def test_affectnet(tmp_path, caplog):
@@ -99,6 +103,10 @@ def test_affectnet(tmp_path, caplog):
     for reason, count in expected["dropped"].items():
         assert f"paenet_affectnet[train]: {count} rows dropped ({reason})" in messages
     assert warnings_about(caplog, "[train]: 1 unreadable images skipped: " + expected["unreadable"][0])
+    assert warnings_about(caplog, "[train]: 2 rows cut short or with a blank field skipped: "
+                          + ", ".join(expected["damaged"]))
+    assert warnings_about(caplog, "[train]: 1 rows with an unknown expression code skipped: "
+                          + expected["unknown_codes"][0])
 
 
 def test_fotw_gender_and_imdb_wiki(tmp_path, caplog):
@@ -120,9 +128,11 @@ def test_fotw_gender_and_imdb_wiki(tmp_path, caplog):
         assert f"paenet_imdb_wiki[train]: {count} rows dropped ({reason})" in messages
 
 
-def test_matlab_date_numbers():
-    assert birth_year(730486.0) == 2000      # MATLAB datenum(2000, 1, 1)
-    assert birth_year(0.0) is None and birth_year(float("nan")) is None
+def test_imdb_wiki_age_assumes_the_photo_taken_mid_year():
+    assert age_at_photo(archives.datenum(2000, 1, 1), 2010) == 10
+    assert age_at_photo(archives.datenum(2000, 6, 30), 2010) == 10
+    assert age_at_photo(archives.datenum(2000, 7, 1), 2010) == 9
+    assert age_at_photo(0.0, 2010) is None and age_at_photo(float("nan"), 2010) is None
 
 
 def test_fer2013_generated(tmp_path, caplog):

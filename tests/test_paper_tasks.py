@@ -2,9 +2,13 @@
 import numpy as np
 import pytest
 
+import tensorflow_datasets as tfds
+
 import archives
 from data_prep.build import build
 from paenet import tasks
+from paenet.data.splits import group_split
+from paenet.tasks.paper import adience_sources
 from paenet.models import SmallCNN, TaskSpec
 from paenet.packing import Packer
 
@@ -16,19 +20,47 @@ def _pack_briefly(definition, data):
     return packer
 
 
+def _subjects(source, subject_of) -> list[str]:
+    return [subject_of[item] for item, _ in tfds.as_numpy(source.dataset)]
+
+
 @pytest.mark.parametrize("name, label", [("age", 0), ("gender", 1)])
 @pytest.mark.parametrize("fold", [0, 3])
-def test_adience_tasks_use_test_fold_k_and_validation_fold_k_plus_1(tmp_path, name, label, fold):
+def test_adience_tasks_train_on_four_folds_and_validate_on_held_out_subjects(tmp_path, name, label, fold):
     expected = archives.make_adience(tmp_path / "manual")
-    build("adience", str(tmp_path / "manual"), str(tmp_path / "tfds"))
-    definition = tasks.get(name)
-    data = definition.load(tasks.TaskContext(str(tmp_path / "tfds"), image_size=32, batch_size=2, fold=fold))
+    builder = build("adience", str(tmp_path / "manual"), str(tmp_path / "tfds"))
+    every_fold = "+".join(f"fold_{k}" for k in range(5))
+    subject_of = {ex["image"]: ex["user_id"].decode() for ex in tfds.as_numpy(
+        builder.as_dataset(split=every_fold, decoders={"image": tfds.decode.SkipDecoding()}))}
+    in_fold = {subject: k for k, rows in enumerate(archives.ADIENCE_ROWS) for subject, *_ in rows}
+
+    train, val, test = adience_sources(builder, fold, name, seed=0)
+    train_subjects, val_subjects = _subjects(train, subject_of), _subjects(val, subject_of)
+    assert val_subjects and train_subjects and not set(train_subjects) & set(val_subjects)
+    assert {in_fold[s] for s in train_subjects + val_subjects} == set(range(5)) - {fold}
+    assert {in_fold[s] for s in _subjects(test, subject_of)} == {fold}
+    assert _subjects(adience_sources(builder, fold, name, seed=0)[1], subject_of) == val_subjects
+
+    data = tasks.get(name).load(tasks.TaskContext(str(tmp_path / "tfds"), image_size=32, batch_size=2, fold=fold))
     known = [sum(1 for row in rows if row[label] >= 0) for rows in expected["labels"]]
-    assert data.sizes == {"test": known[fold], "val": known[(fold + 1) % 5],
-                          "train": sum(known) - known[fold] - known[(fold + 1) % 5]}
-    packer = _pack_briefly(definition, data)
-    for evaluate in (data.validate, data.test):
-        assert 0.0 <= evaluate(packer) <= 1.0
+    assert data.sizes == {"test": known[fold], "val": len(val_subjects),
+                          "train": sum(known) - known[fold] - len(val_subjects)}
+    if fold == 0:
+        packer = _pack_briefly(tasks.get(name), data)
+        for evaluate in (data.validate, data.test):
+            assert 0.0 <= evaluate(packer) <= 1.0
+
+
+def test_subject_split_holds_about_the_fraction_and_no_subject_twice():
+    subjects = np.repeat([f"s{k}" for k in range(40)], np.arange(1, 41))       # 820 images, 1..40 per subject
+    train, val = group_split(subjects, 0.1, seed=3)
+    assert not set(subjects[train]) & set(subjects[val])
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(len(subjects)))
+    assert 82 <= len(val) < 82 + 40                 # reaches 10%, overshooting by less than one subject
+    assert np.array_equal(group_split(subjects, 0.1, seed=3)[1], val)
+    assert not np.array_equal(group_split(subjects, 0.1, seed=4)[1], val)
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        group_split(["a", "a"], 0.1, seed=0)
 
 
 def test_expression_weights_classes_and_keeps_official_validation_as_test(tmp_path):

@@ -3,31 +3,41 @@
 Splits ``fold_0`` ... ``fold_4`` hold the rows of ``fold_{i}_data.txt``; cross-validation tests on one fold
 and trains on the other four (``paenet.evaluation.cross_validation``). Folds are subject-disjoint.
 
-Label rules (the fold files' ``age`` column holds more than the 8 official groups):
+Label rules, exactly those of the published protocol (Levi & Hassner 2015, whose fold lists are
+github GilLevi/AgeGenderDeepLearning ``Folds/``; LMTCNN uses the same):
 
-* ``age`` = index into ``AGE_GROUPS`` (0-2, 4-6, 8-13, 15-20, 25-32, 38-43, 48-53, 60-100), or -1.
-  A single age maps to the group nearest to it (distance 0 inside a group); an interval ``(a, b)`` maps
-  to a group only when both ends map to that same group. Ages equally near two groups, and intervals
-  whose ends fall in different groups, are ambiguous and get -1. So ``(8, 12)`` (the files' spelling of
-  8-13) -> 8-13, ``(38, 42)`` -> 38-43, ``(27, 32)`` -> 25-32, ``22`` -> 15-20, ``23`` -> 25-32,
-  ``57`` -> 60-100; ``(8, 23)``, ``(38, 48)``, ``3`` and ``35`` (equally near two groups) and ``None``
-  -> -1. ``age_label`` keeps the original text for other rules.
-* ``gender`` = 0 for ``m``, 1 for ``f``, -1 for ``u`` and blank.
-* A row with neither an age group nor a gender is dropped (counted in the build log); a task reads only
-  the rows whose label for it is >= 0.
+* ``age`` = index into ``AGE_GROUPS`` when the fold file's age text is exactly one of the 8 group strings
+  ``(0, 2)``, ``(4, 6)``, ``(8, 12)``, ``(15, 20)``, ``(25, 32)``, ``(38, 43)``, ``(48, 53)``, ``(60, 100)``;
+  -1 (unlabelled for age) for every other text: ``(8, 23)``, ``(27, 32)``, ``(38, 42)``, ``(25, 23)``,
+  single ages (``35``), ``None``. (The published script maps ``(25 23)`` to ``(25, 32)``, but the files
+  spell it ``(25, 23)``, so those 72 rows of fold 0 are unlabelled there as here.) ``age_label`` keeps the
+  original text.
+* ``gender`` = 0 for ``m``, 1 for ``f``; -1 (unlabelled) for ``u`` and blank.
+* A row with neither label is dropped (counted in the build log); a task reads only the rows whose label
+  for it is >= 0.
+
+Examples per fold with these rules (checked against the published ``test_fold_is_k/{age,gender}_test.txt``,
+which hold the same images with the same labels):
+
+    fold             0     1     2     3     4    all
+    rows          4496  3745  3953  3459  3834  19487
+    age           4316  3101  3339  2975  3693  17424
+    gender        4007  3624  3191  3318  3463  17603
+    kept (either) 4444  3720  3409  3427  3769  18769
+    subjects        34    34    34    33    33    168
 """
 from __future__ import annotations
 
 import csv
-import re
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from data_prep.builders.common import ManualBuilder, require_file
 
-AGE_GROUPS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100))
+AGE_GROUPS = ((0, 2), (4, 6), (8, 12), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100))
 AGE_GROUP_NAMES = tuple(f"{lo}-{hi}" for lo, hi in AGE_GROUPS)
+_AGE_TEXTS = {f"({lo}, {hi})": i for i, (lo, hi) in enumerate(AGE_GROUPS)}
 GENDER_NAMES = ("male", "female")
 NUM_FOLDS = 5
 
@@ -47,38 +57,31 @@ _IMAGE_LAYOUTS = {"aligned": ("aligned", "landmark_aligned_face"),
                   "faces": ("faces", "coarse_tilt_aligned_face")}
 
 
-def nearest_group(age: float) -> int | None:
-    """Index of the age group nearest to `age` (0 inside a group); ``None`` if two are equally near."""
-    distance = np.array([max(lo - age, 0, age - hi) for lo, hi in AGE_GROUPS], dtype=np.float64)
-    best = np.flatnonzero(distance == distance.min())
-    return int(best[0]) if len(best) == 1 else None
-
-
 def age_group(label: str) -> int:
-    """The group index of a fold file's age text (see the module docstring), -1 when none applies."""
-    ends = [float(v) for v in re.findall(r"\d+(?:\.\d+)?", label or "")]
-    if len(ends) not in (1, 2):
-        return -1
-    groups = {nearest_group(v) for v in ends}
-    return groups.pop() if len(groups) == 1 and None not in groups else -1
+    """The group index of a fold file's age text when it is exactly one of the 8 group strings, else -1."""
+    return _AGE_TEXTS.get(label, -1)
 
 
 def gender_label(text: str) -> int:
-    return {"m": 0, "f": 1}.get((text or "").strip().lower(), -1)
+    """0 for ``m``, 1 for ``f``, -1 for anything else."""
+    return {"m": 0, "f": 1}.get(text, -1)
 
 
 class PaenetAdience(ManualBuilder):
     """Adience age groups and gender in the official 5 folds."""
 
     name = "paenet_adience"
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"1.0.0": "Ages mapped to the nearest group.",
+                     "2.0.0": "The published label rules: only the 8 exact group strings, gender only m/f."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL
     BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=n, description=f"images from {_IMAGE_LAYOUTS[n][0]}/")
                        for n in _IMAGE_LAYOUTS]
 
     def _info(self):
         return self.dataset_info({
-            "age": tfds.features.Scalar(np.int64, doc=f"index into {AGE_GROUP_NAMES}, -1: none"),
-            "gender": tfds.features.Scalar(np.int64, doc=f"index into {GENDER_NAMES}, -1: unknown"),
+            "age": tfds.features.Scalar(np.int64, doc=f"index into {AGE_GROUP_NAMES}, -1: unlabelled"),
+            "gender": tfds.features.Scalar(np.int64, doc=f"index into {GENDER_NAMES}, -1: unlabelled"),
             "age_label": tfds.features.Text(), "user_id": tfds.features.Text()})
 
     def _split_generators(self, dl_manager):

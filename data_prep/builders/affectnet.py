@@ -3,8 +3,10 @@
 Splits: ``train`` (``training.csv``) and ``validation`` (``validation.csv``, the official validation set of
 500 images per class, which the paper reports on). Label rule: ``label`` = the file's ``expression`` code
 for 0-6 (neutral, happy, sad, surprise, fear, disgust, anger); codes 7 (contempt), 8 (none),
-9 (uncertain) and 10 (non-face) are dropped and counted in the build log. Class weights
-(N - n_c) / n_c for training come from the data (``paenet.data.pipeline.class_weights``).
+9 (uncertain) and 10 (non-face) are dropped and counted in the build log. Any other code, a row cut
+short, or a blank or non-numeric field among those read (path, expression, valence, arousal) skips the
+row; the split's warning names the file and each such line. Class weights (N - n_c) / n_c for training
+come from the data (``paenet.data.pipeline.class_weights``).
 """
 from __future__ import annotations
 
@@ -33,18 +35,26 @@ The image folder may be replaced by its output of `python -m data_prep.align` (s
 
 
 def read_rows(path):
-    """Rows of an AffectNet list as dicts, in the official column order; a header line is recognised
-    rather than assumed, so a list saved without one reads the same."""
+    """``(line number, fields)`` per data row of an AffectNet list, fields a dict in the official column
+    order (fewer keys when the row is cut short); a header line is recognised rather than assumed, so a
+    list saved without one reads the same."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
-        first = next(reader, None)
-        if first is None:
-            return
-        if [c.strip() for c in first[:1]] != [COLUMNS[0]]:
-            yield dict(zip(COLUMNS, first))
         for fields in reader:
-            if fields:
-                yield dict(zip(COLUMNS, fields))
+            if not fields or (reader.line_num == 1 and fields[0].strip() == COLUMNS[0]):
+                continue
+            yield reader.line_num, dict(zip(COLUMNS, (v.strip() for v in fields)))
+
+
+def parse_row(fields: dict) -> tuple[str, int, float, float] | None:
+    """(image path, expression code, valence, arousal), or ``None`` when one of them is blank or not a
+    number (a damaged row)."""
+    try:
+        path, code = fields["subDirectory_filePath"], int(fields["expression"])
+        valence, arousal = float(fields["valence"]), float(fields["arousal"])
+    except (KeyError, ValueError):
+        return None
+    return (path, code, valence, arousal) if path else None
 
 
 class PaenetAffectnet(ManualBuilder):
@@ -69,12 +79,17 @@ class PaenetAffectnet(ManualBuilder):
 
     @staticmethod
     def _rows(images, path, log):
-        for n, row in enumerate(read_rows(path)):
-            code = int(row["expression"])
-            if code not in range(len(EXPRESSIONS)):
-                log.drop(DROPPED.get(code, f"unknown code {code}"))
+        for line_no, fields in read_rows(path):
+            row = parse_row(fields)
+            if row is None:
+                log.skip("rows cut short or with a blank field", f"{path.name} line {line_no}")
                 continue
-            relative = row["subDirectory_filePath"].strip()
-            yield (f"{n}:{relative}", images, relative,
-                   {"label": code, "valence": float(row["valence"]), "arousal": float(row["arousal"]),
-                    "file_name": relative})
+            relative, code, valence, arousal = row
+            if code in DROPPED:
+                log.drop(DROPPED[code])
+                continue
+            if code not in range(len(EXPRESSIONS)):
+                log.skip("rows with an unknown expression code", f"{path.name} line {line_no} (code {code})")
+                continue
+            yield (f"{line_no}:{relative}", images, relative,
+                   {"label": code, "valence": valence, "arousal": arousal, "file_name": relative})

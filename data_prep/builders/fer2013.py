@@ -5,7 +5,7 @@ a split with no row is left out.
 ``label`` = the ``emotion`` code (0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral).
 Columns are found by name, so both Kaggle layouts work: ``fer2013.csv`` (``emotion,pixels,Usage``) and
 ``icml_face_data.csv`` (``emotion, Usage, pixels``, with spaces). Rows whose pixels are not 2304 values in
-0-255, or whose emotion or Usage is unknown, are skipped and named in a warning.
+0-255, or whose emotion or Usage is unknown, are skipped and named (file and line) in a warning.
 """
 from __future__ import annotations
 
@@ -74,12 +74,12 @@ class PaenetFer2013(ManualBuilder):
                 row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
                 if row.get("Usage") != usage:
                     if row.get("Usage") not in USAGE_SPLITS and usage == "Training":
-                        log.skip("rows with an unknown Usage", f"line {line_no}")
+                        log.skip("rows with an unknown Usage", f"{path.name} line {line_no}")
                     continue
                 image = parse_pixels(row.get("pixels", ""))
                 label = row.get("emotion", "")
                 if image is None or label not in {str(i) for i in range(len(EMOTIONS))}:
-                    log.skip("malformed rows", f"line {line_no}")
+                    log.skip("malformed rows", f"{path.name} line {line_no}")
                     continue
                 yield line_no, {"image": image, "label": int(label)}
         log.report()

@@ -3,11 +3,24 @@
 Splits ``train``, ``validation`` and, when its labels are present, ``test``; the paper adds IMDB-WIKI to the
 training data (``paenet_imdb_wiki``, whose gender uses the same class order).
 
-The layout could not be checked against the challenge's release (it is no longer distributed openly), so
-this builder reads it by column *name*, not position: each split is a csv with a header, whose image
-column is one of ``IMAGE_COLUMNS`` and whose gender column is ``gender``. Gender values are read as
-0 / 1 / 2 (male / female / other, the order in which the challenge lists them) or as words (``male``/``m``,
-``female``/``f``, ``other``/``not sure``/``unsure``); rows with any other value are skipped and named.
+**The layout this builder reads is its own, not ChaLearn's release format**: that release (FotW track 3,
+smile and gender, 2016) is no longer distributed openly and its file layout could not be confirmed from
+public sources. It reads, per split, a csv with a header line plus a folder of images:
+
+    train.csv + train/<image>,  val.csv + val/<image>,  test.csv + test/<image> (optional)
+
+The csv's image column is found by name (one of ``IMAGE_COLUMNS``: the image's path relative to the
+split's folder) and so is its ``gender`` column; other columns (boxes, smile) are ignored. Gender values
+are 0 / 1 / 2 (male / female / other, the order in which the challenge lists them) or words (``male``/``m``,
+``female``/``f``, ``other``/``not sure``/``unsure``); rows with another value or no image are skipped and
+named (file and line) in a warning.
+
+To convert ChaLearn's files: put each split's images in ``train/``, ``val/``, ``test/``; for each split write
+one csv with a header line, one row per face, holding the image's file name (column ``image``) and its
+gender label (column ``gender``); if a label file has no header, adding one line that names its columns
+(e.g. ``image,x,y,w,h,smile,gender``) is enough. If a label file holds several faces of one photo by
+their boxes, crop each face into its own image first (``python -m data_prep.align`` keeps only the
+largest, most central face of an image).
 """
 from __future__ import annotations
 

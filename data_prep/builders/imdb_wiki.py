@@ -1,10 +1,17 @@
 """IMDB-WIKI (Rothe, Timofte & Van Gool 2015/2018), face crops with gender: the extra training data of the
 paper's FotW gender task. One ``train`` split holding the IMDB and the Wikipedia parts that are present.
 
-Label rules: ``gender`` uses FotW's order (0 male, 1 female; the ``.mat`` files store 1 male, 0 female).
-A row is kept only when exactly one face was detected with confidence (``face_score`` finite and >=
-``MIN_FACE_SCORE``, ``second_face_score`` NaN) and its gender is known; the rest are dropped and counted in
-the build log. ``age`` = year the photo was taken minus year of birth (-1 when outside 0-120).
+Rows are filtered as github yu4u/age-gender-estimation's ``create_db.py`` does (the common cleaning of this
+set), in its order, each drop counted in the build log by its reason:
+
+* ``face_score`` >= 1 (``-inf``, no face detected, and weak detections are dropped);
+* no second face with a score > 0 (``second_face_score`` NaN or <= 0);
+* ``age`` in 0-100, where age = year the photo was taken minus year of birth, minus one more when the
+  birthday falls in July-December (the photo is assumed taken mid-year); a ``dob`` that is not a date
+  gives no age and is dropped;
+* ``gender`` not NaN.
+
+``gender`` uses FotW's order (0 male, 1 female; the ``.mat`` files store 1 male, 0 female).
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import tensorflow_datasets as tfds
 from data_prep.builders.common import ManualBuilder
 
 MIN_FACE_SCORE = 1.0
+MAX_AGE = 100
 GENDERS = ("male", "female")
 PARTS = ("imdb", "wiki")
 
@@ -36,25 +44,36 @@ def read_metadata(path, part: str) -> dict[str, np.ndarray]:
     return {f: np.atleast_1d(meta[f].item()) for f in fields}
 
 
-def birth_year(datenum: float) -> int | None:
-    """The year of a MATLAB serial date number (days from year 0), ``None`` when it is not a date."""
+def birth_date(datenum: float) -> datetime.date | None:
+    """The date of a MATLAB serial date number (days from year 0), ``None`` when it is not a date."""
     if not np.isfinite(datenum) or datenum < 367:
         return None
     try:
-        return datetime.date.fromordinal(int(datenum) - 366).year
+        return datetime.date.fromordinal(int(datenum) - 366)
     except (ValueError, OverflowError):
         return None
 
 
-def drop_reason(face_score: float, second_face_score: float, gender: float) -> str | None:
-    """Why a row is dropped (``None``: kept)."""
-    if not np.isfinite(face_score):
+def age_at_photo(dob: float, photo_taken: float) -> int | None:
+    """Age in the year `photo_taken` with the mid-year rule of the module docstring; ``None`` without a
+    date of birth."""
+    born = birth_date(dob)
+    if born is None or not np.isfinite(photo_taken):
+        return None
+    return int(photo_taken) - born.year - (born.month >= 7)
+
+
+def drop_reason(face_score: float, second_face_score: float, age: int | None, gender: float) -> str | None:
+    """Why a row is dropped (``None``: kept), tested in ``create_db.py``'s order."""
+    if np.isneginf(face_score):
         return "no face detected"
     if face_score < MIN_FACE_SCORE:
         return f"face score below {MIN_FACE_SCORE}"
-    if not np.isnan(second_face_score):
+    if second_face_score > 0:
         return "a second face"
-    if gender not in (0, 1):
+    if age is None or not 0 <= age <= MAX_AGE:
+        return f"age outside 0-{MAX_AGE}"
+    if np.isnan(gender):
         return "unknown gender"
     return None
 
@@ -63,11 +82,15 @@ class PaenetImdbWiki(ManualBuilder):
     """IMDB-WIKI face crops with gender."""
 
     name = "paenet_imdb_wiki"
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"1.0.0": "Any second face dropped; age by birth year.",
+                     "2.0.0": "create_db.py's filter and mid-year age rule."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL
 
     def _info(self):
         return self.dataset_info({"gender": tfds.features.ClassLabel(names=GENDERS),
-                                  "age": tfds.features.Scalar(np.int64), "source": tfds.features.Text(),
+                                  "age": tfds.features.Scalar(np.int64, doc=f"years, 0-{MAX_AGE}"),
+                                  "source": tfds.features.Text(),
                                   "file_name": tfds.features.Text()})
 
     def _split_generators(self, dl_manager):
@@ -84,12 +107,11 @@ class PaenetImdbWiki(ManualBuilder):
         for part, folder in parts:
             meta = read_metadata(folder / f"{part}.mat", part)
             for n, relative in enumerate(meta["full_path"]):
-                reason = drop_reason(meta["face_score"][n], meta["second_face_score"][n], meta["gender"][n])
+                age = age_at_photo(meta["dob"][n], meta["photo_taken"][n])
+                reason = drop_reason(meta["face_score"][n], meta["second_face_score"][n], age, meta["gender"][n])
                 if reason:
                     log.drop(reason)
                     continue
-                year = birth_year(meta["dob"][n])
-                age = -1 if year is None else int(meta["photo_taken"][n]) - year
                 yield (f"{part}/{relative}", folder, str(relative),
-                       {"gender": 1 - int(meta["gender"][n]), "age": age if 0 <= age <= 120 else -1,
-                        "source": part, "file_name": f"{part}_crop/{relative}"})
+                       {"gender": 1 - int(meta["gender"][n]), "age": age, "source": part,
+                        "file_name": f"{part}_crop/{relative}"})

@@ -1,7 +1,9 @@
 """VGGFace2 training identities (Cao et al. 2018): FaceNet's 2018 training set, 8631 people.
 
 Label rule: ``label`` = index of the identity folder (``n000002`` ...) in sorted order of the identities
-in the training list; ``identity`` = the person's name from ``identity_meta.csv`` when present.
+in the training list; ``identity`` = the person's name from ``identity_meta.csv`` when present. On the full
+training set this is the class order of FaceNet 20180402-114759's ``Logits`` ([512, 8631]): its
+``train_softmax.py`` numbers the class folders in sorted order too.
 """
 from __future__ import annotations
 

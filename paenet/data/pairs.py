@@ -1,8 +1,11 @@
-"""LFW's ``pairs.txt``: verification pairs in folds.
+"""Verification pairs in folds: LFW's ``pairs.txt``, and pairs drawn from a folder of identities.
 
-The first line is ``<folds><TAB><n>``; then each fold has n same-person lines ``name<TAB>i<TAB>j`` followed
-by n different-person lines ``name1<TAB>i<TAB>name2<TAB>j``. Image i of ``name`` is
-``name/name_<i:04d>.<ext>`` (1-based). LFW's View 2 file is 10 folds of 300 + 300 pairs.
+The first line of ``pairs.txt`` is ``<folds><TAB><n>``; then each fold has n same-person lines
+``name<TAB>i<TAB>j`` followed by n different-person lines ``name1<TAB>i<TAB>name2<TAB>j``. Image i of ``name``
+is ``name/name_<i:04d>.<ext>`` (1-based). LFW's View 2 file is 10 folds of 300 + 300 pairs.
+
+``draw_pairs`` makes pairs in the same fold layout from any ``<identity>/<image>`` folder (VGGFace2's
+``test/``, its aligned copy, ...), whatever its file names, as (first path, second path, same, fold).
 """
 from __future__ import annotations
 
@@ -113,3 +116,47 @@ def write_pairs(path, pairs: list[Pair]) -> None:
     for p in pairs:
         lines.append(f"{p.name1}\t{p.index1}\t{p.index2}" if p.same else f"{p.name1}\t{p.index1}\t{p.name2}\t{p.index2}")
     Path(path).write_text("\n".join(lines) + "\n")
+
+
+def identity_images(folder) -> dict[str, list[Path]]:
+    """Identity (sub-folder name) -> its image files, sorted, for every sub-folder of `folder` that holds
+    an image."""
+    from paenet.data.files import image_files
+    folder = Path(folder)
+    found = {d.name: image_files(d) for d in sorted(folder.iterdir()) if d.is_dir()}
+    return {name: images for name, images in found.items() if images}
+
+
+def draw_pairs(images: dict[str, list[Path]], folds: int, per_fold: int,
+               seed: int) -> list[tuple[Path, Path, bool, int]]:
+    """Verification pairs drawn from `images` (identity -> image paths) by `seed`, in LFW's balanced layout:
+    per fold, `per_fold` same-identity pairs (an identity with 2 or more images, then two of its images)
+    and `per_fold` different-identity pairs (two identities, one image each), identities uniformly, no pair
+    twice. Each fold's pairs in order: same, then different."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    names = sorted(images)
+    several = [n for n in names if len(images[n]) >= 2]
+    wanted = folds * per_fold
+    counts = np.array([len(images[n]) for n in names])
+    same_available = int(np.sum(counts * (counts - 1) // 2))
+    different_available = int((counts.sum() ** 2 - np.sum(counts ** 2)) // 2)
+    if min(same_available, different_available) < wanted:
+        raise ValueError(f"{len(names)} identities give {same_available} same-identity and {different_available} "
+                         f"different-identity pairs: too few for {folds} folds x {per_fold} pairs of each kind")
+    same, different = {}, {}
+    while len(same) < wanted:
+        name = several[rng.integers(len(several))]
+        a, b = sorted(rng.choice(len(images[name]), 2, replace=False))
+        same.setdefault((images[name][a], images[name][b]), None)
+    while len(different) < wanted:
+        first, second = sorted(rng.choice(len(names), 2, replace=False))
+        a = images[names[first]][rng.integers(len(images[names[first]]))]
+        b = images[names[second]][rng.integers(len(images[names[second]]))]
+        different.setdefault((a, b), None)
+    same, different = list(same), list(different)
+    pairs = []
+    for f in range(folds):
+        pairs += [(a, b, True, f) for a, b in same[f * per_fold:(f + 1) * per_fold]]
+        pairs += [(a, b, False, f) for a, b in different[f * per_fold:(f + 1) * per_fold]]
+    return pairs

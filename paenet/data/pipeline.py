@@ -47,14 +47,16 @@ def files(paths, labels) -> ImageSource:
 
 
 def tfds_split(builder, split: str, label: str, shuffle_files: bool = False, seed: int | None = None,
-               image: str = "image") -> ImageSource:
+               image: str = "image", where: Callable | None = None) -> ImageSource:
     """Split `split` of a prepared TFDS builder, images left encoded (decoded in the pipeline's parallel
     map), labelled by feature `label`; examples whose label is negative (unknown, as Adience's) are left
-    out."""
+    out, and so are those for which `where(example)` (a tf predicate on the features) is false."""
     import tensorflow_datasets as tfds
     ds = builder.as_dataset(split=split, shuffle_files=shuffle_files,
                             decoders={image: tfds.decode.SkipDecoding()},
                             read_config=tfds.ReadConfig(shuffle_seed=seed))
+    if where is not None:
+        ds = ds.filter(where)
     ds = ds.map(lambda ex: (ex[image], tf.cast(ex[label], tf.int64))).filter(lambda item, y: y >= 0)
     return ImageSource(ds)
 

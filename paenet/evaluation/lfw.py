@@ -1,4 +1,5 @@
-"""LFW evaluation end to end: aligned images + ``pairs.txt`` + an embedding function -> the protocol's numbers.
+"""LFW evaluation end to end: aligned images + ``pairs.txt`` (or any list of image pairs in folds) + an
+embedding function -> the protocol's numbers.
 
 The embedding function takes a float32 batch [N, 160, 160, 3] already given fixed standardisation and
 returns [N, D] embeddings (a FaceNet frozen graph, a PAENet face task, ...). Each image is embedded once,
@@ -40,12 +41,20 @@ def evaluate_lfw(image_dir, pairs_file, embed_fn, batch_size: int = 100, image_s
     found, missing = resolve_pairs(pairs, image_dir)
     if not found:
         raise ValueError(f"{image_dir}: none of the images of {pairs_file} was found")
-    paths = sorted({p for _, first, second in found for p in (first, second)})
+    return evaluate_image_pairs([(first, second, p.same, p.fold) for p, first, second in found], embed_fn,
+                                batch_size, image_size, flip, roc, skipped=len(missing), **protocol)
+
+
+def evaluate_image_pairs(pairs, embed_fn, batch_size: int = 100, image_size: int = IMAGE_SIZE,
+                         flip: bool = True, roc: bool = False, skipped: int = 0, **protocol) -> dict:
+    """The verification protocol on `pairs`, (first image path, second image path, same, fold) each, every
+    image embedded once; the dict of ``evaluate_lfw`` (``pairs_skipped`` = `skipped`)."""
+    paths = sorted({p for first, second, _, _ in pairs for p in (first, second)})
     index = {p: i for i, p in enumerate(paths)}
     embeddings = embed_files(paths, embed_fn, batch_size, image_size, flip)
-    first = embeddings[[index[f] for _, f, _ in found]]
-    second = embeddings[[index[s] for _, _, s in found]]
-    result = evaluate_verification(first, second, [p.same for p, _, _ in found], [p.fold for p, _, _ in found],
-                                   **protocol)
-    summary = {**result.summary(), "pairs_used": len(found), "pairs_skipped": len(missing)}
+    first = embeddings[[index[f] for f, _, _, _ in pairs]]
+    second = embeddings[[index[s] for _, s, _, _ in pairs]]
+    result = evaluate_verification(first, second, [same for _, _, same, _ in pairs],
+                                   [fold for _, _, _, fold in pairs], **protocol)
+    summary = {**result.summary(), "pairs_used": len(pairs), "pairs_skipped": skipped}
     return {**summary, "roc": result.roc()} if roc else summary

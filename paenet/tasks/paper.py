@@ -4,22 +4,27 @@ Data come from the TFDS builders of ``data_prep.builders`` in ``--data_dir`` (TF
 test split is evaluated once, at the end; model selection (the goal loop's turning point) uses a
 validation split that never overlaps it:
 
-* ``age``, ``gender`` (Adience, 8 age groups / 2 genders): 5-fold cross-validation. Test fold k
-  (``--fold``), validation fold k+1 (mod 5), training the other three folds. Run the five folds as five
-  workspaces and average (``experiments/run.py`` does).
+* ``age``, ``gender`` (Adience, 8 age groups / 2 genders, the published label rules of
+  ``data_prep.builders.adience``): 5-fold cross-validation as Levi & Hassner's protocol. Test fold k
+  (``--fold``); the other four folds train, except a validation split carved from them by subject
+  (``user_id``; seeded by ``--seed``; subjects in a random order until about 10% of the task's labelled
+  images), so that no person is both trained on and validated on. Run the five folds as five workspaces
+  and average (``experiments/run.py`` does).
 * ``expression`` (AffectNet, 7 basic expressions): training the first 95% of its training list,
-  validation the last 5% (at least one example), test the official validation set (500 per class). The loss weights class c by
-  (N - n_c) / n_c, counted on the training data.
+  validation the last 5% (at least one example), test the official validation set (500 per class). The
+  loss weights class c by (N - n_c) / n_c, counted on the training data.
 * ``fotw_gender`` (ChaLearn FotW 2016 track 3, male/female/other): training FotW's training split plus
   IMDB-WIKI's gender labels (as the paper), validation FotW's validation split, test FotW's test split
   where the builder has one.
 """
 from __future__ import annotations
 
-from paenet.data import pipeline
+from paenet.data import pipeline, splits
 from paenet.goal import top1_validator
 from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
 from paenet.training import weighted_classification_loss
+
+ADIENCE_VAL_FRACTION = 0.1   # of the four training folds' labelled images, by subject
 
 
 def _builder(name: str, context: TaskContext, config: str | None = None):
@@ -35,11 +40,11 @@ def _task_data(context: TaskContext, num_classes: int, train: pipeline.ImageSour
                validation: pipeline.ImageSource, test: pipeline.ImageSource | None, loss=None) -> TaskData:
     def evaluation(source):
         return pipeline.evaluation_dataset(source, max(context.batch_size, 64), context.image_size)
-    splits = {"train": train, "val": validation, **({"test": test} if test is not None else {})}
+    parts = {"train": train, "val": validation, **({"test": test} if test is not None else {})}
     return TaskData(train=pipeline.training_dataset(train, context.batch_size, context.seed, context.image_size),
                     validate=top1_validator(evaluation(validation)),
                     test=top1_validator(evaluation(test)) if test is not None else None, loss=loss,
-                    sizes={k: int(pipeline.class_counts(v, num_classes).sum()) for k, v in splits.items()})
+                    sizes={k: int(pipeline.class_counts(v, num_classes).sum()) for k, v in parts.items()})
 
 
 def _concatenated(sources) -> pipeline.ImageSource:
@@ -50,16 +55,32 @@ def _concatenated(sources) -> pipeline.ImageSource:
     return pipeline.ImageSource(dataset, first.read)
 
 
+def adience_sources(builder, test_fold: int, label: str, seed: int):
+    """(train, validation, test) sources of Adience feature `label` for test fold `test_fold`: the test
+    fold, and the other four folds split by subject (``paenet.data.splits.group_split``)."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+    from data_prep.builders.adience import NUM_FOLDS
+    if not 0 <= test_fold < NUM_FOLDS:
+        raise ValueError(f"Adience has folds 0..{NUM_FOLDS - 1}, not {test_fold}")
+    others = "+".join(f"fold_{f}" for f in range(NUM_FOLDS) if f != test_fold)
+    rows = builder.as_dataset(split=others, decoders={"image": tfds.decode.SkipDecoding()})
+    users = [user for user, y in tfds.as_numpy(rows.map(lambda ex: (ex["user_id"], ex[label]))) if y >= 0]
+    _, val = splits.group_split(users, ADIENCE_VAL_FRACTION, seed)
+    val_users = tf.constant(sorted({users[i] for i in val}))
+
+    def validates(example):
+        return tf.reduce_any(tf.equal(example["user_id"], val_users))
+    return (pipeline.tfds_split(builder, others, label, seed=seed,
+                                where=lambda example: tf.logical_not(validates(example))),
+            pipeline.tfds_split(builder, others, label, where=validates),
+            pipeline.tfds_split(builder, f"fold_{test_fold}", label))
+
+
 def _adience(label: str, num_classes: int):
     def load(context: TaskContext) -> TaskData:
-        from data_prep.builders.adience import NUM_FOLDS
-        if not 0 <= context.fold < NUM_FOLDS:
-            raise ValueError(f"Adience has folds 0..{NUM_FOLDS - 1}, not {context.fold}")
-        builder = _builder("adience", context)
-        test, val = context.fold, (context.fold + 1) % NUM_FOLDS
-        train = [f for f in range(NUM_FOLDS) if f not in (test, val)]
-        split = lambda f: pipeline.tfds_split(builder, f"fold_{f}", label, seed=context.seed)  # noqa: E731
-        return _task_data(context, num_classes, _concatenated([split(f) for f in train]), split(val), split(test))
+        return _task_data(context, num_classes,
+                          *adience_sources(_builder("adience", context), context.fold, label, context.seed))
     return load
 
 
