@@ -26,7 +26,15 @@ FULL = {
     "permuted10": dict(train_steps=500, steps_per_round=100, prune_steps=50, targets=(0.5, 0.75, 0.875, 0.95)),
     "permuted20_small": dict(train_steps=500, steps_per_round=100, prune_steps=50,
                              targets=(0.5, 0.75, 0.875, 0.95)),
+    # CPG's CIFAR-100 protocol (experiment1/CPG_cifar100_scratch_mul_1.5.sh): 2,250 training images a task
+    # at batch 32 is 70 steps an epoch; 100 epochs of training, pruning rounds of 20 epochs to 0.1 .. 0.9,
+    # and growth by 0.5x up to 1.5x. For a GPU: experiments/cl_bench_cifar100_gpu.flags.
+    "cifar100_cpg20": dict(train_steps=7000, steps_per_round=1400, prune_steps=700, batch_size=32,
+                           targets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), expansion_ratio=1.5,
+                           expansion_cap=1.5),
 }
+# The sequences a plain run measures (CIFAR-100 needs the user's download and a GPU).
+DEFAULT_SEQUENCES = ("split5", "permuted10", "permuted20_small")
 QUICK = dict(train_steps=12, steps_per_round=4, prune_steps=2, prune_frequency=1, targets=(0.5,), batch_size=32,
              eval_batch_size=256)
 # The sequence on which fine-tuning must show forgetting (its tasks contradict each other's inputs).
@@ -39,9 +47,10 @@ def define_flags():
     from paenet.cl.benchmark import ALL_METHODS
     from paenet.cl.sequences import SEQUENCES
     from paenet.data.idx import FASHION_MNIST_DIR
-    flags.DEFINE_list("sequences", list(SEQUENCES), f"Task sequences: {', '.join(SEQUENCES)}.")
+    flags.DEFINE_list("sequences", list(DEFAULT_SEQUENCES), f"Task sequences: {', '.join(SEQUENCES)}.")
     flags.DEFINE_list("methods", list(ALL_METHODS), f"Methods: {', '.join(ALL_METHODS)}.")
     flags.DEFINE_string("fashion_mnist_dir", FASHION_MNIST_DIR, "Folder of Fashion-MNIST's four IDX files.")
+    flags.DEFINE_string("data_dir", None, "TFDS data folder holding paenet_cifar100 (cifar100_cpg20 only).")
     flags.DEFINE_string("output_dir", "cl_bench_results", "Where results.json, results.md and plots go.")
     flags.DEFINE_bool("quick", False, "A few hundred images, tiny networks, a dozen steps: a check, not a "
                                       "measurement.")
@@ -51,15 +60,15 @@ def define_flags():
     flags.DEFINE_float("margin", 0.01, "Goal = the independent model's validation accuracy minus this.")
     flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate for the weights.")
     flags.DEFINE_float("pick_learning_rate", 5e-4, "Adam's learning rate for CPG's picking masks.")
-    flags.DEFINE_integer("batch_size", 128, "Training batch size.")
+    flags.DEFINE_integer("batch_size", None, "Training batch size (default: the sequence's, 128; CIFAR-100 32).")
     flags.DEFINE_bool("progress", True, "Progress bars.")
 
 
 def config_for(sequence: str, quick: bool, steps_scale: float = 1.0, **overrides):
-    """The ``BenchConfig`` of `sequence`: the full CPU configuration (or the quick one), step counts
-    multiplied by `steps_scale`."""
+    """The ``BenchConfig`` of `sequence`: the full CPU configuration (or the quick one) with the
+    `overrides` that are not None, step counts multiplied by `steps_scale`."""
     from paenet.cl.benchmark import BenchConfig
-    values = {**overrides, **(QUICK if quick else FULL[sequence])}
+    values = {**(QUICK if quick else FULL[sequence]), **{k: v for k, v in overrides.items() if v is not None}}
     for key in ("train_steps", "steps_per_round", "prune_steps"):
         values[key] = max(1, round(values[key] * steps_scale))
     return BenchConfig(**values)
@@ -80,7 +89,7 @@ def check_flags():
         if unknown or not values:
             raise ValueError(f"--{name}: unknown {unknown or 'none given'}; choose among {', '.join(known)}")
     for name in ("steps_scale", "width_scale", "learning_rate", "pick_learning_rate", "batch_size"):
-        if getattr(FLAGS, name) <= 0:
+        if getattr(FLAGS, name) is not None and getattr(FLAGS, name) <= 0:
             raise ValueError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
     if not 0.0 <= FLAGS.margin < 1.0:
         raise ValueError(f"--margin must be in [0, 1), got {FLAGS.margin}")
@@ -107,7 +116,7 @@ def run() -> int:
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     rows, details = [], []
     for name in FLAGS.sequences:
-        sequence = load_sequence(name, FLAGS.fashion_mnist_dir, FLAGS.seed, FLAGS.quick)
+        sequence = load_sequence(name, FLAGS.fashion_mnist_dir, FLAGS.seed, FLAGS.quick, data_dir=FLAGS.data_dir)
         sequence = dataclasses.replace(sequence, backbone_kwargs=_scaled(sequence.backbone_kwargs, FLAGS.width_scale))
         config = config_for(name, FLAGS.quick, FLAGS.steps_scale, margin=FLAGS.margin, batch_size=FLAGS.batch_size,
                             learning_rate=FLAGS.learning_rate, pick_learning_rate=FLAGS.pick_learning_rate)
