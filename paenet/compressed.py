@@ -9,10 +9,13 @@ NumPy ``.npz`` (a zip of ``.npy`` members, read with ``allow_pickle=False``):
 | ``header`` | uint8 array of UTF-8 JSON: ``format`` ("paenet-compressed"), ``version`` (1), ``model`` (the model's Keras serialisation, as a packing's ``model.json``), ``records`` (every finished task's ``TaskRecord``), ``mask_bits``, ``masked`` (per masked layer in model order: ``key``, ``shape``, ``stored`` = kernel entries stored) |
 | ``mask/<layer key>`` | the layer's ownership mask, ``mask_bits`` bits per entry, most significant bit first, entries in C order, packed by ``np.packbits`` (the last byte zero-padded) |
 | ``kernel/<layer key>`` | the kernel entries whose mask is not 0, in C order, at the kernel's dtype |
+| ``picks/<layer key>/t<t>`` | a finished picking task's picks (CPG), 1 bit per entry it may pick from (the entries of tasks 1..t-1 at its kernel shape), in C order, packed by ``np.packbits`` |
 | ``variable/<key>`` | every other variable (per-task BatchNorm, biases, heads) as it is |
 
 ``mask_bits`` is ceil(log2(num_tasks + 1)): enough for the owners 0..num_tasks. ``load_compressed`` puts
-0.0 in every free entry and verifies every record's digest, so a rebuilt model is the packed one.
+0.0 in every free entry and 0.0 in every pick entry outside the packed bits (as ``Packer.finish`` stores
+them), and verifies every record's digest, so a rebuilt model is the packed one. A model whose picking
+task is still active (its picks not yet bits) is refused.
 """
 from __future__ import annotations
 
@@ -58,6 +61,11 @@ def save_compressed(model, records, path: str) -> str:
         arrays[f"kernel/{key}"] = kernel[mask != 0]
         masked.append({"key": key, "shape": list(mask.shape), "stored": int(np.count_nonzero(mask))})
         masked_keys |= {variable_key(layer.kernel), variable_key(layer.mask)}
+        for t in model.pick_tasks:
+            if t > len(records):
+                raise ValueError(f"task {t} is still picking: finish it before a compressed export")
+            arrays[f"picks/{key}/t{t}"] = np.packbits(layer.pick_bits(t)[layer.pickable(t)])
+            masked_keys.add(variable_key(layer.pick_variable(t)))
     for v in model.variables:
         if variable_key(v) not in masked_keys:
             arrays[f"variable/{variable_key(v)}"] = v.numpy()
@@ -109,6 +117,13 @@ def load_compressed(path: str):
             layer.kernel.assign(kernel)
             layer.mask.assign(mask)
             masked_keys |= {variable_key(layer.kernel), variable_key(layer.mask)}
+            for t in model.pick_tasks:
+                pickable = layer.pickable(t)
+                bits = np.zeros(pickable.shape, bool)
+                bits[pickable] = np.unpackbits(_member(archive, f"picks/{entry['key']}/t{t}", path),
+                                               count=int(pickable.sum())).astype(bool)
+                layer.store_pick_bits(t, bits)
+                masked_keys.add(variable_key(layer.pick_variable(t)))
         for v in model.variables:
             if variable_key(v) not in masked_keys:
                 v.assign(_member(archive, f"variable/{variable_key(v)}", path))

@@ -31,6 +31,11 @@ def define_flags():
     flags.DEFINE_multi_string("task_module", [], "Python module(s) to import first: they register user tasks.")
     flags.DEFINE_string("data_dir", None, "Data folder: the real-image sets (default $PAENET_DATA_DIR or "
                                           "../shared/data), or TFDS's data folder for the paper's tasks.")
+    flags.DEFINE_string("face_val", None, "face task: a folder of aligned identities, <identity>/<image>, that "
+                                          "LFW does not hold, for its validation pairs (default "
+                                          "DATA_DIR/vggface2_test_aligned).")
+    flags.DEFINE_integer("face_val_pairs", None, "face task: validation pairs of each kind per fold (default 300).",
+                         lower_bound=1)
     flags.DEFINE_string("face_pairs", None, "face task: aligned faces with an LFW pairs.txt (default "
                                             "DATA_DIR/lfw_aligned).")
     flags.DEFINE_enum("base", d.base, ["small_cnn", "facenet"], "Base network of a new workspace.")
@@ -87,8 +92,9 @@ def _numbers(flag: str, kind) -> tuple:
 def settings_from_flags() -> Settings:
     names = {f.name for f in dataclasses.fields(Settings)} - {"task_options"}
     values = {n: getattr(FLAGS, n) for n in names}
-    values.update(widths=_numbers("widths", int), targets=_numbers("targets", float),
-                  task_options={"face_pairs": FLAGS.face_pairs} if FLAGS.face_pairs else {})
+    options = {name: getattr(FLAGS, name) for name in ("face_pairs", "face_val", "face_val_pairs")
+               if getattr(FLAGS, name) is not None}
+    values.update(widths=_numbers("widths", int), targets=_numbers("targets", float), task_options=options)
     return Settings(**values)
 
 

@@ -140,3 +140,19 @@ def test_model_size_counts_one_bit_per_entry_a_task_may_pick_from():
     assert rows[0]["pick_bits"] == 0 and rows[1]["pick_bits"] == pickable > 0
     owned = rows[1]["owned_weights"]
     assert rows[1]["module_bytes"] == owned * 5 + rows[1]["specific_bytes"] + -(-pickable // 8)
+
+
+def test_the_compressed_export_stores_one_bit_per_pickable_entry(tmp_path):
+    packer, _ = _packer_with_cpg_task()
+    packer.train(DATA, 3)
+    packer.finish()
+    path = save_compressed(packer.model, packer.records, str(tmp_path / "c.npz"))
+    with np.load(path) as archive:
+        picks = [k for k in archive.files if k.startswith("picks/")]
+        assert not [k for k in archive.files if "pick_t" in k]          # no float picks stored
+        for layer in packer.model.masked_layers():
+            stored = archive[f"picks/{layer.name}/t2"] if f"picks/{layer.name}/t2" in picks else None
+            assert stored is not None and stored.size == -(-int(layer.pickable(2).sum()) // 8)
+    model, _ = load_compressed(path)
+    for a, b in zip(model.pick_variables(2), packer.model.pick_variables(2)):
+        assert a.numpy().tobytes() == b.numpy().tobytes()
