@@ -25,6 +25,7 @@ from absl import app, flags, logging
 from PIL import Image
 
 from paenet.data.preprocessing import fixed_standardization
+from paenet.evaluation.lfw import embedding_function
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -81,15 +82,14 @@ def embed_images(model, images, flip: bool = False, batch_size: int = 32, task: 
         from paenet.facenet_import import load_facenet
         model = load_facenet(model).model
     size = model.input_size
-    forward = tf.function(lambda x: model(x, task=task, training=False, outputs="embeddings"),
-                          input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    forward = embedding_function(model, task)
     rows = []
     for start in range(0, len(paths), batch_size):
         batch = fixed_standardization(np.stack([load_image(p, size) for p in paths[start:start + batch_size]]))
         parts = [forward(batch)]
         if flip:
             parts.append(forward(tf.reverse(batch, axis=[2])))
-        rows.append(np.concatenate([np.asarray(p) for p in parts], axis=1))
+        rows.append(np.concatenate(parts, axis=1))
     return np.concatenate(rows).astype(np.float32)
 
 

@@ -46,14 +46,6 @@ def embedding_model(checkpoint, task: str | None = None):
     return load_facenet(checkpoint).model, 1
 
 
-def embedding_function(model, task: int):
-    """``f(images) -> embeddings`` (NumPy) of task `task` of `model`, for standardised images."""
-    import tensorflow as tf
-    forward = tf.function(lambda x: model(x, task=task, training=False, outputs="embeddings"),
-                          input_signature=[tf.TensorSpec([None, *model.image_shape], tf.float32)])
-    return lambda images: forward(tf.cast(images, tf.float32)).numpy()
-
-
 def main(argv):
     if len(argv) != 2 or argv[1] != "lfw":
         raise app.UsageError("usage: python -m paenet.evaluate lfw --images=DIR --pairs=FILE --checkpoint=PATH")
@@ -61,7 +53,7 @@ def main(argv):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
     from paenet.cli import report_errors
-    from paenet.evaluation.lfw import evaluate_lfw
+    from paenet.evaluation.lfw import embedding_function, evaluate_lfw
 
     def work():
         model, task = embedding_model(FLAGS.checkpoint, FLAGS.task)

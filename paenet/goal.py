@@ -16,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from paenet.evaluation.classification import top1_validator
 from paenet.expansion import ExpansionPolicy
 from paenet.methods import Method, get_method
 from paenet.methods.base import MISS_KEEP
@@ -124,19 +125,14 @@ class LoopObserver:
         """A named event: ``val_accuracy`` (float), ``expansion`` (the event dict), ``rolled_back``."""
 
 
-def top1_validator(dataset):
-    """A validation function ``f(packer, task=None)``: top-1 accuracy on `dataset` of `task` (default:
-    the packer's active task)."""
-    return lambda packer, task=None: packer.evaluate(dataset, task)
-
-
 class GoalLoop:
     """Packs task `spec` into `packer` until it meets `goal` (see the module docstring).
 
     Args:
       train: a tf.data.Dataset of training batches (x, y).
-      validate, test: callables ``f(packer, task=None) -> accuracy`` of the active task
-        (``top1_validator(ds)`` for a classification split); `test` is called once, at the end.
+      validate, test: evaluators ``f(model, task) -> accuracy``, called for the active task
+        (``paenet.evaluation.classification.top1_validator(ds)`` for a classification split); `test`
+        is called once, at the end.
       state, best_snapshot: a saved ``LoopState`` and kept snapshot to resume from.
       method: a ``paenet.methods.Method`` (instance, class or name).
       on_miss: overrides the method's ``on_miss`` (a benchmark keeps every task of every method).
@@ -177,7 +173,7 @@ class GoalLoop:
         self.observer.on_step(self, loss)
 
     def _validated(self, stage: str, packer: Packer) -> float:
-        accuracy = float(self.validate(packer))
+        accuracy = float(self.validate(packer.model, packer.active_task))
         self.state.history.append([stage, accuracy])
         self.observer.on_event(self, "val_accuracy", accuracy)
         return accuracy
@@ -293,7 +289,7 @@ class GoalLoop:
         if self.state.baseline is not None:
             metrics["baseline"] = self.state.baseline
         if self.test is not None:
-            self.state.test_accuracy = float(self.test(self.packer))
+            self.state.test_accuracy = float(self.test(self.packer.model, self.packer.active_task))
             metrics["test_accuracy"] = self.state.test_accuracy
         self.record = self.packer.finish(metrics, method=self.method.name)
         self.state.status = self.state.status or "goal_met"

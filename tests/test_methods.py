@@ -12,7 +12,8 @@ import tensorflow as tf
 from paenet import app, methods, tasks
 from paenet.data.arrays import array_dataset
 from paenet.expansion import ExpansionPolicy
-from paenet.goal import Goal, PackingPlan, pack_task, top1_validator
+from paenet.evaluation.classification import top1_validator
+from paenet.goal import Goal, PackingPlan, pack_task
 from paenet.models import SmallCNN, TaskSpec
 from paenet.monitor import WorkspaceObserver
 from paenet.packing import Packer

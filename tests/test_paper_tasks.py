@@ -48,7 +48,7 @@ def test_adience_tasks_train_on_four_folds_and_validate_on_held_out_subjects(tmp
     if fold == 0:
         packer = _pack_briefly(tasks.get(name), data)
         for evaluate in (data.validate, data.test):
-            assert 0.0 <= evaluate(packer) <= 1.0
+            assert 0.0 <= evaluate(packer.model, packer.active_task) <= 1.0
 
 
 def test_subject_split_holds_about_the_fraction_and_no_subject_twice():
@@ -69,7 +69,7 @@ def test_expression_weights_classes_and_keeps_official_validation_as_test(tmp_pa
     data = tasks.get("expression").load(tasks.TaskContext(str(tmp_path / "tfds"), image_size=32, batch_size=2))
     assert data.sizes["test"] == 7 and data.sizes["train"] + data.sizes["val"] == 10
     packer = _pack_briefly(tasks.get("expression"), data)
-    assert 0.0 <= data.test(packer) <= 1.0
+    assert 0.0 <= data.test(packer.model, packer.active_task) <= 1.0
     logits = np.zeros((2, 7), np.float32)
     assert float(data.loss(np.array([0, 6]), logits)) > 0
 

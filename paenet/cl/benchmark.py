@@ -32,7 +32,8 @@ from paenet.cl.sequences import Sequence
 from paenet.evaluation.continual import AccuracyMatrix
 from paenet.evaluation.model_size import KERNEL_BYTES, MB, paper_accounting
 from paenet.expansion import ExpansionPolicy, masked_parameters
-from paenet.goal import Goal, GoalLoop, PackingPlan, top1_validator
+from paenet.evaluation.classification import top1_validator
+from paenet.goal import Goal, GoalLoop, PackingPlan
 from paenet.methods import METHODS
 from paenet.models import TaskSpec, create_backbone
 from paenet.optim import ExactFreezingOptimizer

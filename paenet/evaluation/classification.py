@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from paenet.training import predict
+from paenet.training import predict, top1_accuracy
+
+
+def top1_validator(dataset):
+    """An evaluator ``f(model, task) -> accuracy``: top-1 of task `task` of `model` over every sample of
+    `dataset` (batches of (x, y))."""
+    return lambda model, task: top1_accuracy(model, task, dataset)
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:

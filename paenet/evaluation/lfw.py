@@ -15,6 +15,14 @@ from paenet.data.pipeline import IMAGE_SIZE, evaluation_dataset, files
 from paenet.evaluation.verification import evaluate_verification, flip_concat
 
 
+def embedding_function(model, task: int):
+    """``f(images) -> embeddings`` (NumPy) of task `task` of `model`, for standardised images: the one
+    embedding forward pass that the face task, ``paenet.evaluate`` and ``paenet.embed`` share."""
+    forward = tf.function(lambda x: model(x, task=task, training=False, outputs="embeddings"),
+                          input_signature=[tf.TensorSpec([None, *model.image_shape], tf.float32)])
+    return lambda images: forward(tf.cast(images, tf.float32)).numpy()
+
+
 def embed_files(paths, embed_fn, batch_size: int = 100, image_size: int = IMAGE_SIZE,
                 flip: bool = True) -> np.ndarray:
     """Embeddings [N, D] (or [N, 2D], image then flip, with `flip`) of the aligned images at `paths`."""

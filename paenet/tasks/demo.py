@@ -6,7 +6,7 @@ import numpy as np
 from paenet.data import real_images
 from paenet.data.arrays import array_dataset
 from paenet.data.splits import stratified_split
-from paenet.goal import top1_validator
+from paenet.evaluation.classification import top1_validator
 from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
 
 

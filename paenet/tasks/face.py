@@ -34,7 +34,7 @@ VAL_PAIRS_PER_FOLD = 300
 
 
 def verifier(image_dir, pairs_file, folds=None, result: str = "accuracy_mean"):
-    """``f(packer, task=None)``: the LFW protocol over `folds` (default all), its mean accuracy (or its ROC,
+    """``f(model, task)``: the LFW protocol over `folds` (default all), its mean accuracy (or its ROC,
     with ``result="roc"``)."""
     from paenet.evaluation.lfw import evaluate_lfw
     return _verify(lambda embed, size: evaluate_lfw(image_dir, pairs_file, embed, image_size=size, folds=folds,
@@ -42,16 +42,15 @@ def verifier(image_dir, pairs_file, folds=None, result: str = "accuracy_mean"):
 
 
 def pair_verifier(pairs):
-    """``f(packer, task=None)``: the protocol's mean accuracy on `pairs` (path, path, same, fold)."""
+    """``f(model, task)``: the protocol's mean accuracy on `pairs` (path, path, same, fold)."""
     from paenet.evaluation.lfw import evaluate_image_pairs
     return _verify(lambda embed, size: evaluate_image_pairs(pairs, embed, image_size=size)["accuracy_mean"])
 
 
 def _verify(evaluate):
-    def verify(packer, task=None):
-        from paenet.evaluate import embedding_function
-        model = packer.model
-        return evaluate(embedding_function(model, task or packer.active_task), model.image_shape[0])
+    def verify(model, task):
+        from paenet.evaluation.lfw import embedding_function
+        return evaluate(embedding_function(model, task), model.image_shape[0])
     return verify
 
 

@@ -20,7 +20,7 @@ validation split that never overlaps it:
 from __future__ import annotations
 
 from paenet.data import pipeline, splits
-from paenet.goal import top1_validator
+from paenet.evaluation.classification import top1_validator
 from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
 from paenet.training import weighted_classification_loss
 

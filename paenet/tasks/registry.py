@@ -1,9 +1,10 @@
 """The task registry: a ``TaskDefinition`` per name.
 
 A definition turns a ``TaskContext`` (data folder, input size, batch size, seed, fold) into ``TaskData``:
-a training dataset, a validation function and an optional test function, each
-``f(packer, task=None) -> accuracy``. Users add their own with ``register`` (see the README); the app
-imports the modules named by ``--task_module`` so that their ``register`` calls run.
+a training dataset, a validation function and an optional test function, each ``f(model, task) ->
+accuracy`` (evaluators see the model and the task, never the trainer). Users add their own with
+``register`` (see the README); the app imports the modules named by ``--task_module`` so that their
+``register`` calls run.
 """
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ class TaskContext:
 @dataclasses.dataclass
 class TaskData:
     train: object                   # tf.data.Dataset of (x, y) batches, or None (prune without retraining)
-    validate: Callable              # f(packer, task=None) -> accuracy on the validation split
+    validate: Callable              # f(model, task) -> accuracy on the validation split
     test: Callable | None = None    # the same on the test split, where the task has one
     loss: object = None             # None: softmax cross-entropy on integer labels
     sizes: dict = dataclasses.field(default_factory=dict)   # samples per split ("train", "val", "test")
-    roc: Callable | None = None     # a verification task's ROC on its test split: f(packer, task) -> dict
+    roc: Callable | None = None     # a verification task's ROC on its test split: f(model, task) -> dict
 
 
 @dataclasses.dataclass(frozen=True)
