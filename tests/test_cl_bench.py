@@ -70,3 +70,15 @@ def test_check_fails_loudly_when_a_packing_method_forgets_or_finetuning_does_not
     check(_result("finetune", exact), must_forget=False)
     check(_result("finetune", [[0.9], [0.5, 0.8], [0.4, 0.6, 0.7]]), must_forget=True)
     assert np.isclose(_result("finetune", [[0.9], [0.5, 0.8], [0.4, 0.6, 0.7]]).matrix.backward_transfer(), -0.35)
+
+
+@pytest.mark.parametrize("flagfile", sorted((REPO / "experiments" / "cl_bench").glob("*.flags")),
+                         ids=lambda p: p.name)
+def test_flag_files_parse_and_open_with_their_command(flagfile):
+    text = flagfile.read_text()
+    assert text.startswith("#") and "Run: python3 -m" in text and "paenet.cl_bench --flagfile=" in text
+    parse = ("from absl import flags; from paenet import cl_bench; cl_bench.define_flags(); "
+             f"flags.FLAGS(['cl_bench', '--flagfile={flagfile}']); cl_bench.check_flags()")
+    result = subprocess.run([sys.executable, "-c", parse], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
