@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from paenet.benchmarks.timing import compare_rates, row
+from paenet.benchmarks.timing import Rows, compare_rates, measure_rows, row
 from paenet.data.pipeline import IMAGE_SIZE, SOURCE_SIZE, files, training_dataset
 
 BATCH = 32
@@ -45,7 +45,7 @@ def _consumer(widths):
     return make_train_step(model, ExactFreezingOptimizer(keras.optimizers.Adam(1e-3)).start_task(model, 1), 1)
 
 
-def rows(quick: bool = False):
+def _pipeline_rows(quick: bool, wanted):
     files_count, batches = (64, 2) if quick else (512, 4)
     widths = (8, 16) if quick else (32, 64, 128, 256)
     timing = dict(repeats=2, calls=1, warmup=1) if quick else dict(repeats=5, calls=1, warmup=1)
@@ -71,3 +71,10 @@ def rows(quick: bool = False):
               config=f"pipeline: {files_count} JPEG {SOURCE_SIZE} px files, decode + random {IMAGE_SIZE} "
                      f"crop + flip + standardise, batch {BATCH}, AUTOTUNE, fresh iterator per call; model: "
                      f"SmallCNN{list(widths)} {IMAGE_SIZE} px batch {BATCH} train step, fp32, Adam")
+
+
+GROUPS = (Rows(("input_pipeline_vs_model",), _pipeline_rows),)
+
+
+def rows(quick: bool = False, only=None):
+    return measure_rows(GROUPS, quick, only)
