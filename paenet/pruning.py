@@ -191,21 +191,30 @@ def _write(variable, values: np.ndarray) -> None:
     scratch that the next layer overwrites, and ``AssignVariableOp`` may adopt an aligned NumPy buffer
     as the variable's own instead of copying it. The raw ops skip the checks of ``assign``."""
     copy = tf.raw_ops.DeepCopy(x=values.reshape(variable.shape))
-    tf.raw_ops.AssignVariableOp(resource=variable.handle, value=copy)
+    _assign(variable, copy)
 
 
 def _write_entries(variable, values: np.ndarray, indices: np.ndarray, value) -> None:
     """Sets `variable`, whose value is `values` (flat), to `values` with the entries at `indices` set to
-    `value`: a fresh copy with those entries set becomes its value. The copy is aligned as TensorFlow wants (64 bytes), so that
-    ``AssignVariableOp`` adopts it rather than copying it again; nothing else holds it. (TensorFlow's
-    scatter ops cost far more per entry, and an update in place could reach a buffer another tensor
-    shares.)"""
+    `value`: a fresh copy with those entries set becomes its value. The copy is aligned as TensorFlow
+    wants (64 bytes), so that ``AssignVariableOp`` adopts it rather than copying it again; nothing else
+    holds it. (TensorFlow's scatter ops cost far more per entry, and an update in place could reach a
+    buffer another tensor shares.)"""
     raw = np.empty(values.nbytes + 64, np.uint8)
     start = -raw.ctypes.data % 64
     fresh = raw[start:start + values.nbytes].view(values.dtype)
     np.copyto(fresh, values)
     fresh[indices] = value
-    tf.raw_ops.AssignVariableOp(resource=variable.handle, value=fresh.reshape(variable.shape))
+    _assign(variable, fresh.reshape(variable.shape))
+
+
+def _assign(variable, value) -> None:
+    """`variable` := `value`. A variable mirrored by a ``tf.distribute`` strategy is assigned as a whole,
+    so that every replica gets the value (its handle is the first replica's alone)."""
+    if isinstance(getattr(variable, "value", None), tf.distribute.DistributedValues):
+        variable.assign(value)
+    else:
+        tf.raw_ops.AssignVariableOp(resource=variable.handle, value=value)
 
 
 class TaskPruner:
