@@ -4,27 +4,18 @@ of the same widths (the new task, at full width, after one uniform expansion of 
 from __future__ import annotations
 
 from paenet.benchmarks.core import masked_vs_plain_rows
-from paenet.benchmarks.inception import CLASSES, batch, describe, settings
+from paenet.benchmarks.inception import CLASSES, batch, describe, packed_model, settings
 from paenet.benchmarks.timing import Rows, compare_rates, measure_rows, row
 from paenet.expansion import expand, uniform_widths
-from paenet.models import InceptionResnetV1, TaskSpec, plain_inception_resnet_v1
+from paenet.models import InceptionResnetV1, plain_inception_resnet_v1
 from paenet.packing import claim_free_weights
 
 RATIO = 1.2
 
 
-def _narrow(s: dict, tasks: int, name: str = "bench_expand") -> InceptionResnetV1:
-    """The unexpanded model with `tasks` tasks, task 1 owning every weight."""
-    model = InceptionResnetV1(input_size=s["size"], width_multiplier=s["width"], block_counts=s["blocks"],
-                              tasks=[TaskSpec(f"task{t}", CLASSES) for t in range(1, tasks + 1)], name=name)
-    model.build_variables()
-    claim_free_weights(model, 1)
-    return model
-
-
 def _expand_rows(quick: bool, wanted):
     s = settings(quick)
-    model = _narrow(s, 2)
+    model = packed_model(s, CLASSES, tasks=2)
     widths = uniform_widths(model.width_config(), RATIO)
     scratch = {**model.get_config(), "widths": {k.replace(".", "/"): v for k, v in widths.items()}}
     timing = dict(repeats=1, calls=1, warmup=1) if quick else dict(repeats=3, calls=1, warmup=1)
@@ -36,7 +27,7 @@ def _expand_rows(quick: bool, wanted):
 
 def _expanded_rows(quick: bool, wanted):
     s = settings(quick)
-    model = _narrow(s, 2)
+    model = packed_model(s, CLASSES, tasks=2)
     wide = expand(model, uniform_widths(model.width_config(), RATIO), active_task=2)
     claim_free_weights(wide, 2)
     x, y = batch(s)

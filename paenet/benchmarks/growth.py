@@ -14,6 +14,7 @@ import functools
 import numpy as np
 
 from paenet.benchmarks.core import masked_steps, prune_update_row, step_rows
+from paenet.benchmarks.expansion import RATIO
 from paenet.benchmarks.inception import CLASSES, batch, describe, packed_model, settings
 from paenet.benchmarks.timing import Rows, measure_rows
 from paenet.expansion import expand, uniform_widths
@@ -22,7 +23,6 @@ from paenet.packing import claim_free_weights
 
 TASK_COUNTS = (5, 20)
 EXPANSIONS = (1, 2, 3)
-RATIO = 1.2
 PRUNE_TASKS = 20
 
 
