@@ -4,31 +4,32 @@ import dataclasses
 import importlib
 import io
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from paenet import bench
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def test_list_names_every_row_once_and_an_unknown_name_is_one_error_line():
-    listed = subprocess.run([sys.executable, "-m", "paenet.bench", "--list"], cwd=REPO, check=True,
-                            capture_output=True, text=True, timeout=300).stdout.split()
+def test_list_names_every_row_once_and_an_unknown_name_is_one_error_line(capsys):
+    try:
+        bench.FLAGS(["paenet.bench", "--list"])
+        bench.main([])
+        listed = capsys.readouterr().out.split()
+        bench.FLAGS.unparse_flags()
+        bench.FLAGS(["paenet.bench", "--quick", "--only=prune_update,no_such_row"])
+        with pytest.raises(SystemExit) as exit_:
+            bench.main([])
+    finally:
+        bench.FLAGS.unparse_flags()
     assert listed == bench.row_names() and len(set(listed)) == len(listed)
     assert {"forward_masked_vs_plain", "train_step_masked_vs_plain", "prune_update", "expand",
             "train_step_expanded_vs_plain", "train_step_vs_matmul_peak", "train_step_20_tasks_vs_1",
             "forward_20_tasks_vs_1", "train_step_5_tasks_vs_1", "train_step_3_expansions_vs_0",
-            "prune_update_20_tasks_inception_resnet_v1", "input_pipeline_vs_model"} <= set(listed)
-
-    bad = subprocess.run([sys.executable, "-m", "paenet.bench", "--quick", "--only=prune_update,no_such_row"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 1 and bad.stdout == ""
-    errors = [line for line in bad.stderr.splitlines() if "paenet.bench" in line or "Traceback" in line]
-    assert len(errors) == 1 and "no_such_row" in errors[0] and "prune_update" not in errors[0]
+            "prune_update_20_tasks_inception_resnet_v1", "input_pipeline_vs_model",
+            "input_pipeline_cached_vs_model"} <= set(listed)
+    output = capsys.readouterr()
+    assert exit_.value.code == 1 and output.out == ""
+    assert len(output.err.splitlines()) == 1 and "no_such_row" in output.err and "prune_update" not in output.err
 
 
 def test_only_sets_up_and_measures_the_named_rows_alone(monkeypatch):
