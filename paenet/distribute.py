@@ -13,7 +13,10 @@ BatchNorm normalises each replica's share with that share's statistics (as Keras
 BatchNormalization does under a strategy), and each replica updates its copy of the task's moving
 averages from its share; the first replica's copy is the one saved.
 
-Multi-worker training takes its cluster from ``TF_CONFIG`` as usual.
+Multi-worker training takes its cluster from ``TF_CONFIG`` as usual; make its strategy before any
+TensorFlow op runs (it configures collective ops at startup). It cannot build a masked model yet: it
+broadcasts every variable's initial value from worker 0 with ``CollectiveBcastSend``, which has no uint8
+kernel, so creating an ownership mask fails.
 """
 from __future__ import annotations
 
