@@ -1,7 +1,7 @@
 """Training under tf.distribute's MirroredStrategy on two logical CPU devices (set before TensorFlow starts,
-so in a subprocess). The finished task
-stays bit-identical on every replica, the replicas stay equal through training and a pruning step, and
-the trained kernels equal a single-device run's at the same global batch within 1e-5."""
+so in a subprocess): the finished task stays bit-identical on every replica, the replicas stay equal
+through training and a pruning step, and the trained kernels equal a single-device run's at the same
+global batch within 1e-5."""
 import json
 import subprocess
 import sys
