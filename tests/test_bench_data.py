@@ -1,15 +1,19 @@
-"""The input_pipeline_vs_model benchmark row runs (quick mode) and is reachable from paenet.bench."""
+"""The input pipeline rows (decoding every image, and from a cache of decoded images) run in quick mode
+and are reachable from paenet.bench."""
 import io
 import json
 
 from paenet.bench import BENCHMARK_MODULES, run
 
 
-def test_input_pipeline_row_runs_quickly():
+def test_input_pipeline_rows_run_quickly():
     assert "paenet.benchmarks.data" in BENCHMARK_MODULES
     out = io.StringIO()
-    (result,) = run(quick=True, only=["input_pipeline_vs_model"], out=out)
-    assert json.loads(out.getvalue()) == result
-    assert result["unit"] == "images/s" and result["ours"] > 0 and result["reference"] > 0
-    assert result["ratio"] == round(result["ours"] / result["reference"], 4)
-    assert "random 160 crop" in result["config"]
+    results = run(quick=True, only=["input_pipeline_vs_model", "input_pipeline_cached_vs_model"], out=out)
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == results
+    assert [r["name"] for r in results] == ["input_pipeline_vs_model", "input_pipeline_cached_vs_model"]
+    for result in results:
+        assert result["unit"] == "images/s" and result["ours"] > 0 and result["reference"] > 0
+        assert result["ratio"] == round(result["ours"] / result["reference"], 4)
+        assert "random 160 crop" in result["config"] and "images/s per core" in result["config"]
+    assert "cached" in results[1]["config"]

@@ -5,11 +5,12 @@ use them for their own models.
 """
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from paenet.benchmarks.references import reference_prune
-from paenet.benchmarks.timing import compare_rates, row
+from paenet.benchmarks.timing import Rows, compare_rates, measure_rows, row
 from paenet.models import SmallCNN, TaskSpec, plain_small_cnn
 from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import claim_free_weights
@@ -44,55 +45,86 @@ def plain_train_step(model, optimizer):
     return step
 
 
+def masked_steps(model, task: int) -> tuple:
+    """Makers of task `task`'s compiled forward pass and train step (Adam, exact freezing)."""
+    def train_step():
+        return make_train_step(model, ExactFreezingOptimizer(keras.optimizers.Adam(1e-3)).start_task(model, task),
+                               task)
+
+    return lambda: make_predict_fn(model, task), train_step
+
+
+def plain_steps(plain) -> tuple:
+    """Makers of a plain Keras model's compiled forward pass and train step (Adam)."""
+    return (lambda: tf.function(lambda t: plain(t, training=False)),
+            lambda: plain_train_step(plain, keras.optimizers.Adam(1e-3)))
+
+
+def step_rows(ours: tuple, reference: tuple, x, y, timing: dict, names: tuple, config: str = "", wanted=None):
+    """A forward row and a train-step row (`names`), in images/s on the batch (`x`, `y`), of the steps
+    that `ours` makes against those `reference` makes (``masked_steps``, ``plain_steps``); only the rows
+    in `wanted` (default: both) are made and measured."""
+    wanted = names if wanted is None else wanted
+    batch = int(x.shape[0])
+    if names[0] in wanted:
+        ours_fwd, ref_fwd = ours[0](), reference[0]()
+        rates = compare_rates(lambda: ours_fwd(x).numpy(), lambda: ref_fwd(x).numpy(), batch, **timing)
+        yield row(names[0], *rates, "images/s", config=config)
+    if names[1] in wanted:
+        ours_step, ref_step = ours[1](), reference[1]()
+        rates = compare_rates(lambda: ours_step(x, y).numpy(), lambda: ref_step(x, y).numpy(), batch, **timing)
+        yield row(names[1], *rates, "images/s", config=config + ", Adam")
+
+
 def masked_vs_plain_rows(model, plain, x, y, timing: dict, names=("forward_masked_vs_plain",
                                                                    "train_step_masked_vs_plain"), config="",
-                         task: int = 1):
-    """Forward and train-step (Adam) rows, in images/s, of task `task` of `model` against its plain twin
-    `plain`, on the batch (`x`, `y`)."""
-    import keras
-    batch = int(x.shape[0])
-    ours_fwd, plain_fwd = make_predict_fn(model, task), tf.function(lambda t: plain(t, training=False))
-    ours, ref = compare_rates(lambda: ours_fwd(x).numpy(), lambda: plain_fwd(x).numpy(), batch, **timing)
-    yield row(names[0], ours, ref, "images/s", config=config)
-
-    wrapper = ExactFreezingOptimizer(keras.optimizers.Adam(1e-3)).start_task(model, task)
-    ours_step = make_train_step(model, wrapper, task)
-    plain_step = plain_train_step(plain, keras.optimizers.Adam(1e-3))
-    ours, ref = compare_rates(lambda: ours_step(x, y).numpy(), lambda: plain_step(x, y).numpy(), batch, **timing)
-    yield row(names[1], ours, ref, "images/s", config=config + ", Adam")
+                         task: int = 1, wanted=None):
+    """``step_rows`` of task `task` of `model` against its plain twin `plain`."""
+    return step_rows(masked_steps(model, task), plain_steps(plain), x, y, timing, names, config, wanted)
 
 
-def rows(quick: bool = False):
+def timing_for(quick: bool) -> dict:
+    return dict(repeats=2, calls=1, warmup=1) if quick else dict(repeats=7, calls=5, warmup=3)
+
+
+def _masked_rows(quick: bool, wanted):
     model, plain, size = _models(quick)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(BATCH, size, size, 3)).astype(np.float32))
     y = tf.constant(rng.integers(0, CLASSES, BATCH))
-    timing = dict(repeats=2, calls=1, warmup=1) if quick else dict(repeats=7, calls=5, warmup=3)
-    yield from masked_vs_plain_rows(model, plain, x, y, timing,
+    yield from masked_vs_plain_rows(model, plain, x, y, timing_for(quick), wanted=wanted,
                                     config=f"SmallCNN{list(model.widths)} {size}px batch {BATCH}, fp32")
-    yield _prune_row(quick, timing)
 
 
-def _prune_row(quick: bool, timing: dict) -> dict:
+def _prune_rows(quick: bool, wanted):
     model = SmallCNN(widths=(8, 16) if quick else (64, 128, 256, 512), dense_units=512,
                      input_shape=(32, 32, 3), tasks=[TaskSpec("bench", CLASSES)]).build_variables()
     claim_free_weights(model, 1)
-    return prune_update_row("prune_update", model, timing)
+    yield prune_update_row("prune_update", model, timing_for(quick))
 
 
-def prune_update_row(name: str, model, timing: dict, config: str = "") -> dict:
-    """One whole-model pruning update of task 1 (which must own every weight) from its phase start to
-    target 0.5, against the sort-based reference. Each call of either starts from the same state,
-    restored before it and untimed: restoring is no part of an update and would cost both sides alike."""
+GROUPS = (Rows(("forward_masked_vs_plain", "train_step_masked_vs_plain"), _masked_rows),
+          Rows(("prune_update",), _prune_rows))
+
+
+def rows(quick: bool = False, only=None):
+    return measure_rows(GROUPS, quick, only)
+
+
+def prune_update_row(name: str, model, timing: dict, config: str = "", task: int = 1) -> dict:
+    """One whole-model pruning update of task `task` from its phase start (its space: the weights it
+    owns) to target 0.5, against the sort-based reference. Each call of either starts from the same
+    state, restored before it and untimed: restoring is no part of an update and would cost both sides
+    alike."""
     start = [(l, l.kernel.numpy(), l.mask.numpy()) for l in model.masked_layers()]
-    pruner = TaskPruner(model, 1)
+    pruner = TaskPruner(model, task)
 
     def restore():
         for layer, kernel, mask in start:
             layer.kernel.assign(kernel)
             layer.mask.assign(mask)
 
-    ours, ref = compare_rates(lambda: pruner.prune(0.5), lambda: reference_prune(model, 1, pruner.space, 0.5),
+    ours, ref = compare_rates(lambda: pruner.prune(0.5), lambda: reference_prune(model, task, pruner.space, 0.5),
                               1, setup=restore, **timing)
     weights = sum(pruner.space.values())
     return row(name, ours, ref, "updates/s",

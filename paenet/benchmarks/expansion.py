@@ -3,25 +3,19 @@ widths from scratch, and the expanded masked model's forward and train step agai
 of the same widths (the new task, at full width, after one uniform expansion of ratio 1.2)."""
 from __future__ import annotations
 
-import numpy as np
-import tensorflow as tf
-
 from paenet.benchmarks.core import masked_vs_plain_rows
-from paenet.benchmarks.inception import CLASSES, describe, settings
-from paenet.benchmarks.timing import compare_rates, row
+from paenet.benchmarks.inception import CLASSES, batch, describe, packed_model, settings
+from paenet.benchmarks.timing import Rows, compare_rates, measure_rows, row
 from paenet.expansion import expand, uniform_widths
-from paenet.models import InceptionResnetV1, TaskSpec, plain_inception_resnet_v1
+from paenet.models import InceptionResnetV1, plain_inception_resnet_v1
 from paenet.packing import claim_free_weights
 
 RATIO = 1.2
 
 
-def rows(quick: bool = False):
+def _expand_rows(quick: bool, wanted):
     s = settings(quick)
-    model = InceptionResnetV1(input_size=s["size"], width_multiplier=s["width"], block_counts=s["blocks"],
-                              tasks=[TaskSpec("old", CLASSES), TaskSpec("new", CLASSES)], name="bench_expand")
-    model.build_variables()
-    claim_free_weights(model, 1)
+    model = packed_model(s, CLASSES, tasks=2)
     widths = uniform_widths(model.width_config(), RATIO)
     scratch = {**model.get_config(), "widths": {k.replace(".", "/"): v for k, v in widths.items()}}
     timing = dict(repeats=1, calls=1, warmup=1) if quick else dict(repeats=3, calls=1, warmup=1)
@@ -30,12 +24,22 @@ def rows(quick: bool = False):
     yield row("expand", ours, ref, "expansions/s",
               config=f"{describe(s)} {s['size']}px, uniform ratio {RATIO}; reference: the same widths built anew")
 
-    wide = expand(model, widths, active_task=2)
+
+def _expanded_rows(quick: bool, wanted):
+    s = settings(quick)
+    model = packed_model(s, CLASSES, tasks=2)
+    wide = expand(model, uniform_widths(model.width_config(), RATIO), active_task=2)
     claim_free_weights(wide, 2)
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.uniform(-1, 1, (s["batch"], s["size"], s["size"], 3)).astype(np.float32))
-    y = tf.constant(rng.integers(0, CLASSES, s["batch"]))
+    x, y = batch(s)
     yield from masked_vs_plain_rows(wide, plain_inception_resnet_v1(wide, CLASSES), x, y, s["timing"],
                                     names=("forward_expanded_vs_plain", "train_step_expanded_vs_plain"),
                                     config=f"{describe(s)} expanded x{RATIO} {s['size']}px batch {s['batch']}, "
-                                           "float32", task=2)
+                                           "float32", task=2, wanted=wanted)
+
+
+GROUPS = (Rows(("expand",), _expand_rows),
+          Rows(("forward_expanded_vs_plain", "train_step_expanded_vs_plain"), _expanded_rows))
+
+
+def rows(quick: bool = False, only=None):
+    return measure_rows(GROUPS, quick, only)

@@ -5,11 +5,14 @@ Quick mode uses one block of each kind, a tiny width, input and batch: it checks
 """
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from paenet.benchmarks.core import masked_vs_plain_rows, prune_update_row
+from paenet.benchmarks.timing import Rows, measure_rows
 from paenet.models import InceptionResnetV1, TaskSpec, plain_inception_resnet_v1
 from paenet.models.inception_resnet_v1 import FACENET_BLOCKS
 from paenet.packing import claim_free_weights
@@ -26,34 +29,54 @@ def settings(quick: bool) -> dict:
                 timing=dict(repeats=5, calls=1, warmup=2))
 
 
-def _model(s: dict, classes: int) -> InceptionResnetV1:
-    model = InceptionResnetV1(input_size=s["size"], width_multiplier=s["width"], block_counts=s["blocks"],
-                              tasks=[TaskSpec("bench", classes)], name="bench_inception_resnet_v1")
+def packed_model(s: dict, classes: int, tasks: int = 1, widths: dict | None = None) -> InceptionResnetV1:
+    """An Inception-ResNet-v1 of `s`'s size and width (or FaceNet scope widths `widths`) with `tasks`
+    tasks of `classes` classes, task 1 owning every weight."""
+    model = InceptionResnetV1(input_size=s["size"], width_multiplier=s["width"], widths=widths,
+                              block_counts=s["blocks"], name="bench_inception_resnet_v1",
+                              tasks=[TaskSpec(f"task{t}", classes) for t in range(1, tasks + 1)])
     model.build_variables()
     claim_free_weights(model, 1)
     return model
 
 
-def rows(quick: bool = False):
-    s = settings(quick)
+def batch(s: dict, classes: int = CLASSES):
+    """A fixed random batch (images in [-1, 1], integer labels) of the size `s` asks for."""
     rng = np.random.default_rng(0)
     x = tf.constant(rng.uniform(-1, 1, (s["batch"], s["size"], s["size"], 3)).astype(np.float32))
-    y = tf.constant(rng.integers(0, CLASSES, s["batch"]))
-    for policy, tag in POLICIES:
-        previous = keras.mixed_precision.global_policy()
-        keras.mixed_precision.set_global_policy(policy)
-        try:
-            model = _model(s, CLASSES)
-            plain = plain_inception_resnet_v1(model, CLASSES)
-            yield from masked_vs_plain_rows(
-                model, plain, x, y, s["timing"],
-                names=(f"forward_inception_resnet_v1_{tag}", f"train_step_inception_resnet_v1_{tag}"),
-                config=f"{describe(s)} {s['size']}px batch {s['batch']}, {policy}")
-        finally:
-            keras.mixed_precision.set_global_policy(previous)
-    prune_timing = dict(repeats=1, calls=1, warmup=1) if quick else dict(repeats=3, calls=1, warmup=1)
-    yield prune_update_row("prune_update_inception_resnet_v1", _model(s, 0), prune_timing,
+    return x, tf.constant(rng.integers(0, classes, s["batch"]))
+
+
+def _policy_rows(policy: str, tag: str, quick: bool, wanted):
+    s = settings(quick)
+    x, y = batch(s)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = packed_model(s, CLASSES)
+        plain = plain_inception_resnet_v1(model, CLASSES)
+        yield from masked_vs_plain_rows(
+            model, plain, x, y, s["timing"], wanted=wanted,
+            names=(f"forward_inception_resnet_v1_{tag}", f"train_step_inception_resnet_v1_{tag}"),
+            config=f"{describe(s)} {s['size']}px batch {s['batch']}, {policy}")
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _prune_rows(quick: bool, wanted):
+    s = settings(quick)
+    timing = dict(repeats=1, calls=1, warmup=1) if quick else dict(repeats=3, calls=1, warmup=1)
+    yield prune_update_row("prune_update_inception_resnet_v1", packed_model(s, 0), timing,
                            config=f"{describe(s)}: ")
+
+
+GROUPS = (*(Rows((f"forward_inception_resnet_v1_{tag}", f"train_step_inception_resnet_v1_{tag}"),
+                 functools.partial(_policy_rows, policy, tag)) for policy, tag in POLICIES),
+          Rows(("prune_update_inception_resnet_v1",), _prune_rows))
+
+
+def rows(quick: bool = False, only=None):
+    return measure_rows(GROUPS, quick, only)
 
 
 def describe(s: dict) -> str:

@@ -1,9 +1,11 @@
 """Side-by-side timing: ours and the reference, interleaved in one run so that both see the same machine."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import time
+from typing import Callable, Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -50,3 +52,22 @@ def compare_rates(ours, reference, items_per_call: float, repeats: int = 5, call
 def row(name: str, ours: float, reference: float, unit: str, **extra) -> dict:
     return {"name": name, "ours": round(ours, 4), "reference": round(reference, 4), "unit": unit,
             "ratio": round(ours / reference, 4), **extra}
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """Rows measured together because they share their setup (a model, files): their `names`, and
+    ``measure(quick, wanted)``, which yields the rows named in `wanted` (a subset of `names`) and
+    measures nothing else."""
+
+    names: tuple[str, ...]
+    measure: Callable
+
+
+def measure_rows(groups: Iterable[Rows], quick: bool = False, only=None):
+    """The rows of `groups`, or only those named in `only`: a group none of whose rows is wanted is
+    not set up at all."""
+    for group in groups:
+        wanted = [n for n in group.names if only is None or n in only]
+        if wanted:
+            yield from group.measure(quick, wanted)

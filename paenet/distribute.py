@@ -1,0 +1,69 @@
+"""Training a task under a ``tf.distribute`` strategy: the global batch split over replicas, exact freezing
+on every replica.
+
+Build the model and start the optimizer inside ``strategy.scope()``: every variable is then mirrored. A
+step (``make_distributed_train_step``) runs the task's forward and backward pass on each replica's share
+of the batch, the inner optimizer all-reduces the gradients, and ``ExactFreezingOptimizer`` restores the
+entries the task does not own with a plain assign of values that every replica computes alike (the
+kernel before the step), so finished tasks stay bit-identical on every replica. Pruning and mask updates
+run between steps in cross-replica context, once: ``TaskPruner`` assigns each changed variable as a
+whole, which writes every replica.
+
+BatchNorm normalises each replica's share with that share's statistics (as Keras's unsynchronised
+BatchNormalization does under a strategy), and each replica updates its copy of the task's moving
+averages from its share; the first replica's copy is the one saved.
+
+Multi-worker training takes its cluster from ``TF_CONFIG`` as usual; make its strategy before any
+TensorFlow op runs (it configures collective ops at startup). It cannot build a masked model yet: it
+broadcasts every variable's initial value from worker 0 with ``CollectiveBcastSend``, which has no uint8
+kernel, so creating an ownership mask fails.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
+
+
+def make_strategy(distribution: str, devices=None) -> tf.distribute.Strategy:
+    """The strategy for `distribution`: the default (one device), ``MirroredStrategy`` over `devices`
+    (default: every GPU, else the CPU) or ``MultiWorkerMirroredStrategy`` (cluster from ``TF_CONFIG``)."""
+    if distribution == "none":
+        return tf.distribute.get_strategy()
+    if distribution == "mirrored":
+        return tf.distribute.MirroredStrategy(devices)
+    if distribution == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"--distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
+
+
+def per_example_classification_loss():
+    """Softmax cross-entropy from logits per example: a distributed step averages it over the global batch."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+
+def make_distributed_train_step(strategy, model, optimizer, task: int, global_batch_size: int, loss_fn=None):
+    """A ``tf.function`` ``step(x, y) -> loss`` over a batch distributed by `strategy`
+    (``strategy.experimental_distribute_dataset``): each replica's per-example losses (`loss_fn`, default
+    ``per_example_classification_loss``) summed and divided by `global_batch_size`, so that the
+    all-reduced gradient is that of the mean loss over the global batch. Returns the global mean loss."""
+    if optimizer.task != task:
+        raise ValueError(f"the optimizer was started for task {optimizer.task}, not task {task}")
+    loss_fn = loss_fn or per_example_classification_loss()
+    variables = optimizer.trainable_variables
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            per_example = loss_fn(y, model(x, task=task, training=True))
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    @tf.function
+    def step(x, y):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, (x, y)), axis=None)
+
+    return step
