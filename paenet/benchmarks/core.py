@@ -96,6 +96,22 @@ def _masked_rows(quick: bool, wanted):
                                     config=f"SmallCNN{list(model.widths)} {size}px batch {BATCH}, fp32")
 
 
+def _cpg_rows(quick: bool, wanted):
+    """Task 2 of a SmallCNN learning CPG picks over task 1's half of every kernel (picks trained by their
+    own Adam), against the plain twin."""
+    model, _, size = _models(quick)
+    cpg = model.rebuild(tasks=[TaskSpec("old", CLASSES), TaskSpec("bench", CLASSES)], pick_tasks=[2])
+    rng = np.random.default_rng(1)
+    for layer in cpg.masked_layers():
+        layer.mask.assign(rng.integers(1, 3, layer.mask.shape).astype(np.uint8))
+    x = tf.constant(rng.normal(size=(BATCH, size, size, 3)).astype(np.float32))
+    y = tf.constant(rng.integers(0, CLASSES, BATCH))
+    yield from masked_vs_plain_rows(cpg, plain_small_cnn(cpg, CLASSES), x, y, timing_for(quick), task=2,
+                                    names=("forward_cpg_vs_plain", "train_step_cpg_vs_plain"), wanted=wanted,
+                                    config=f"SmallCNN{list(model.widths)} {size}px batch {BATCH}, fp32, CPG task "
+                                           "picking over task 1's half of each kernel")
+
+
 def _prune_rows(quick: bool, wanted):
     model = SmallCNN(widths=(8, 16) if quick else (64, 128, 256, 512), dense_units=512,
                      input_shape=(32, 32, 3), tasks=[TaskSpec("bench", CLASSES)]).build_variables()
@@ -104,6 +120,7 @@ def _prune_rows(quick: bool, wanted):
 
 
 GROUPS = (Rows(("forward_masked_vs_plain", "train_step_masked_vs_plain"), _masked_rows),
+          Rows(("forward_cpg_vs_plain", "train_step_cpg_vs_plain"), _cpg_rows),
           Rows(("prune_update",), _prune_rows))
 
 
