@@ -1,7 +1,8 @@
-"""Build a face data set from files the user downloaded: ``python -m data_prep.build NAME --manual_dir=DIR``.
+"""Build a data set from files the user downloaded: ``python -m data_prep.build NAME --manual_dir=DIR``.
 
-NAME is one of ``data_prep.builders.BUILDERS`` (adience, affectnet, fer2013, fotw_gender, imdb_wiki, lfw,
-utkface, vggface2), optionally with a config (``lfw/images``, ``adience/faces``). Nothing is downloaded.
+NAME is one of ``data_prep.builders.BUILDERS`` (adience, affectnet, cifar100, fashion_mnist, fer2013,
+fotw_gender, imdb_wiki, lfw, utkface, vggface2), optionally with a config (``lfw/images``,
+``adience/faces``). Nothing is downloaded.
 Prints one JSON object: the data set, where it was written, and the examples per split.
 """
 from __future__ import annotations
@@ -10,10 +11,13 @@ import json
 
 from absl import app, flags
 
-flags.DEFINE_string("manual_dir", None, "Folder holding the extracted archive (see each builder's "
-                                        "MANUAL_DOWNLOAD_INSTRUCTIONS).", required=True)
-flags.DEFINE_string("data_dir", None, "Where TFDS writes the prepared data (default: TFDS's own).")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("manual_dir", None, "Folder holding the extracted archive (see each builder's "
+                                            "MANUAL_DOWNLOAD_INSTRUCTIONS).", required=True)
+    flags.DEFINE_string("data_dir", None, "Where TFDS writes the prepared data (default: TFDS's own).")
 
 
 def build(name: str, manual_dir: str, data_dir: str | None = None):
@@ -39,4 +43,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
