@@ -208,6 +208,7 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
     from paenet.goal import Goal, GoalLoop, LoopState
     from paenet.monitor import WorkspaceObserver
     from paenet.packing import Packer
+    from paenet.records import dtype_policy_of
     state = LoopState.from_dict(active["loop"])
     observer = WorkspaceObserver(workspace, {k: active[k] for k in ("task", "goal", "plan")}, s.checkpoint_every,
                                  global_step=active["global_step"], best=active["best"])
@@ -217,7 +218,8 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
     if state.stage == "baseline":
         loop = GoalLoop(finished, **args)
     else:
-        model = keras.saving.deserialize_keras_object(active["model"]).build_variables()
+        with dtype_policy_of(active["packer"]["records"]):
+            model = keras.saving.deserialize_keras_object(active["model"]).build_variables()
         tf.train.Checkpoint(variables=model.checkpoint_variables()).read(workspace.active_checkpoint).expect_partial()
         packer = Packer.from_state(model, active["packer"], optimizer, data.loss, task_parts=finished.task_parts,
                                    progress=s.progress)
