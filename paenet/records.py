@@ -54,7 +54,8 @@ def task_digest(model, task: int) -> str:
     """SHA-256 (hex) of task `task`'s effective kernels and task-specific variables."""
     task = model.check_task(task)
     h = hashlib.sha256()
-    h.update(f"compute_dtype|{model.dtype_policy.name}\n".encode())
+    if model.dtype_policy.name != "float32":        # (float32 digests stay what they were before policies)
+        h.update(f"compute_dtype|{model.dtype_policy.name}\n".encode())
     for layer in sorted(model.masked_layers(), key=layer_key):
         _update(h, layer_key(layer), np.asarray(layer.effective_kernel(task)))
     for key, value in sorted(model.task_values(task).items()):
