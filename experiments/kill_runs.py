@@ -85,7 +85,7 @@ def main(runs: int, kills: int, root: Path, seed: int) -> int:
     reference, identical = contents(root / "reference"), 0
     for run in range(runs):
         workspace = root / f"run{run}"
-        hits = sum(killed_run(workspace, task, rng.uniform(0.1 * span, 0.7 * span, kills))
+        hits = sum(killed_run(workspace, task, rng.uniform(0.05 * span, 0.45 * span, kills))
                    for task in ("tiny_a", "tiny_b"))
         same = contents(workspace) == reference
         identical += same
