@@ -227,6 +227,7 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
     from paenet.goal import Goal, GoalLoop, LoopState
     from paenet.monitor import WorkspaceObserver
     from paenet.packing import Packer
+    from paenet.records import dtype_policy_of
     state = LoopState.from_dict(active["loop"])
     observer = WorkspaceObserver(workspace, {k: active[k] for k in ("task", "goal", "plan", "method") if k in active},
                                  s.checkpoint_every,
@@ -237,7 +238,8 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
     if state.stage == "baseline":
         loop = GoalLoop(finished, **args)
     else:
-        model = keras.saving.deserialize_keras_object(active["model"]).build_variables()
+        with dtype_policy_of(active["packer"]["records"]):
+            model = keras.saving.deserialize_keras_object(active["model"]).build_variables()
         tf.train.Checkpoint(variables=model.checkpoint_variables()).read(workspace.active_checkpoint).expect_partial()
         packer = Packer.from_state(model, active["packer"], optimizer, data.loss, task_parts=finished.task_parts,
                                    progress=s.progress)

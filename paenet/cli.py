@@ -19,12 +19,12 @@ def user_errors() -> tuple:
 
 
 def report_errors(program: str, work):
-    """Returns ``work()``; an error of ``user_errors`` is printed as ``program: error: message`` on one
+    """Returns ``work()``; an error of ``user_errors`` is printed as ``program: message`` on one
     line and ends the process with status 1."""
     from paenet.fileio import error_line
     try:
         return work()
     except user_errors() as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else error_line(e)
-        print(f"{program}: error: {message}", file=sys.stderr)
+        print(f"{program}: {message}", file=sys.stderr)
         sys.exit(1)

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from paenet.models.base import layer_key, variable_key
-from paenet.records import IntegrityError, TaskRecord, verify
+from paenet.records import IntegrityError, TaskRecord, dtype_policy_of, verify
 from paenet.fileio import write_replacing
 
 FORMAT = "paenet-compressed"
@@ -95,7 +95,8 @@ def load_compressed(path: str):
         header = json.loads(_member(archive, "header", path).tobytes().decode())
         if header.get("format") != FORMAT or header.get("version") != VERSION:
             raise IntegrityError(f"{path}: not a {FORMAT} file of version {VERSION}")
-        model = keras.saving.deserialize_keras_object(header["model"]).build_variables()
+        with dtype_policy_of(header["records"]):
+            model = keras.saving.deserialize_keras_object(header["model"]).build_variables()
         layers = {layer_key(l): l for l in model.masked_layers()}
         if [m["key"] for m in header["masked"]] != list(layers):
             raise IntegrityError(f"{path}: masked layers {[m['key'] for m in header['masked']]} do not match "

@@ -24,8 +24,8 @@ from paenet.layers import MAX_TASKS
 from paenet.models.base import TaskSpec, keyed_variables, layer_key, variable_key
 from paenet.optim import ExactFreezingOptimizer
 from paenet.pruning import CubicSchedule, TaskPruner, round_schedules
-from paenet.records import (IntegrityError, TaskRecord, check_json_checksum, json_checksum, owned_counts,
-                            read_json, task_digest, verify)
+from paenet.records import (IntegrityError, TaskRecord, check_json_checksum, dtype_policy_of, json_checksum,
+                            owned_counts, read_json, task_digest, verify)
 from paenet.training import make_train_step, top1_accuracy
 
 FORMAT_VERSION = 1
@@ -263,7 +263,8 @@ class Packer:
             digest=task_digest(self.model, task), owned=owned_counts(self.model, task),
             space=dict(self.pruner.space) if self.pruner else {},
             sparsity=self.pruner.sparsity() if self.pruner else {},
-            metrics=dict(metrics or {}), pruning=list(self.rounds), expansions=list(self.expansions))
+            metrics=dict(metrics or {}), pruning=list(self.rounds), expansions=list(self.expansions),
+            compute_dtype=self.model.dtype_policy.name)
         self.records.append(record)
         self.model.frozen_tasks = task
         self._end_task()
@@ -346,7 +347,10 @@ class Packer:
         if json_checksum(model_config) != state.pop("model_checksum"):
             raise IntegrityError(f"{path}: does not match the checksum state.json holds for it")
         try:
-            model = keras.saving.deserialize_keras_object(model_config).build_variables()
+            with dtype_policy_of(state["records"]):
+                model = keras.saving.deserialize_keras_object(model_config).build_variables()
+        except IntegrityError:
+            raise
         except Exception as e:
             raise IntegrityError(f"{path}: cannot rebuild the model: {e}") from e
         prefix = os.path.join(directory, "variables", "variables")

@@ -6,6 +6,7 @@ digest; ``verify`` refuses a model whose finished tasks no longer match their re
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,6 +36,7 @@ class TaskRecord:
     pruning: list[dict] = dataclasses.field(default_factory=list)           # one entry per round
     expansions: list[dict] = dataclasses.field(default_factory=list)        # round, widths, parameters
     method: str = "pae"                   # the continual-learning method that packed it (paenet.methods)
+    compute_dtype: str = "float32"        # the Keras dtype policy the task computes under (in its digest)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -53,6 +55,8 @@ def task_digest(model, task: int) -> str:
     """SHA-256 (hex) of task `task`'s effective kernels and task-specific variables."""
     task = model.check_task(task)
     h = hashlib.sha256()
+    if model.dtype_policy.name != "float32":        # (float32 digests stay what they were before policies)
+        h.update(f"compute_dtype|{model.dtype_policy.name}\n".encode())
     for layer in sorted(model.masked_layers(), key=layer_key):
         _update(h, layer_key(layer), np.asarray(layer.effective_kernel(task)))
         bits = layer.pick_bits(task)
@@ -61,6 +65,24 @@ def task_digest(model, task: int) -> str:
     for key, value in sorted(model.task_values(task).items()):
         _update(h, key, value)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def dtype_policy_of(records):
+    """Keras' global dtype policy set, for the duration, to the one the finished tasks of `records`
+    (dicts or ``TaskRecord``) were finished under: a model built inside computes as they did whatever
+    the process's policy is. Unchanged for no records; IntegrityError when they disagree."""
+    import keras
+    policies = {r.get("compute_dtype", "float32") if isinstance(r, dict) else r.compute_dtype for r in records}
+    if len(policies) > 1:
+        raise IntegrityError(f"finished tasks recorded under different dtype policies {sorted(policies)}")
+    previous = keras.config.dtype_policy()
+    if policies:
+        keras.config.set_dtype_policy(policies.pop())
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def owned_counts(model, task: int) -> dict[str, int]:

@@ -53,7 +53,7 @@ def test_report_errors_prints_one_line_and_exits_1(capsys):
     with pytest.raises(SystemExit) as e:
         report_errors("paenet.report", work)
     assert e.value.code == 1
-    assert capsys.readouterr().err == "paenet.report: error: ws/packing/state.json: checksum mismatch\n"
+    assert capsys.readouterr().err == "paenet.report: ws/packing/state.json: checksum mismatch\n"
 
 
 def _main(argv, capsys) -> tuple[int, list]:

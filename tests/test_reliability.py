@@ -231,3 +231,33 @@ def test_a_training_mode_call_of_a_finished_task_changes_nothing(reference, tmp_
     assert np.array_equal(trained, model(x, task=1, training=False).numpy())
     assert packer.model.frozen_tasks == 1 and '"frozen_tasks": 1' in (
         reference["workspace"] / "packing" / "model.json").read_text()
+
+
+@pytest.mark.parametrize("finished_under, loaded_under", [("mixed_bfloat16", "float32"), ("float32", "mixed_bfloat16")])
+def test_a_task_computes_under_its_own_dtype_policy_whatever_the_global_one(tmp_path, finished_under, loaded_under):
+    import keras
+    import tensorflow as tf
+
+    from paenet.models import SmallCNN, TaskSpec
+    from paenet.records import verify
+    x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype(np.float32)
+    try:
+        keras.config.set_dtype_policy(finished_under)
+        packer = Packer(SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="p"), progress=False)
+        packer.start_task(TaskSpec("one", 3))
+        packer.train(tf.data.Dataset.from_tensors((x, np.arange(8) % 3)), 3)
+        record = packer.finish()
+        expected = packer.model(x, task=1).numpy()
+        packer.save(str(tmp_path / "packing"))
+        keras.config.set_dtype_policy(loaded_under)
+        loaded = Packer.load(str(tmp_path / "packing"), progress=False)
+        assert record.compute_dtype == finished_under == loaded.model.dtype_policy.name
+        assert np.array_equal(loaded.model(x, task=1).numpy(), expected)
+        loaded.start_task(TaskSpec("two", 2))            # a rebuilt model keeps the policy
+        assert np.array_equal(loaded.model(x, task=1).numpy(), expected)
+        elsewise = SmallCNN.from_config(loaded.model.get_config()).build_variables()   # the global policy
+        elsewise.set_weights(loaded.model.get_weights())
+        with pytest.raises(IntegrityError, match="digest mismatch"):
+            verify(elsewise, loaded.records)
+    finally:
+        keras.config.set_dtype_policy("float32")

@@ -200,7 +200,12 @@ class PackableModel(keras.Model):
 
     def rebuild(self, **config_changes) -> "PackableModel":
         """A new built model from this one's config with `config_changes`, values transplanted exactly."""
-        new = type(self).from_config({**self.get_config(), **config_changes}).build_variables()
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(self.dtype_policy)    # the new model computes as this one does
+        try:
+            new = type(self).from_config({**self.get_config(), **config_changes}).build_variables()
+        finally:
+            keras.config.set_dtype_policy(previous)
         if self.built:
             copy_values(self, new)
         return new
