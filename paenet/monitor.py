@@ -2,17 +2,24 @@
 
 Checkpoints are written after every phase of the loop and every `checkpoint_every` training steps, so a
 run killed at any moment loses at most the steps since the last one. TensorBoard gets the loss and
-learning rate every `log_every` steps, validation accuracy after each phase, expansion events, and the
-per-layer sparsity and ownership per task after each phase.
+learning rate every `log_every` steps, validation accuracy after each phase, expansion events, and after
+each phase a few summary scalars (the free share of all masked weights, ``sparsity``, and each task's share,
+``owned/task<t>``), per-layer ownership as one image (rows: layers, columns: free, task 1, task 2, ...;
+brighter = a larger share) and the layers' free shares as one histogram: a handful of charts however many
+layers the network has.
 """
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import tensorflow as tf
 
 from paenet.evaluation.model_size import ownership
 from paenet.goal import LoopObserver
+
+
+CELL = 8   # pixels per (layer, owner) share in the ownership image
 
 
 class WorkspaceObserver(LoopObserver):
@@ -70,9 +77,13 @@ class WorkspaceObserver(LoopObserver):
         self.workspace.save_active(packer, state, self.global_step, iterator)
 
     def _log_ownership(self, model):
+        counts = np.stack(list(ownership(model).values()))            # [layer, owner]
+        shares = counts / counts.sum(axis=1, keepdims=True)
+        overall = counts.sum(axis=0) / counts.sum()
         with self.writer.as_default(step=self.global_step):
-            for key, counts in ownership(model).items():
-                shares = counts / counts.sum()
-                tf.summary.scalar(f"sparsity/{key}", float(shares[0]))
-                for task in range(1, model.num_tasks + 1):
-                    tf.summary.scalar(f"ownership/{key}/task{task}", float(shares[task]))
+            tf.summary.scalar("sparsity", float(overall[0]))
+            for task in range(1, model.num_tasks + 1):
+                tf.summary.scalar(f"owned/task{task}", float(overall[task]))
+            pixels = np.kron(shares, np.ones((CELL, CELL)))              # each share a CELL x CELL block
+            tf.summary.image("ownership", pixels[None, :, :, None].astype(np.float32))
+            tf.summary.histogram("layer_sparsity", shares[:, 0])

@@ -137,11 +137,13 @@ def test_tensorboard_events_hold_the_training_story(one_task):
     events.Reload()
     tags = set(events.Tags()["tensors"])
     assert {"loss", "learning_rate", "val_accuracy", "val_accuracy/train", "val_accuracy/prune 0.6"} <= tags
-    assert any(t.startswith("sparsity/conv1") for t in tags) and "ownership/conv2/task1" in tags
+    assert {"sparsity", "owned/task1", "ownership", "layer_sparsity"} <= tags
+    assert not [t for t in tags if t.startswith(("sparsity/", "ownership/"))]     # no chart per layer
     losses = [tf.make_ndarray(e.tensor_proto) for e in events.Tensors("loss")]
     assert len(losses) >= 10 and float(losses[-1]) < float(losses[0])
-    sparsity = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("sparsity/conv2")]
-    assert sparsity[-1] == pytest.approx(0.6, abs=0.01)
+    sparsity = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("sparsity")]
+    owned = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("owned/task1")]
+    assert sparsity[-1] == pytest.approx(0.6, abs=0.01) and owned[-1] == pytest.approx(0.4, abs=0.01)
 
 
 def test_the_accuracy_matrix_is_recorded(one_task):
