@@ -291,3 +291,13 @@ def test_not_a_tflite_and_truncated_tflite(tflite_path, tmp_path):
     with pytest.raises(FacenetImportError, match="truncated or corrupt TFLite file"):
         load_facenet(tmp_path / "half.tflite")
 
+
+
+def test_a_graph_def_of_another_network_is_refused_naming_the_file(tmp_path):
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="input")
+        tf.identity(tf.matmul(x, tf.ones([4, 2])), name="embeddings")
+    (tmp_path / "other.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    with pytest.raises(FacenetImportError, match="other.pb"):
+        load_facenet(tmp_path / "other.pb")
