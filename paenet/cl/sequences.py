@@ -12,7 +12,8 @@ images are evaluated once per task. The sequences (``SEQUENCES``):
   permutation (every task permuted, task 1 included, as DEN does), on DEN's masked MLP 784-312-128.
   Every task shares the one train/val split; only the pixel order differs.
 * ``permuted20_small``: 20 permuted tasks on a deliberately narrow MLP, 784-24-16, so that a method
-  that cannot grow runs out of free weights about halfway (``NARROW_MLP`` says why that width).
+  that cannot grow runs out of free weights before the end (``NARROW_MLP`` says why that width; in the
+  README's benchmark run PackNet ran out at task 4, PAE at task 9 at its 2x cap).
 * ``cifar100_cpg20`` (for GPUs): CPG's CIFAR-100 protocol, 20 tasks of 5 classes, task k the fine classes
   of superclass k - 1 in CIFAR's order (aquatic_mammals, fish, ... vehicles_2, the order of CPG's
   scripts), labels their rank within it; masked VGG16-BN; training batches randomly flipped and cropped
