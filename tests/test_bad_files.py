@@ -9,19 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from absl import flags
 from PIL import Image
 
-from paenet import main as paenet_main
 from paenet.cli import report_errors
 from paenet.data.pairs import read_pairs
 from paenet.embed import load_image
 from paenet.records import IntegrityError
+from main_in_process import run_main
 
 REPO = Path(__file__).resolve().parents[1]
-FLAGS = flags.FLAGS
-if "workspace" not in FLAGS:
-    paenet_main.define_flags()
 
 
 @pytest.mark.parametrize("kind", ["zero bytes", "text", "bomb"])
@@ -56,24 +52,13 @@ def test_report_errors_prints_one_line_and_exits_1(capsys):
     assert capsys.readouterr().err == "paenet.report: ws/packing/state.json: checksum mismatch\n"
 
 
-def _main(argv, capsys) -> tuple[int, list]:
-    FLAGS.unparse_flags()
-    FLAGS(["paenet.main", *argv])
-    try:
-        with pytest.raises(SystemExit) as e:
-            paenet_main.main(["paenet.main"])
-    finally:
-        FLAGS.unparse_flags()
-    return e.value.code, capsys.readouterr().err.strip().splitlines()
-
-
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     from paenet import fileio
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "ws" / "workspace.json"))
     monkeypatch.setattr(fileio.json, "dump", full)
-    status, lines = _main([f"--workspace={tmp_path / 'ws'}", "--task=face_nonface", "--goal=0.5",
+    status, lines = run_main([f"--workspace={tmp_path / 'ws'}", "--task=face_nonface", "--goal=0.5",
                            "--image_size=16", "--widths=4", "--dense_units=4", "--noprogress"], capsys)
     assert status == 1 and len(lines) == 1 and "No space left on device" in lines[0], lines
     assert not (tmp_path / "ws").exists()
@@ -88,7 +73,7 @@ def test_a_read_only_workspace_is_one_line_and_unchanged(tmp_path, monkeypatch, 
     def read_only(path, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
     monkeypatch.setattr(workspace, "open", read_only, raising=False)
-    status, lines = _main([f"--workspace={ws}", "--task=face_nonface", "--goal=0.5", "--noprogress"], capsys)
+    status, lines = run_main([f"--workspace={ws}", "--task=face_nonface", "--goal=0.5", "--noprogress"], capsys)
     assert status == 1 and len(lines) == 1 and "Permission denied" in lines[0] and str(ws) in lines[0], lines
     assert sorted(p.name for p in ws.iterdir()) == ["keep"]
 

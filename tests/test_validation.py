@@ -6,28 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from absl import flags
 
-from paenet import main as cli
+from main_in_process import run_main
 
 REPO = Path(__file__).resolve().parents[1]
-FLAGS = flags.FLAGS
-if "workspace" not in FLAGS:
-    cli.define_flags()
 
 GOOD = ["--task=face_nonface", "--goal=0.5", "--noprogress"]
 
-
-def _run(argv, capsys) -> tuple[int, list[str]]:
-    """Runs the CLI's main in this process with `argv`; returns its exit status and its stderr lines."""
-    FLAGS.unparse_flags()
-    FLAGS(["paenet.main", *argv])
-    try:
-        with pytest.raises(SystemExit) as e:
-            cli.main(["paenet.main"])
-    finally:
-        FLAGS.unparse_flags()
-    return e.value.code, capsys.readouterr().err.strip().splitlines()
 
 
 @pytest.mark.parametrize("bad, named", [
@@ -63,7 +48,7 @@ def test_a_bad_flag_is_refused_in_one_line_before_anything_is_written(tmp_path, 
     workspace = tmp_path / "new"
     goal = [] if any(a.startswith("--goal") for a in bad) else ["--goal=0.5"]
     args = [f"--workspace={workspace}", "--task=face_nonface", "--noprogress", *goal, *bad]
-    status, lines = _run(args, capsys)
+    status, lines = run_main(args, capsys)
     assert status == 1 and len(lines) == 1, lines
     assert lines[0].startswith("paenet.main: error: ") and named in lines[0], lines
     assert not workspace.exists()
@@ -72,14 +57,14 @@ def test_a_bad_flag_is_refused_in_one_line_before_anything_is_written(tmp_path, 
 def test_a_workspace_path_that_is_a_file_is_refused(tmp_path, capsys):
     path = tmp_path / "file"
     path.write_text("not a workspace")
-    status, lines = _run([f"--workspace={path}", *GOOD], capsys)
+    status, lines = run_main([f"--workspace={path}", *GOOD], capsys)
     assert status == 1 and len(lines) == 1 and "is a file" in lines[0] and str(path) in lines[0], lines
     assert path.read_text() == "not a workspace"
 
 
 def test_a_missing_goal_makes_no_workspace(tmp_path, capsys):
     workspace = tmp_path / "new"
-    status, lines = _run([f"--workspace={workspace}", "--task=face_nonface"], capsys)
+    status, lines = run_main([f"--workspace={workspace}", "--task=face_nonface"], capsys)
     assert status == 1 and len(lines) == 1 and "--goal" in lines[0], lines
     assert not workspace.exists()
 
