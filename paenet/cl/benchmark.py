@@ -136,6 +136,12 @@ def _val_set(sequence: Sequence, task: int, config: BenchConfig) -> tf.data.Data
     return sequence.tasks[task - 1].dataset("val", config.eval_batch_size)
 
 
+def _unmasked_bytes(model, tasks) -> int:
+    """Bytes of `model` without masks: its kernel weights x 4 B and the own variables of `tasks`."""
+    return masked_parameters(model) * KERNEL_BYTES + sum(
+        np.asarray(v).nbytes for t in tasks for v in model.task_values(t).values())
+
+
 def _size_mb(model, records, base_weights: int) -> float:
     return paper_accounting(model, records, base_weights)[-1]["cumulative_bytes"] / MB
 
@@ -154,8 +160,7 @@ def run_independent(sequence: Sequence, config: BenchConfig, progress: bool = Fa
         accuracy = packer.evaluate(tests[task - 1])
         for after in range(task, len(names) + 1):
             matrix.record(after, task, accuracy)
-        weights = masked_parameters(packer.model)
-        size += weights * KERNEL_BYTES + sum(np.asarray(v).nbytes for v in packer.model.task_values(1).values())
+        size += _unmasked_bytes(packer.model, [1])
     return MethodResult(sequence.name, "independent", matrix, weights_x=float(len(names)), free=0.0,
                         size_mb=size / MB, seconds=time.perf_counter() - start, val_accuracy=val)
 
@@ -193,8 +198,7 @@ def run_finetune(sequence: Sequence, config: BenchConfig, progress: bool = False
             step(*next(batches))
         for earlier in range(1, task + 1):
             matrix.record(task, earlier, top1_accuracy(model, earlier, tests[earlier - 1]))
-    size = masked_parameters(model) * KERNEL_BYTES + sum(
-        np.asarray(v).nbytes for t in range(1, len(specs) + 1) for v in model.task_values(t).values())
+    size = _unmasked_bytes(model, range(1, len(specs) + 1))
     return MethodResult(sequence.name, "finetune", matrix, weights_x=1.0, free=0.0, size_mb=size / MB,
                         seconds=time.perf_counter() - start)
 
