@@ -8,154 +8,73 @@ the settings' values for them count only when the workspace is created.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
 import shutil
 import sys
 
+from paenet.config import PackingPlan, Settings, UsageError
+
 GOAL_MET, GOAL_UNREACHABLE = 0, 2
-
-
-class UsageError(Exception):
-    """A problem with what was asked: reported as one line, nothing changed."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    workspace: str
-    task: str
-    data_dir: str | None = None
-    task_options: dict = dataclasses.field(default_factory=dict)
-    # A new workspace's network and training set-up.
-    base: str = "small_cnn"                      # small_cnn | facenet
-    facenet: str | None = None                   # checkpoint, .pb or .tflite for base=facenet
-    bn_momentum: float | None = None             # base=facenet: BatchNorm decay while training (FaceNet's 0.995)
-    image_size: int = 64
-    widths: tuple = (16, 32, 64)
-    dense_units: int = 64
-    dropout: float = 0.2
-    sharing: str = "cumulative"
-    seed: int = 0
-    fold: int = 0
-    optimizer: str = "adam"
-    learning_rate: float = 3e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    batch_size: int = 32
-    task_parts: str = "inherit"                  # fresh | inherit (see paenet.packing.Packer)
-    # The continual-learning method (paenet.methods) and its goal loop.
-    method: str = "pae"
-    goal: float | None = None
-    goal_margin: float | None = None
-    baseline: float | None = None
-    train_steps: int = 300
-    targets: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    steps_per_round: int = 100
-    prune_steps: int = 50
-    prune_frequency: int = 10
-    expansion_policy: str = "uniform"
-    expansion_ratio: float = 1.2
-    expansion_cap: float = 2.0
-    # Running.
-    checkpoint_every: int = 100
-    progress: bool = True
-    deterministic: bool = True
 
 
 def optimizer_config(s: Settings) -> dict:
     import keras
-    if s.optimizer not in ("adam", "adamw", "sgd", "rmsprop"):
-        raise UsageError(f"unknown optimizer {s.optimizer!r}: adam, adamw, sgd or rmsprop")
     lr = s.learning_rate
-    optimizer = {"adam": lambda: keras.optimizers.Adam(lr),
-                 "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=s.weight_decay or 0.004),
+    optimizer = {"adam": lambda: keras.optimizers.Adam(lr, epsilon=s.adam_epsilon),
+                 "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=s.weight_decay or 0.004,
+                                                         epsilon=s.adam_epsilon),
                  "sgd": lambda: keras.optimizers.SGD(lr, momentum=s.momentum, weight_decay=s.weight_decay or None),
                  "rmsprop": lambda: keras.optimizers.RMSprop(lr, momentum=s.momentum)}[s.optimizer]()
     config = keras.optimizers.serialize(optimizer)
     config["config"]["name"] = s.optimizer      # not the per-process unique name ("adam_2") Keras gives
+    if s.precision == "mixed_float16":          # float16 gradients underflow without loss scaling
+        config = keras.optimizers.serialize(keras.optimizers.LossScaleOptimizer(keras.optimizers.deserialize(config)))
     return config
 
 
-def goal_and_plan(s: Settings):
-    from paenet.expansion import ExpansionPolicy
-    from paenet.goal import Goal, PackingPlan
+def check_precision(precision: str) -> None:
+    """Says on stderr, before training, when `precision` will run slowly here: bfloat16 on a CPU
+    without native bfloat16 instructions (on a 2-core AVX2 machine, FaceNet's train step ran ~9x
+    slower in mixed_bfloat16 than in float32), float16 without a GPU."""
+    import tensorflow as tf
+    if precision == "float32" or tf.config.list_physical_devices("GPU"):
+        return
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        flags = ""
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    if precision == "mixed_float16" or not native:
+        print(f"paenet: warning: --precision={precision} on this CPU (no GPU, no native "
+              f"{'float16' if precision == 'mixed_float16' else 'bfloat16'}) is emulated and much slower than "
+              "float32", file=sys.stderr)
+
+
+def goal_of(s: Settings):
+    """The task's accuracy goal, which a new run (not a resumed one) must be given."""
+    from paenet.goal import Goal
     if (s.goal is None) == (s.goal_margin is None):
         raise UsageError("give exactly one of --goal (an absolute accuracy) and --goal_margin")
-    if s.baseline is not None and s.goal_margin is None:
-        raise UsageError("--baseline needs --goal_margin")
-    goal = Goal(absolute=s.goal, margin=s.goal_margin, baseline=s.baseline)
-    plan = PackingPlan(train_steps=s.train_steps, targets=tuple(float(t) for t in s.targets),
-                       steps_per_round=s.steps_per_round, prune_steps=s.prune_steps, frequency=s.prune_frequency,
-                       expansion=ExpansionPolicy(s.expansion_policy, s.expansion_ratio, s.expansion_cap))
-    return goal, plan
-
-
-FOLDS = 5            # test folds of the cross-validated data sets (Adience's 5-fold protocol)
+    return Goal(absolute=s.goal, margin=s.goal_margin, baseline=s.baseline)
 
 
 def validate(s: Settings) -> None:
-    """Checks every setting before anything runs or is written; raises UsageError naming the first bad
-    flag and its value. Values that only a new workspace uses are checked too: a wrong flag is wrong
-    whether or not it counts this time."""
+    """What ``Settings`` cannot check by itself, before anything runs or is written: the workspace
+    path and the method's name (a --task_module may register one). UsageError naming the flag."""
     import os
 
-    from paenet.expansion import POLICIES
     from paenet.methods import METHODS
-
-    def need(ok: bool, flag: str, value, rule: str):
-        if not ok:
-            raise UsageError(f"--{flag}={value}: {rule}")
-
-    def fraction(flag: str, value, low_open: bool = False, high_open: bool = False):
-        if value is not None:
-            need((0 < value if low_open else 0 <= value) and (value < 1 if high_open else value <= 1), flag,
-                 value, f"must be in {'(' if low_open else '['}0, 1{')' if high_open else ']'}")
-
-    need(bool(s.workspace), "workspace", s.workspace, "a folder is required")
-    need(not os.path.exists(s.workspace) or os.path.isdir(s.workspace), "workspace", s.workspace,
-         "is a file, not a workspace folder")
-    need(s.base in ("small_cnn", "facenet"), "base", s.base, "must be small_cnn or facenet")
-    need(s.base != "facenet" or bool(s.facenet), "facenet", s.facenet,
-         "--base=facenet needs a FaceNet checkpoint, .pb or .tflite")
-    for flag in ("image_size", "dense_units", "batch_size", "train_steps", "steps_per_round", "prune_frequency",
-                 "checkpoint_every"):
-        value = getattr(s, flag)
-        need(isinstance(value, int) and value > 0, flag, value, "must be a positive integer")
-    need(len(s.widths) > 0 and all(isinstance(w, int) and w > 0 for w in s.widths), "widths",
-         ",".join(map(str, s.widths)), "must be positive integers")
-    need(0 <= s.seed < 2 ** 32, "seed", s.seed, "must be in [0, 2**32)")
-    need(0 <= s.fold < FOLDS, "fold", s.fold, f"must be a test fold in 0..{FOLDS - 1}")
-    need(s.sharing in ("cumulative", "first"), "sharing", s.sharing, "must be cumulative or first")
-    need(s.method in METHODS, "method", s.method, f"must be one of {', '.join(sorted(METHODS))} (or a method "
-         "registered by a --task_module)")
-    need(s.task_parts in ("inherit", "fresh"), "task_parts", s.task_parts, "must be inherit or fresh")
-    need(s.optimizer in ("adam", "adamw", "sgd", "rmsprop"), "optimizer", s.optimizer,
-         "must be adam, adamw, sgd or rmsprop")
-    need(s.learning_rate > 0, "learning_rate", s.learning_rate, "must be positive")
-    need(s.weight_decay >= 0, "weight_decay", s.weight_decay, "must be >= 0")
-    fraction("momentum", s.momentum, high_open=True)
-    fraction("dropout", s.dropout, high_open=True)
-    fraction("bn_momentum", s.bn_momentum, high_open=True)
-    fraction("goal", s.goal)
-    fraction("goal_margin", s.goal_margin)
-    fraction("baseline", s.baseline)
-    targets = ",".join(map(str, s.targets))
-    need(len(s.targets) > 0, "targets", targets, "give at least one target sparsity")
-    for t in s.targets:
-        fraction("targets", t, low_open=True)
-    need(all(a < b for a, b in zip(s.targets, s.targets[1:])), "targets", targets, "must be strictly increasing")
-    need(isinstance(s.prune_steps, int) and 0 <= s.prune_steps < s.steps_per_round, "prune_steps",
-         s.prune_steps, f"must be in [0, --steps_per_round={s.steps_per_round})")
-    need(s.expansion_policy in POLICIES, "expansion_policy", s.expansion_policy, f"must be one of {POLICIES}")
-    need(s.expansion_ratio > 1, "expansion_ratio", s.expansion_ratio, "must be > 1")
-    need(s.expansion_cap >= 1, "expansion_cap", s.expansion_cap, "must be >= 1")
-
-
-def _plan_from_dict(d: dict):
-    from paenet.expansion import ExpansionPolicy
-    from paenet.goal import PackingPlan
-    return PackingPlan(**{**d, "targets": tuple(d["targets"]), "expansion": ExpansionPolicy(**d["expansion"])})
+    if not s.workspace:
+        raise UsageError("--workspace=: a folder is required")
+    if os.path.exists(s.workspace) and not os.path.isdir(s.workspace):
+        raise UsageError(f"--workspace={s.workspace}: is a file, not a workspace folder")
+    if s.method not in METHODS:
+        raise UsageError(f"--method={s.method}: must be one of {', '.join(sorted(METHODS))} (or a method "
+                         "registered by a --task_module)")
 
 
 def _as_json(obj) -> dict:
@@ -181,7 +100,7 @@ def _create(workspace, s: Settings):
     or a small CNN without tasks)."""
     from paenet.packing import Packer
     config = {"format_version": 1, "base": s.base, "method": s.method, "sharing": s.sharing, "seed": s.seed,
-              "fold": s.fold,
+              "fold": s.fold, "precision": s.precision,
               "optimizer": optimizer_config(s), "batch_size": s.batch_size, "task_parts": s.task_parts}
     if s.base == "facenet":
         from paenet.facenet_import import load_facenet
@@ -209,10 +128,13 @@ def _create_new(workspace, s: Settings, made: bool):
     """``_create`` where no workspace is (refused beside finished tasks), seeded so that one seed gives
     one workspace; a folder this run made is removed again if creating fails."""
     import keras
+
+    from paenet.models.base import dtype_policy
     workspace.check_new()
     keras.utils.set_random_seed(s.seed)
     try:
-        _create(workspace, s)
+        with dtype_policy(s.precision):
+            _create(workspace, s)
     except Exception:               # (a kill leaves the folder to the rerun, which creates it afresh)
         if made:
             shutil.rmtree(workspace.path, ignore_errors=True)
@@ -233,7 +155,7 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
                                  s.checkpoint_every,
                                  global_step=active["global_step"], best=active["best"])
     args = dict(spec=spec, train=data.train, validate=data.validate, goal=Goal(**active["goal"]),
-                plan=_plan_from_dict(active["plan"]), test=data.test, loss=data.loss, observer=observer,
+                plan=PackingPlan.from_dict(active["plan"]), test=data.test, loss=data.loss, observer=observer,
                 state=state, method=active.get("method", "pae"))
     if state.stage == "baseline":
         loop = GoalLoop(finished, **args)
@@ -284,19 +206,22 @@ def pack(s: Settings) -> tuple[int, dict]:
 
     from paenet.goal import GoalLoop, LoopState
     from paenet.models import TaskSpec
+    from paenet.models.base import dtype_policy
     from paenet.monitor import WorkspaceObserver
     from paenet.tasks import TaskContext
     from paenet.workspace import Workspace
     workspace = Workspace(s.workspace)
     made = not workspace.path.exists()
     if made:
-        goal_and_plan(s)            # a new workspace's folder is made only for a complete request
-    with workspace.locked():
+        goal_of(s)                  # a new workspace's folder is made only for a complete request
+    with workspace.locked(), contextlib.ExitStack() as scope:
         active = workspace.active_state() if workspace.exists() else None
-        goal, plan = (None, None) if active else goal_and_plan(s)
+        goal = None if active else goal_of(s)
         if not workspace.exists():
             _create_new(workspace, s, made)
         config = workspace.config()
+        scope.enter_context(dtype_policy(config.get("precision", "float32")))
+        check_precision(config.get("precision", "float32"))
         method = check_method(s.method, config)
         workspace.evaluations()     # readable, or refused before any work
         keras.utils.set_random_seed(config["seed"])
@@ -322,9 +247,9 @@ def pack(s: Settings) -> tuple[int, dict]:
             loop = _resume(workspace, finished, active, spec, data, s, config["optimizer"])
         else:
             observer = WorkspaceObserver(workspace, {"task": definition.name, "goal": _as_json(goal),
-                                                     "plan": _as_json(plan), "method": method.name},
+                                                     "plan": _as_json(s.plan), "method": method.name},
                                          s.checkpoint_every)
-            loop = GoalLoop(finished, spec, data.train, data.validate, goal, plan, data.test, data.loss, observer,
+            loop = GoalLoop(finished, spec, data.train, data.validate, goal, s.plan, data.test, data.loss, observer,
                             LoopState(), method=method)
         outcome = loop.run()
         summary = {"task": definition.name, "status": outcome.status, "goal": outcome.goal,

@@ -23,18 +23,19 @@ import shutil
 from pathlib import Path
 
 from paenet import sources
-from paenet.app import GOAL_MET, Settings, pack
+from paenet.app import GOAL_MET, pack
+from paenet.config import PackingPlan, Settings
 from paenet.data.pairs import generate_pairs, write_pairs
 from paenet.workspace import Workspace
 
 COMMON = dict(base="facenet", bn_momentum=0.9, learning_rate=1e-3, batch_size=16, checkpoint_every=20)
 TASKS = (
-    dict(task="face", goal_margin=0.02, targets=(0.2, 0.4, 0.6, 0.8), steps_per_round=1, prune_steps=0,
-         prune_frequency=1),
-    dict(task="ckplus_identity", goal=0.9, train_steps=40, targets=(0.3, 0.6), steps_per_round=20,
-         prune_steps=10, prune_frequency=5),
-    dict(task="face_nonface", goal=0.9, train_steps=40, targets=(0.3, 0.6), steps_per_round=20,
-         prune_steps=10, prune_frequency=5),
+    dict(task="face", goal_margin=0.02,
+         plan=PackingPlan(targets=(0.2, 0.4, 0.6, 0.8), steps_per_round=1, prune_steps=0, frequency=1)),
+    dict(task="ckplus_identity", goal=0.9,
+         plan=PackingPlan(train_steps=40, targets=(0.3, 0.6), steps_per_round=20, prune_steps=10, frequency=5)),
+    dict(task="face_nonface", goal=0.9,
+         plan=PackingPlan(train_steps=40, targets=(0.3, 0.6), steps_per_round=20, prune_steps=10, frequency=5)),
 )
 
 

@@ -13,33 +13,12 @@ whose weights are most owned by earlier tasks.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 
+from paenet.config import ExpansionPolicy
 from paenet.models.base import layer_key
-
-POLICIES = ("uniform", "saturation")
-
-
-@dataclasses.dataclass(frozen=True)
-class ExpansionPolicy:
-    """How to widen: `policy` in POLICIES, parameter `ratio` per round, and a `cap` on total masked
-    parameters relative to the network before its first expansion."""
-
-    policy: str = "uniform"
-    ratio: float = 1.2
-    cap: float = 2.0
-
-    def __post_init__(self):
-        if self.policy not in POLICIES:
-            raise ValueError(f"expansion policy must be one of {POLICIES}, got {self.policy!r}")
-        if self.ratio <= 1.0:
-            raise ValueError(f"expansion ratio must be > 1, got {self.ratio}")
-        if self.cap < 1.0:
-            raise ValueError(f"expansion cap must be >= 1, got {self.cap}")
-
 
 def masked_parameters(model) -> int:
     """Number of masked kernel weights in `model`."""

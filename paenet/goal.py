@@ -16,13 +16,12 @@ import dataclasses
 
 import numpy as np
 
+from paenet.config import PackingPlan
 from paenet.evaluation.classification import top1_validator
-from paenet.expansion import ExpansionPolicy
 from paenet.methods import Method, get_method
 from paenet.methods.base import MISS_KEEP
 from paenet.models.base import TaskSpec
 from paenet.packing import Packer
-from paenet.pruning import round_schedules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,23 +48,6 @@ class Goal:
 
     def value(self, baseline: float | None) -> float:
         return self.absolute if self.absolute is not None else baseline - self.margin
-
-
-@dataclasses.dataclass(frozen=True)
-class PackingPlan:
-    """Steps of the goal loop: training (and retraining after each expansion), then pruning rounds of
-    rising target sparsity, each pruning every `frequency` steps over its first `prune_steps` steps and
-    retraining for the rest of `steps_per_round`."""
-
-    train_steps: int = 1000
-    targets: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    steps_per_round: int = 200
-    prune_steps: int = 100
-    frequency: int = 10
-    expansion: ExpansionPolicy = ExpansionPolicy()
-
-    def schedules(self):
-        return round_schedules(self.targets, self.steps_per_round, self.prune_steps, self.frequency)
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from paenet.models.base import layer_key
+from paenet.models.base import dtype_policy, layer_key
 
 
 class IntegrityError(RuntimeError):
@@ -76,13 +76,8 @@ def dtype_policy_of(records):
     policies = {r.get("compute_dtype", "float32") if isinstance(r, dict) else r.compute_dtype for r in records}
     if len(policies) > 1:
         raise IntegrityError(f"finished tasks recorded under different dtype policies {sorted(policies)}")
-    previous = keras.config.dtype_policy()
-    if policies:
-        keras.config.set_dtype_policy(policies.pop())
-    try:
+    with dtype_policy(policies.pop() if policies else keras.config.dtype_policy()):
         yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def owned_counts(model, task: int) -> dict[str, int]:

@@ -49,8 +49,8 @@ for _t in (_synthetic_task("synth_a", 1, 3), _synthetic_task("synth_b", 2, 4)):
 def _settings(workspace, task, method, **changes):
     return dataclasses.replace(app.Settings(
         workspace=str(workspace), task=task, method=method, image_size=SIZE, widths=(4, 8), dense_units=8,
-        batch_size=16, goal=0.0, train_steps=20, targets=(0.5,), steps_per_round=10, prune_steps=5,
-        prune_frequency=5, checkpoint_every=10, progress=False), **changes)
+        batch_size=16, goal=0.0, checkpoint_every=10, progress=False,
+        plan=PackingPlan(train_steps=20, targets=(0.5,), steps_per_round=10, prune_steps=5, frequency=5)), **changes)
 
 
 def _packing(workspace) -> dict:

@@ -18,10 +18,11 @@ from paenet import app, fileio  # noqa: E402
 from paenet.packing import Packer  # noqa: E402
 from paenet.records import IntegrityError  # noqa: E402
 from paenet.workspace import Workspace, WorkspaceError  # noqa: E402
+from paenet.config import PackingPlan  # noqa: E402
 
-TINY = dict(image_size=16, widths=(4, 8), dense_units=16, batch_size=16, goal=0.6, train_steps=8,
-            targets=(0.3, 0.6), steps_per_round=6, prune_steps=3, prune_frequency=1, checkpoint_every=4,
-            progress=False)
+TINY = dict(image_size=16, widths=(4, 8), dense_units=16, batch_size=16, goal=0.6, checkpoint_every=4,
+            progress=False,
+            plan=PackingPlan(train_steps=8, targets=(0.3, 0.6), steps_per_round=6, prune_steps=3, frequency=1))
 
 
 class Killed(BaseException):

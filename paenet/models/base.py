@@ -10,6 +10,7 @@ each wider variable, and ``frozen_shapes`` records the kernel shape every earlie
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import keras
@@ -18,6 +19,17 @@ import tensorflow as tf
 from paenet.layers import MaskedKernelLayer, TaskHeads, check_task
 from paenet.layers.masked import MAX_TASKS, check_sharing, leading
 
+
+
+@contextlib.contextmanager
+def dtype_policy(policy):
+    """Keras' global dtype policy set to `policy` (a name or a policy) for the duration."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
@@ -200,12 +212,8 @@ class PackableModel(keras.Model):
 
     def rebuild(self, **config_changes) -> "PackableModel":
         """A new built model from this one's config with `config_changes`, values transplanted exactly."""
-        previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(self.dtype_policy)    # the new model computes as this one does
-        try:
+        with dtype_policy(self.dtype_policy):               # the new model computes as this one does
             new = type(self).from_config({**self.get_config(), **config_changes}).build_variables()
-        finally:
-            keras.config.set_dtype_policy(previous)
         if self.built:
             copy_values(self, new)
         return new
