@@ -46,8 +46,8 @@ def define_flags():
 
 
 def _finished(workspace: Path) -> set[str]:
-    state = workspace / "packing" / "state.json"
-    return {r["name"] for r in json.loads(state.read_text())["records"]} if state.exists() else set()
+    from paenet.checkpoint import packed_records
+    return {r["name"] for r in packed_records(workspace / "packing") or []}
 
 
 def pack(workspace: Path, flagfile: str, fold: int) -> int:
