@@ -40,7 +40,7 @@ class Trainer:
     step, pruning as a schedule says.
 
     Args:
-      packer: the packer whose active task is trained (the task may change: one trainer serves them all).
+      packer: the packer whose active task is trained (whichever it is at each call).
       loss: the task's loss ``loss(y, outputs)`` (default: ``classification_loss()``).
       progress: show progress bars.
     """
