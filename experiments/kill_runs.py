@@ -10,7 +10,6 @@ tests/test_reliability_kill.py runs the same with a few kills.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -70,9 +69,9 @@ def killed_run(workspace, task: str, moments) -> int:
 
 
 def _packed(workspace, task: str) -> bool:
-    state = Path(workspace) / "packing" / "state.json"
-    return (not (Path(workspace) / "active").exists() and state.exists()
-            and task in [r["name"] for r in json.loads(state.read_text())["records"]])
+    from paenet.checkpoint import packed_records
+    return (not (Path(workspace) / "active").exists()
+            and task in [r["name"] for r in packed_records(Path(workspace) / "packing") or []])
 
 
 def main(runs: int, kills: int, root: Path, seed: int) -> int:

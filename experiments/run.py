@@ -46,8 +46,8 @@ def define_flags():
 
 
 def _finished(workspace: Path) -> set[str]:
-    state = workspace / "packing" / "state.json"
-    return {r["name"] for r in json.loads(state.read_text())["records"]} if state.exists() else set()
+    from paenet.checkpoint import packed_records
+    return {r["name"] for r in packed_records(workspace / "packing") or []}
 
 
 def pack(workspace: Path, flagfile: str, fold: int) -> int:
@@ -68,7 +68,7 @@ def pack(workspace: Path, flagfile: str, fold: int) -> int:
 def summarise(experiment: dict, workspaces: list[Path]) -> dict:
     """Test accuracy per task (mean ± std over workspaces) and the paper's size accounting (MB)."""
     from paenet.evaluation.model_size import MB, paper_accounting
-    from paenet.packing import Packer
+    from paenet.checkpoint import load_packing
     accuracies, sizes = {}, []
     for workspace in workspaces:
         entries = json.loads((workspace / "evaluations.json").read_text())
@@ -76,7 +76,7 @@ def summarise(experiment: dict, workspaces: list[Path]) -> dict:
         for e in entries:
             if e["after_task"] == last and e["split"] == "test":
                 accuracies.setdefault(e["name"], []).append(100 * e["value"])
-        packer = Packer.load(str(workspace / "packing"), progress=False)
+        packer = load_packing(workspace / "packing")
         sizes.append([r["cumulative_bytes"] / MB for r in paper_accounting(packer.model, packer.records,
                                                                           packer.base_parameters)])
     return {"test_accuracy": {k: (float(np.mean(v)), float(np.std(v)), experiment["paper"].get(k))

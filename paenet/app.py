@@ -108,7 +108,7 @@ def _create(workspace, s: Settings):
             raise UsageError("--base=facenet needs --facenet=PATH (a FaceNet checkpoint, .pb or .tflite)")
         imported = load_facenet(s.facenet, logits=False, sharing=s.sharing, name="paenet")
         model = imported.model if s.bn_momentum is None else imported.model.rebuild(bn_momentum=s.bn_momentum)
-        packer = Packer(model, config["optimizer"], progress=False)
+        packer = Packer(model, config["optimizer"])
         packer.resume_task(1)
         config.update(image_size=model.input_size, facenet=str(imported.path), facenet_format=imported.format,
                       bn_momentum=model.bn_momentum)
@@ -142,33 +142,25 @@ def _create_new(workspace, s: Settings, made: bool):
 
 
 def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimizer):
-    """The goal loop of the interrupted run, restored from the workspace's latest checkpoint."""
-    import keras
-    import tensorflow as tf
-
+    """The goal loop of the interrupted run, restored from the workspace's latest checkpoint (`active`,
+    its run state)."""
     from paenet.goal import Goal, GoalLoop, LoopState
     from paenet.monitor import WorkspaceObserver
-    from paenet.packing import Packer
-    from paenet.records import dtype_policy_of
     state = LoopState.from_dict(active["loop"])
     observer = WorkspaceObserver(workspace, {k: active[k] for k in ("task", "goal", "plan", "method") if k in active},
                                  s.checkpoint_every,
                                  global_step=active["global_step"], best=active["best"])
     args = dict(spec=spec, train=data.train, validate=data.validate, goal=Goal(**active["goal"]),
                 plan=PackingPlan.from_dict(active["plan"]), test=data.test, loss=data.loss, observer=observer,
-                state=state, method=active.get("method", "pae"))
+                state=state, method=active.get("method", "pae"), progress=s.progress)
+    checkpoints = workspace.checkpoints
     if state.stage == "baseline":
         loop = GoalLoop(finished, **args)
     else:
-        with dtype_policy_of(active["packer"]["records"]):
-            model = keras.saving.deserialize_keras_object(active["model"]).build_variables()
-        tf.train.Checkpoint(variables=model.checkpoint_variables()).read(workspace.active_checkpoint).expect_partial()
-        packer = Packer.from_state(model, active["packer"], optimizer, data.loss, task_parts=finished.task_parts,
-                                   progress=s.progress)
-        best = workspace.load_best(active["best"]) if active["best"] else None
+        packer = checkpoints.restore_packer(active, optimizer, task_parts=finished.task_parts)
+        best = checkpoints.load_best(active["best"]) if active["best"] else None
         loop = GoalLoop(packer, best_snapshot=best, **args)
-    current = loop.current_packer
-    workspace.restore_active(current, current.batches(data.train) if data.train is not None else None)
+    checkpoints.restore(loop.current_packer, loop.current_trainer, data.train, active)
     print(f"resuming task {spec.name!r} at stage {state.stage!r}, step {state.phase_step} of its phase",
           file=sys.stderr)
     return loop
@@ -215,7 +207,7 @@ def pack(s: Settings) -> tuple[int, dict]:
     if made:
         goal_of(s)                  # a new workspace's folder is made only for a complete request
     with workspace.locked(), contextlib.ExitStack() as scope:
-        active = workspace.active_state() if workspace.exists() else None
+        active = workspace.checkpoints.latest_state() if workspace.exists() else None
         goal = None if active else goal_of(s)
         if not workspace.exists():
             _create_new(workspace, s, made)
@@ -227,8 +219,7 @@ def pack(s: Settings) -> tuple[int, dict]:
         keras.utils.set_random_seed(config["seed"])
         if s.deterministic:
             tf.config.experimental.enable_op_determinism()
-        finished = workspace.load_finished(config["optimizer"], task_parts=config["task_parts"],
-                                           progress=s.progress)
+        finished = workspace.load_finished(config["optimizer"], task_parts=config["task_parts"])
         pending = active["task"] if active else (
             finished.model.task_specs[finished.active_task - 1].name if finished.active_task else None)
         if pending and pending != definition.name:
@@ -250,7 +241,7 @@ def pack(s: Settings) -> tuple[int, dict]:
                                                      "plan": _as_json(s.plan), "method": method.name},
                                          s.checkpoint_every)
             loop = GoalLoop(finished, spec, data.train, data.validate, goal, s.plan, data.test, data.loss, observer,
-                            LoopState(), method=method)
+                            LoopState(), method=method, progress=s.progress)
         outcome = loop.run()
         summary = {"task": definition.name, "status": outcome.status, "goal": outcome.goal,
                    "baseline": outcome.baseline, "val_accuracy": outcome.val_accuracy,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from paenet import sources
 from paenet.app import GOAL_MET, pack
+from paenet.checkpoint import packed_records
 from paenet.config import PackingPlan, Settings
 from paenet.data.pairs import generate_pairs, write_pairs
 from paenet.workspace import Workspace
@@ -87,5 +88,4 @@ def run(workspace: str, progress: bool = True) -> int:
 
 
 def _finished(workspace: str) -> set[str]:
-    state = json.loads((Path(workspace) / "packing" / "state.json").read_text())
-    return {r["name"] for r in state["records"]}
+    return {r["name"] for r in packed_records(Workspace(workspace).packing_dir) or []}

@@ -6,7 +6,7 @@
 ``folds``).
 
 ``--checkpoint``: a FaceNet TF1 checkpoint (prefix or folder), frozen graph (``.pb``) or TFLite model
-(``paenet.facenet_import``), or a PAENet workspace (or ``Packer.save`` folder), whose face task is used:
+(``paenet.facenet_import``), or a PAENet workspace (or bare packing folder), whose face task is used:
 the task named ``--task``, by default the first task without a classifier head.
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ def embedding_model(checkpoint, task: str | None = None):
     from paenet.workspace import WorkspaceError, is_packing, locate
     if os.path.isdir(checkpoint) and (is_packing(checkpoint) or is_packing(os.path.join(checkpoint, "packing"))):
         try:
-            from paenet.packing import Packer
-            model = Packer.load(locate(checkpoint).packing, progress=False).model
+            from paenet.checkpoint import load_packing
+            model = load_packing(locate(checkpoint).packing).model
         except WorkspaceError as e:
             raise ValueError(str(e)) from None
         if task is not None:

@@ -29,10 +29,10 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
+from paenet.checkpoint import load_packing
 from paenet.compressed import save_compressed
 from paenet.evaluation import model_size
 from paenet.fileio import write_json_atomic, write_replacing
-from paenet.packing import Packer
 from paenet.records import verify
 from paenet.workspace import EXPORTS, locate
 
@@ -96,13 +96,13 @@ def export_savedmodel(model, output_dir: str, tasks=None, records=None) -> str:
 
 def export_workspace(workspace: str, output: str | None = None, compressed: bool = False,
                      tasks=None) -> dict:
-    """Exports the finished tasks of `workspace` (a workspace or a ``Packer.save`` folder), or the named
+    """Exports the finished tasks of `workspace` (a workspace or a bare packing folder), or the named
     `tasks` among them, to `output` (default ``WORKSPACE/exports``); returns what ``sizes.json`` holds.
 
     The compressed file holds the whole packing, every task; the SavedModel serves the chosen tasks.
     """
     located = locate(workspace)
-    packer = Packer.load(located.packing, progress=False)
+    packer = load_packing(located.packing)
     finished = [r.name for r in packer.records]
     if not finished:
         raise ValueError(f"{located.packing} has no finished task to export")
@@ -138,7 +138,7 @@ def format_sizes(sizes: dict) -> str:
 
 def define_flags():
     logging.set_verbosity(logging.WARNING)   # saving logs INFO lines about its internals; --verbosity=0 shows them
-    flags.DEFINE_string("workspace", None, "A PAENet workspace folder, or a bare Packer.save folder.")
+    flags.DEFINE_string("workspace", None, "A PAENet workspace folder, or a bare packing folder.")
     flags.DEFINE_string("output", None, "Folder to export to (default: WORKSPACE/exports; required for a "
                                         "bare packing folder). Its savedmodel/ and compressed.npz are replaced.")
     flags.DEFINE_bool("compressed", False, "Also write compressed.npz: masks packed to the bits they need, "

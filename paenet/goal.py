@@ -8,7 +8,8 @@ does: roll back (nothing of it is kept) or finish unpruned.
 
 The loop is a resumable state machine: ``LoopState`` is plain JSON, an observer (the app's workspace)
 checkpoints it together with the model, the optimizer and the data iterator, and
-``GoalLoop(..., state=saved)`` continues where a killed run stopped.
+``GoalLoop(..., state=saved)`` continues where a killed run stopped (``paenet.checkpoint`` holds the
+format).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from paenet.methods import Method, get_method
 from paenet.methods.base import MISS_KEEP
 from paenet.models.base import TaskSpec
 from paenet.packing import Packer
+from paenet.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,12 +120,13 @@ class GoalLoop:
       state, best_snapshot: a saved ``LoopState`` and kept snapshot to resume from.
       method: a ``paenet.methods.Method`` (instance, class or name).
       on_miss: overrides the method's ``on_miss`` (a benchmark keeps every task of every method).
+      progress: show progress bars.
     """
 
     def __init__(self, packer: Packer, spec: TaskSpec, train, validate, goal: Goal,
                  plan: PackingPlan = PackingPlan(), test=None, loss=None, observer: LoopObserver | None = None,
                  state: LoopState | None = None, best_snapshot: dict | None = None, method: Method | str = "pae",
-                 on_miss: str | None = None):
+                 on_miss: str | None = None, progress: bool = True):
         self.method = get_method(method)
         self.on_miss = on_miss or self.method.on_miss
         self.packer, self.spec, self.train, self.validate = packer, spec, train, validate
@@ -131,13 +134,22 @@ class GoalLoop:
         self.observer = observer or LoopObserver()
         self.state = state or LoopState()
         self.best_snapshot = best_snapshot
-        self.baseline_packer = self._make_baseline_packer() if self.state.stage == "baseline" else None
+        self.progress = progress
+        self.trainer = Trainer(packer, loss, progress)
+        self.baseline_packer = self.baseline_trainer = None
+        if self.state.stage == "baseline":
+            self._make_baseline()
         self.record = None
 
     @property
     def current_packer(self) -> Packer:
         """The packer being trained: the independent baseline copy while measuring the baseline."""
         return self.baseline_packer if self.state.stage == "baseline" else self.packer
+
+    @property
+    def current_trainer(self) -> Trainer:
+        """The trainer of ``current_packer``."""
+        return self.baseline_trainer if self.state.stage == "baseline" else self.trainer
 
     def run(self) -> PackOutcome:
         while self.state.stage != "done":
@@ -160,24 +172,24 @@ class GoalLoop:
         self.observer.on_event(self, "val_accuracy", accuracy)
         return accuracy
 
-    def _make_baseline_packer(self) -> Packer:
-        """An independent copy of the network in which the new task owns every weight."""
+    def _make_baseline(self):
+        """An independent copy of the network in which the new task owns every weight, and its trainer."""
         copy = Packer(self.packer.model, self.packer.optimizer, records=self.packer.records,
-                      task_parts=self.packer.task_parts, progress=self.packer.progress)
-        task = copy.start_task(self.spec, self.loss)
+                      task_parts=self.packer.task_parts)
+        task = copy.start_task(self.spec)
         for layer in copy.model.masked_layers():
             layer.mask.assign(np.full(layer.mask.shape, task, np.uint8))
-        return copy
+        self.baseline_packer, self.baseline_trainer = copy, Trainer(copy, self.loss, self.progress)
 
     def _start(self):
         if self.packer.active_task is not None:
             self._start_imported()
         elif self.goal.needs_baseline:
-            self.baseline_packer = self._make_baseline_packer()
+            self._make_baseline()
             self._next("baseline")
         else:
             self._set_target(self.goal.baseline)
-            self.packer.start_task(self.spec, self.loss, picks=self.method.picks)
+            self.packer.start_task(self.spec, picks=self.method.picks)
             self._next("train")
 
     def _start_imported(self):
@@ -194,12 +206,11 @@ class GoalLoop:
         self.state.baseline, self.state.target = baseline, self.goal.value(baseline)
 
     def _baseline(self):
-        copy = self.baseline_packer
-        copy.train(self.train, self.plan.train_steps, description="baseline", start=self.state.phase_step,
-                   on_step=self._on_step)
-        self._set_target(self._validated("baseline", copy))
-        self.baseline_packer = None
-        self.packer.start_task(self.spec, self.loss, picks=self.method.picks)
+        self.baseline_trainer.train(self.train, self.plan.train_steps, description="baseline",
+                                    start=self.state.phase_step, on_step=self._on_step)
+        self._set_target(self._validated("baseline", self.baseline_packer))
+        self.baseline_packer = self.baseline_trainer = None
+        self.packer.start_task(self.spec, picks=self.method.picks)
         self._next("train")
 
     def _train(self):
@@ -207,8 +218,8 @@ class GoalLoop:
         if self.train is None and self.state.history:
             accuracy = self.state.history[-1][1]     # nothing to train: validated as imported already
         else:
-            self.packer.train(self.train, self.plan.train_steps, description=label, start=self.state.phase_step,
-                              on_step=self._on_step)
+            self.trainer.train(self.train, self.plan.train_steps, description=label, start=self.state.phase_step,
+                               on_step=self._on_step)
             accuracy = self._validated(label, self.packer)
         if accuracy < self.state.target:
             if self.train is not None and self.method.expands:
@@ -254,9 +265,9 @@ class GoalLoop:
             self._next("finish")
             return
         schedule = schedules[self.state.round]
-        entry = self.packer.prune_round(self.train, schedule, self.plan.steps_per_round,
-                                        validation=lambda p: self._validated(f"prune {schedule.final_sparsity:g}", p),
-                                        start=self.state.phase_step, on_step=self._on_step)
+        entry = self.trainer.prune_round(self.train, schedule, self.plan.steps_per_round,
+                                         validation=lambda p: self._validated(f"prune {schedule.final_sparsity:g}", p),
+                                         start=self.state.phase_step, on_step=self._on_step)
         if entry["val_accuracy"] < self.state.target:
             self._next("finish")          # the turning point: more pruning only loses more
             return
@@ -279,9 +290,10 @@ class GoalLoop:
 
 
 def pack_task(packer: Packer, spec: TaskSpec, train, validation, goal: Goal, plan: PackingPlan = PackingPlan(),
-              test=None, loss=None, method: Method | str = "pae", on_miss: str | None = None) -> PackOutcome:
+              test=None, loss=None, method: Method | str = "pae", on_miss: str | None = None,
+              progress: bool = True) -> PackOutcome:
     """Runs the goal loop once, start to end, on classification datasets (top-1 on `validation` and,
     once at the end, on `test`)."""
     return GoalLoop(packer, spec, train, top1_validator(validation), goal, plan,
                     test=top1_validator(test) if test is not None else None, loss=loss, method=method,
-                    on_miss=on_miss).run()
+                    on_miss=on_miss, progress=progress).run()

@@ -15,6 +15,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from paenet.checkpoint import run_state
 from paenet.evaluation.model_size import ownership
 from paenet.goal import LoopObserver
 
@@ -56,7 +57,7 @@ class WorkspaceObserver(LoopObserver):
         self.writer.flush()
 
     def on_best(self, loop, snapshot: dict):
-        self.best = self.workspace.save_best(snapshot, self.global_step)
+        self.best = self.workspace.checkpoints.save_best(snapshot, self.global_step)
 
     def on_event(self, loop, name: str, value):
         with self.writer.as_default(step=self.global_step):
@@ -70,10 +71,9 @@ class WorkspaceObserver(LoopObserver):
                 tf.summary.text(name, json.dumps(value))
 
     def checkpoint(self, loop):
-        packer = loop.current_packer
-        state = {**self.run_state, "loop": loop.state.to_dict(), "packer": packer.state(),
-                 "global_step": self.global_step, "best": self.best}
-        iterator = packer.batches(loop.train) if loop.train is not None else None
+        packer, trainer = loop.current_packer, loop.current_trainer
+        state = run_state(self.run_state, loop.state.to_dict(), packer, trainer, self.global_step, self.best)
+        iterator = trainer.batches(loop.train) if loop.train is not None else None
         self.workspace.save_active(packer, state, self.global_step, iterator)
 
     def _log_ownership(self, model):

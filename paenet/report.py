@@ -16,10 +16,10 @@ import numpy as np
 from absl import app, flags
 
 from paenet import plots
+from paenet.checkpoint import load_packing
 from paenet.evaluation import model_size
 from paenet.document import Heading, Image, Paragraph, Table, to_html, to_markdown
 from paenet.export import COMPRESSED, SAVEDMODEL
-from paenet.packing import Packer
 from paenet.records import read_json
 from paenet.workspace import EVALUATIONS, EXPORTS, LFW_ROC, REPORT, WorkspaceError, locate
 
@@ -169,10 +169,10 @@ def _roc_section(located, output) -> list:
 
 
 def write_report(workspace: str, output: str | None = None) -> dict:
-    """Writes the report of `workspace` (a workspace or a ``Packer.save`` folder) to `output` (default
+    """Writes the report of `workspace` (a workspace or a bare packing folder) to `output` (default
     ``WORKSPACE/report``); returns the paths of ``report.md`` and ``report.html``."""
     located = locate(workspace)
-    packer = Packer.load(located.packing, progress=False)
+    packer = load_packing(located.packing)
     output = located.output(output, REPORT)
     os.makedirs(output, exist_ok=True)
     model, records = packer.model, packer.records
@@ -197,7 +197,7 @@ def write_report(workspace: str, output: str | None = None) -> dict:
 
 
 def define_flags():
-    flags.DEFINE_string("workspace", None, "A PAENet workspace folder, or a bare Packer.save folder.")
+    flags.DEFINE_string("workspace", None, "A PAENet workspace folder, or a bare packing folder.")
     flags.DEFINE_string("output", None, "Folder for report.md, report.html and the plots (default: "
                                         "WORKSPACE/report; required for a bare packing folder).")
 

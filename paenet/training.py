@@ -1,9 +1,13 @@
-"""Compiled training and inference steps for one task of a packed model, and top-1 evaluation."""
+"""Compiled training and inference steps for one task of a packed model, the training loop of a
+packer's active task (``Trainer``), and top-1 evaluation."""
 from __future__ import annotations
 
 import keras
 import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
+
+from paenet.pruning import CubicSchedule, round_schedules
 
 
 def classification_loss():
@@ -29,6 +33,95 @@ def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool
         return loss
 
     return step
+
+
+class Trainer:
+    """Trains the active task of a ``paenet.packing.Packer``: batches of a dataset through its compiled
+    step, pruning as a schedule says.
+
+    Args:
+      packer: the packer whose active task is trained (whichever it is at each call).
+      loss: the task's loss ``loss(y, outputs)`` (default: ``classification_loss()``).
+      progress: show progress bars.
+    """
+
+    def __init__(self, packer, loss=None, progress: bool = True):
+        self.packer, self.loss, self.progress = packer, loss, progress
+        self.phase_loss = [0.0, 0]      # loss sum and steps of the training phase so far (checkpointed)
+        self._step = self._step_for = None
+        self._batches = None
+
+    def _train_step(self):
+        # Traced anew when the packer's model, optimizer or trainable variables changed (a task started,
+        # expanded, resumed, or its picks frozen for pruning).
+        p = self.packer
+        key = (p.model, p.optimizer.inner, p.optimizer.trainable_variables)
+        if self._step_for is None or any(a is not b for a, b in zip(key, self._step_for)):
+            self._step = make_train_step(p.model, p.optimizer, p.active_task, self.loss)
+            self._step_for = key
+        return self._step
+
+    def batches(self, dataset):
+        """The iterator the active task draws `dataset`'s batches from (kept across calls, checkpointable).
+        A task (re)activated, which starts a fresh optimizer, draws its batches afresh."""
+        inner = self.packer.optimizer.inner
+        if self._batches is None or self._batches[0] is not dataset or self._batches[1] is not inner:
+            self._batches = (dataset, inner, iter(dataset.repeat()))
+        return self._batches[2]
+
+    def train(self, dataset, steps: int, schedule: CubicSchedule | None = None, description: str = "train",
+              start: int = 0, on_step=None) -> float:
+        """Trains the active task on batches of `dataset` (repeated as needed) for steps `start` ..
+        `steps` - 1, pruning where `schedule` says so; calls ``on_step(steps_done, loss)`` after each
+        step. Returns the mean loss of the phase (a resumed phase's earlier steps included). With no
+        `dataset` the steps only prune (an imported task with no training data is pruned without
+        retraining)."""
+        packer = self.packer
+        task = packer.check_active()
+        if dataset is None:
+            for step in range(start, steps):
+                target = schedule.target(step) if schedule else None
+                if target is not None:
+                    packer.prune(target)
+            return float("nan")
+        batches = self.batches(dataset)
+        if start == 0:
+            self.phase_loss = [0.0, 0]
+        for step in tqdm(range(start, steps), desc=f"task {task} {description}", initial=start, total=steps,
+                         disable=not self.progress, leave=False):
+            target = schedule.target(step) if schedule else None
+            if target is not None:
+                packer.prune(target)
+            x, y = next(batches)
+            loss = float(self._train_step()(x, y))
+            self.phase_loss = [self.phase_loss[0] + loss, self.phase_loss[1] + 1]
+            if on_step is not None:
+                on_step(step + 1, loss)
+        return self.phase_loss[0] / self.phase_loss[1] if self.phase_loss[1] else float("nan")
+
+    def prune_round(self, dataset, schedule: CubicSchedule, steps: int, validation=None, start: int = 0,
+                    on_step=None) -> dict:
+        """One round: `steps` training steps pruning as `schedule` says (from step `start` when resumed),
+        then validation if given: a dataset (top-1) or a callable ``validation(packer) -> accuracy``. The
+        round is logged in the packer's ``rounds`` (its task's record keeps them)."""
+        loss = self.train(dataset, steps, schedule, f"prune to {schedule.final_sparsity:.2f}", start, on_step)
+        entry = {"sparsity": schedule.final_sparsity, "loss": loss}
+        if validation is not None:
+            entry["val_accuracy"] = validation(self.packer) if callable(validation) else self.evaluate(validation)
+        self.packer.rounds.append(entry)
+        return entry
+
+    def prune_rounds(self, dataset, targets, steps_per_round: int, prune_steps: int, frequency: int,
+                     validation=None) -> list[dict]:
+        """PAE's gradual pruning: one round per target sparsity (pruning over its first `prune_steps`
+        steps, retraining for the rest), validated after each round when `validation` is given."""
+        for schedule in round_schedules(targets, steps_per_round, prune_steps, frequency):
+            self.prune_round(dataset, schedule, steps_per_round, validation)
+        return self.packer.rounds
+
+    def evaluate(self, dataset, task: int | None = None) -> float:
+        """Top-1 accuracy of `task` (default: the active one) over every sample of `dataset`."""
+        return top1_accuracy(self.packer.model, self.packer.active_task if task is None else task, dataset)
 
 
 def make_predict_fn(model, task: int, jit_compile: bool = False):

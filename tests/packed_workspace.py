@@ -14,9 +14,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from paenet.checkpoint import save_packing
 from paenet.expansion import ExpansionPolicy
 from paenet.models import SmallCNN, TaskSpec
 from paenet.packing import Packer
+from paenet.training import Trainer
 
 SIZE = 16
 TASKS = (TaskSpec("face", 0), TaskSpec("age", 3), TaskSpec("gender", 2))
@@ -38,27 +40,28 @@ def make_workspace(root: str) -> dict:
         row, col = divmod(int(label), 3)
         image[row * 8: row * 8 + 6, col * 5: col * 5 + 6] += 2.0
     packer = Packer(SmallCNN(widths=(16, 32, 64), dense_units=64, input_shape=(SIZE, SIZE, 3), name="small"),
-                    keras.optimizers.Adam(3e-3), progress=False)
+                    keras.optimizers.Adam(3e-3))
     evaluations, validation = [], {}
     for spec in TASKS:
         classes = spec.num_classes or 6
         train = tf.data.Dataset.from_tensor_slices((images[:64], labels[:64] % classes)).batch(16)
         val = tf.data.Dataset.from_tensor_slices((images[64:], labels[64:] % classes)).batch(16)
-        task = packer.start_task(spec, None if spec.num_classes else _feature_loss)
+        task = packer.start_task(spec)
+        trainer = Trainer(packer, None if spec.num_classes else _feature_loss, progress=False)
         validation[task] = val
-        packer.train(train, 8)
+        trainer.train(train, 8)
         if spec.name == "gender":
             packer.expand(ExpansionPolicy("uniform", ratio=1.5, cap=3.0))
-            packer.train(train, 4)
-        packer.prune_rounds(train, targets=[0.3, 0.6], steps_per_round=4, prune_steps=2, frequency=1,
+            trainer.train(train, 4)
+        trainer.prune_rounds(train, targets=[0.3, 0.6], steps_per_round=4, prune_steps=2, frequency=1,
                             validation=val if spec.num_classes else None)
-        packer.finish({"val_accuracy": packer.evaluate(val)})
+        packer.finish({"val_accuracy": trainer.evaluate(val)})
         for t in range(1, task + 1):
             evaluations += [{"after_task": task, "task": t, "name": packer.model.task_specs[t - 1].name,
-                             "split": split, "metric": "accuracy", "value": packer.evaluate(validation[t], t)}
+                             "split": split, "metric": "accuracy", "value": trainer.evaluate(validation[t], t)}
                             for split in ("val", "test")]
     workspace = os.path.join(root, "workspace")
-    packer.save(os.path.join(workspace, "packing"))
+    save_packing(packer, os.path.join(workspace, "packing"))
     with open(os.path.join(workspace, "evaluations.json"), "w") as f:
         json.dump(evaluations, f)
     fpr = np.linspace(0, 1, 21)

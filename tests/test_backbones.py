@@ -9,6 +9,7 @@ from paenet.expansion import ExpansionPolicy
 from paenet.export import export_savedmodel
 from paenet.models import BACKBONES, TaskSpec, create_backbone
 from paenet.packing import Packer
+from paenet.training import Trainer
 
 # The smallest configuration of each backbone that still has every kind of layer it has at full size.
 TINY = {
@@ -34,15 +35,17 @@ def _inputs(model):
 
 def _two_tasks(name):
     """Task 1 trained and half pruned; task 2 (picking) trained a little and finished."""
-    packer = Packer(create_backbone(name, name="bb", **TINY[name]), "adam", progress=False)
+    packer = Packer(create_backbone(name, name="bb", **TINY[name]), "adam")
     x = _inputs(packer.model)
     data = tf.data.Dataset.from_tensors((x, np.arange(4) % 3))
     packer.start_task(TaskSpec("one", 3))
-    packer.train(data, 2)
+    trainer = Trainer(packer, progress=False)
+    trainer.train(data, 2)
     packer.prune(0.5)
     packer.finish()
     packer.start_task(TaskSpec("two", 3), picks=True)
-    packer.train(data, 2)
+    trainer = Trainer(packer, progress=False)
+    trainer.train(data, 2)
     packer.finish()
     return packer, x, data
 
@@ -64,8 +67,9 @@ def test_finished_tasks_are_bit_identical_through_expansion_and_export(backbone,
     packer, x, data = _two_tasks(backbone)
     expected = {t: packer.model(x, task=t).numpy() for t in (1, 2)}
     packer.start_task(TaskSpec("three", 3), picks=True)
+    trainer = Trainer(packer, progress=False)
     assert packer.expand(ExpansionPolicy("uniform", 1.5, 3.0)) is not None
-    packer.train(data, 2)
+    trainer.train(data, 2)
     packer.finish()
     for t in (1, 2):
         assert packer.model(x, task=t).numpy().tobytes() == expected[t].tobytes()

@@ -9,6 +9,7 @@ from paenet.expansion import expand, masked_parameters, uniform_widths
 from paenet.models import MLP, VGG16BN, TaskSpec, variable_key
 from paenet.packing import Packer
 from paenet.records import task_digest
+from paenet.training import Trainer
 from randomized import randomize
 
 RNG = np.random.default_rng(11)
@@ -101,16 +102,18 @@ def eager_for_vgg(request):
 @pytest.mark.parametrize("which", BACKBONES)
 def test_training_a_second_task_leaves_the_first_bit_identical(which, eager_for_vgg):
     model_kwargs = BACKBONES[which][1]
-    packer = Packer(BACKBONES[which][0](**model_kwargs, name=which), keras.optimizers.Adam(1e-2), progress=False)
+    packer = Packer(BACKBONES[which][0](**model_kwargs, name=which), keras.optimizers.Adam(1e-2))
     x = RNG.normal(size=(16, *packer.model.image_shape)).astype(np.float32)
     batches = tf.data.Dataset.from_tensor_slices((x, np.arange(16) % 3)).batch(16)
     packer.start_task(TaskSpec("one", 3))
-    packer.train(batches, 1)
+    trainer = Trainer(packer, progress=False)
+    trainer.train(batches, 1)
     packer.prune(0.5)
     record = packer.finish()
     first = packer.model(x, task=1).numpy().tobytes()
     packer.start_task(TaskSpec("two", 3))
-    losses = [packer.train(batches, 1) for _ in range(8)]
+    trainer = Trainer(packer, progress=False)
+    losses = [trainer.train(batches, 1) for _ in range(8)]
     assert np.isfinite(losses).all() and losses[-1] < 0.8 * losses[0]    # one fixed batch: it learns it
     assert packer.model(x, task=1).numpy().tobytes() == first
     assert task_digest(packer.model, 1) == record.digest

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from paenet.checkpoint import load_packing, save_packing
 from paenet.compressed import load_compressed, save_compressed
 from paenet.export import export_savedmodel
 from paenet.layers import PICK_INIT
@@ -11,6 +12,7 @@ from paenet.models import SmallCNN, TaskSpec
 from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import Packer
 from paenet.records import verify
+from paenet.training import Trainer
 
 RNG = np.random.default_rng(5)
 X = RNG.normal(size=(16, 16, 16, 3)).astype(np.float32)
@@ -22,15 +24,19 @@ def _model():
     return SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="cpg")
 
 
+def train(packer, steps):
+    Trainer(packer, progress=False).train(DATA, steps)
+
+
 def _outputs(model, task):
     return model(X, task=task, training=False).numpy()
 
 
 def _packer_with_cpg_task(optimizer="adam"):
     """Task 1 trained and pruned by half; task 2 started with picks and trained 5 steps."""
-    packer = Packer(_model(), optimizer, progress=False)
+    packer = Packer(_model(), optimizer)
     packer.start_task(TaskSpec("one", 3))
-    packer.train(DATA, 5)
+    train(packer, 5)
     packer.prune(0.5)
     packer.finish()
     before = {"digest": packer.records[0].digest, "out": _outputs(packer.model, 1)}
@@ -51,17 +57,17 @@ def test_picks_start_at_cpg_init_and_gradients_reach_them():
         old = layer.pickable(2)
         assert np.any(grad.numpy()[old] != 0), layer.name
         assert np.all(grad.numpy()[~old] == 0), layer.name      # only old entries can be picked
-    packer.train(DATA, 5)
+    train(packer, 5)
     assert any(np.any(p.numpy() != np.float32(PICK_INIT)) for p in picks)
 
 
 def test_picks_stay_fixed_while_the_task_is_pruned():
     packer, _ = _packer_with_cpg_task()
-    packer.train(DATA, 5)
+    train(packer, 5)
     packer.prune(0.3)
     fixed = [p.numpy().copy() for p in packer.model.pick_variables(2)]
     kernels = [l.kernel.numpy().copy() for l in packer.model.masked_layers()]
-    packer.train(DATA, 5)
+    train(packer, 5)
     assert all(np.array_equal(a, p.numpy()) for a, p in zip(fixed, packer.model.pick_variables(2)))
     assert any(not np.array_equal(a, l.kernel.numpy()) for a, l in zip(kernels, packer.model.masked_layers()))
 
@@ -83,9 +89,9 @@ def test_unpicking_an_old_weight_changes_only_the_picking_task():
 def test_earlier_tasks_stay_bit_identical_after_a_cpg_task_with_adamw_decay():
     optimizer = ExactFreezingOptimizer(keras.optimizers.AdamW(1e-2, weight_decay=0.1))
     packer, before = _packer_with_cpg_task(optimizer)
-    packer.train(DATA, 10)
+    train(packer, 10)
     packer.prune(0.5)
-    packer.train(DATA, 3)
+    train(packer, 3)
     record = packer.finish()
     assert record.method == "pae"           # the packer's default label; the template passes its method's name
     assert _outputs(packer.model, 1).tobytes() == before["out"].tobytes()
@@ -100,12 +106,12 @@ def test_earlier_tasks_stay_bit_identical_after_a_cpg_task_with_adamw_decay():
 
 def test_a_finished_cpg_task_survives_save_load_and_both_exports(tmp_path):
     packer, _ = _packer_with_cpg_task()
-    packer.train(DATA, 5)
+    train(packer, 5)
     packer.prune(0.5)
     packer.finish()
     expected = {t: _outputs(packer.model, t) for t in (1, 2)}
-    packer.save(str(tmp_path / "packing"))
-    loaded = Packer.load(str(tmp_path / "packing"))
+    save_packing(packer, tmp_path / "packing")
+    loaded = load_packing(tmp_path / "packing")
     assert loaded.model.pick_tasks == (2,)
     for t in (1, 2):
         assert _outputs(loaded.model, t).tobytes() == expected[t].tobytes()
@@ -120,7 +126,7 @@ def test_a_finished_cpg_task_survives_save_load_and_both_exports(tmp_path):
 
 def test_the_digest_covers_the_picks():
     packer, _ = _packer_with_cpg_task()
-    packer.train(DATA, 5)
+    train(packer, 5)
     record = packer.finish()
     layer = next(l for l in packer.model.masked_layers() if l.pick_bits(2).any())
     bits = layer.pick_bits(2)
@@ -133,7 +139,7 @@ def test_the_digest_covers_the_picks():
 def test_model_size_counts_one_bit_per_entry_a_task_may_pick_from():
     from paenet.evaluation.model_size import paper_accounting
     packer, _ = _packer_with_cpg_task()
-    packer.train(DATA, 2)
+    train(packer, 2)
     packer.finish()
     rows = paper_accounting(packer.model, packer.records)
     pickable = sum(int(l.pickable(2).sum()) for l in packer.model.masked_layers())
@@ -144,7 +150,7 @@ def test_model_size_counts_one_bit_per_entry_a_task_may_pick_from():
 
 def test_the_compressed_export_stores_one_bit_per_pickable_entry(tmp_path):
     packer, _ = _packer_with_cpg_task()
-    packer.train(DATA, 3)
+    train(packer, 3)
     packer.finish()
     path = save_compressed(packer.model, packer.records, str(tmp_path / "c.npz"))
     with np.load(path) as archive:

@@ -8,6 +8,7 @@ import pytest
 
 import archives
 from data_prep.build import build
+from paenet.checkpoint import save_packing
 from paenet.data import real_images
 from paenet.data.arrays import array_dataset
 from paenet.data.pipeline import class_counts, tfds_split
@@ -17,6 +18,7 @@ from paenet.evaluation.cross_validation import cross_validate, fold_splits, mean
 from paenet.evaluation.model_size import KERNEL_BYTES, MB, bytes_on_disk, paper_accounting
 from paenet.models import SmallCNN, TaskSpec, variable_key
 from paenet.packing import Packer
+from paenet.training import Trainer
 
 
 def test_fold_splits_and_summary():
@@ -102,19 +104,20 @@ def packed(data_dir):
     keras.utils.set_random_seed(0)
     faces, people = real_images.face_nonface(data_dir, 24), real_images.ckplus_identity(data_dir, 24)
     packer = Packer(SmallCNN(widths=(8, 16), dense_units=16, input_shape=(24, 24, 3)),
-                    keras.optimizers.Adam(3e-3), progress=False)
+                    keras.optimizers.Adam(3e-3))
     matrix = AccuracyMatrix(["face", "identity"])
     sets = [(faces, array_dataset(faces.images, faces.labels, 32, training=True)),
             (people, array_dataset(people.images, people.labels, 32, training=True))]
     evaluation = [array_dataset(s.images, s.labels, 64) for s, _ in sets]
     for task, (spec_data, train) in enumerate(sets, start=1):
         packer.start_task(TaskSpec(["face", "identity"][task - 1], spec_data.num_classes))
-        packer.train(train, steps=30)
+        trainer = Trainer(packer, progress=False)
+        trainer.train(train, steps=30)
         if task == 1:
-            packer.prune_rounds(train, targets=[0.5], steps_per_round=10, prune_steps=5, frequency=5)
+            trainer.prune_rounds(train, targets=[0.5], steps_per_round=10, prune_steps=5, frequency=5)
         packer.finish()
         for seen in range(1, task + 1):
-            matrix.record(task, seen, packer.evaluate(evaluation[seen - 1], task=seen))
+            matrix.record(task, seen, trainer.evaluate(evaluation[seen - 1], task=seen))
     return packer, matrix
 
 
@@ -146,7 +149,7 @@ def test_paper_accounting_against_the_variables(packed, tmp_path):
     assert identity["pruned_fraction"] == 0.0
     assert face["owned_weights"] + identity["owned_weights"] == total_kernel
 
-    packer.save(str(tmp_path / "packed"))
+    save_packing(packer, tmp_path / "packed")
     saved = tmp_path / "packed"
     on_disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(saved) for f in names)
     assert bytes_on_disk(saved) == on_disk > rows[-1]["cumulative_bytes"] // 2

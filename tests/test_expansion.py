@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from paenet.checkpoint import load_packing, save_packing
 from paenet.data import real_images
 from paenet.data.arrays import array_dataset
 from paenet.data.preprocessing import fixed_standardization
@@ -16,6 +17,7 @@ from paenet.goal import Goal, PackingPlan, pack_task
 from paenet.models import SmallCNN, TaskSpec, layer_key
 from paenet.packing import Packer, claim_free_weights
 from paenet.records import task_digest
+from paenet.training import Trainer
 from randomized import randomize
 
 RNG = np.random.default_rng(5)
@@ -89,11 +91,12 @@ def _face_task_unpruned(data_dir):
     """Task 1 owns every weight (pruned not at all): task 2 starts with no free weight."""
     keras.utils.set_random_seed(0)
     packer = Packer(SmallCNN(widths=(8, 16, 32), dense_units=32, input_shape=(SIZE, SIZE, 3), name="grow"),
-                    keras.optimizers.Adam(3e-3), progress=False)
+                    keras.optimizers.Adam(3e-3))
     train, val, batch = _split(real_images.face_nonface(data_dir, SIZE))
     packer.start_task(TaskSpec("face_nonface", 2))
-    packer.train(train, 100)
-    packer.finish({"val_accuracy": packer.evaluate(val)})
+    trainer = Trainer(packer, progress=False)
+    trainer.train(train, 100)
+    packer.finish({"val_accuracy": trainer.evaluate(val)})
     return packer, batch
 
 
@@ -134,8 +137,8 @@ def test_earlier_task_bit_identical_through_expansion_training_pruning_and_reloa
     packer, _, face_batch, (predictions, digest) = grown
     assert packer.model(face_batch, task=1).numpy().tobytes() == predictions
     assert task_digest(packer.model, 1) == digest
-    packer.save(str(tmp_path / "grown"))
-    loaded = Packer.load(str(tmp_path / "grown"), progress=False)
+    save_packing(packer, tmp_path / "grown")
+    loaded = load_packing(tmp_path / "grown")
     assert loaded.model(face_batch, task=1).numpy().tobytes() == predictions
     assert loaded.model.width_config() == packer.model.width_config()
     assert [r.digest for r in loaded.records] == [r.digest for r in packer.records]
@@ -143,13 +146,13 @@ def test_earlier_task_bit_identical_through_expansion_training_pruning_and_reloa
 
 def test_an_unreachable_goal_rolls_the_task_back_byte_identically(data_dir, tmp_path):
     packer, _ = _face_task_unpruned(data_dir)
-    packer.save(str(tmp_path / "before"))
+    save_packing(packer, tmp_path / "before")
     train, val, _ = _split(real_images.celebs_identity(data_dir, SIZE))
     plan = PackingPlan(train_steps=30, expansion=ExpansionPolicy("uniform", ratio=1.5, cap=2.0))
     outcome = pack_task(packer, TaskSpec("celebs_identity", 5), train, val, Goal(absolute=0.99), plan)
     assert outcome.status == "goal_unreachable" and outcome.record is None and outcome.expansions
     assert packer.active_task is None and packer.model.num_tasks == 1 and len(packer.records) == 1
-    packer.save(str(tmp_path / "after"))
+    save_packing(packer, tmp_path / "after")
     comparison = filecmp.dircmp(tmp_path / "before", tmp_path / "after")
     files = ["model.json", "state.json", "variables/variables.index"]
     assert filecmp.cmpfiles(tmp_path / "before", tmp_path / "after", files, shallow=False)[0] == files

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from paenet.checkpoint import load_packing, save_packing
 from paenet.expansion import ExpansionPolicy, expand, masked_parameters, uniform_widths
 from paenet.facenet_import import load_facenet
 from paenet.models import InceptionResnetV1, TaskSpec
 from paenet.packing import Packer
 from paenet.records import task_digest
+from paenet.training import Trainer
 from randomized import randomize
 
 RNG = np.random.default_rng(11)
@@ -47,16 +49,17 @@ def test_expansions_keep_the_old_task_and_lay_concatenations_out_round_by_round(
 def expanded_facenet(facenet_dir, facenet_reference):
     """The imported FaceNet at a reduced input size as finished task 1; task 2 expanded, trained, pruned."""
     imported = load_facenet(facenet_dir / "20180402-114759.pb", input_size=96)
-    packer = Packer(imported.model, "adam", records=[imported.record()], progress=False)
+    packer = Packer(imported.model, "adam", records=[imported.record()])
     faces = tf.image.resize(facenet_reference["faces_inputs"], (96, 96)).numpy()
     before = (packer.model(faces, task=1).numpy(), packer.records[0].digest)
     packer.start_task(TaskSpec("faces", 5))
+    trainer = Trainer(packer, progress=False)
     event = packer.expand(ExpansionPolicy("uniform", ratio=1.2, cap=2.0))
     labels = np.arange(5)
     train = tf.data.Dataset.from_tensors((faces, labels))
-    packer.train(train, 2)
+    trainer.train(train, 2)
     packer.prune(0.3)
-    packer.train(train, 1)
+    trainer.train(train, 1)
     packer.finish()
     return packer, faces, before, event
 
@@ -70,7 +73,7 @@ def test_imported_facenet_is_bit_identical_after_expansion_training_and_pruning(
 
 def test_expanded_facenet_round_trips_through_save_and_load(expanded_facenet, tmp_path):
     packer, faces, (embeddings, _), _ = expanded_facenet
-    packer.save(str(tmp_path / "packed"))
-    loaded = Packer.load(str(tmp_path / "packed"), progress=False)
+    save_packing(packer, tmp_path / "packed")
+    loaded = load_packing(tmp_path / "packed")
     assert loaded.model(faces, task=1).numpy().tobytes() == embeddings.tobytes()
     assert loaded.model(faces, task=2).numpy().tobytes() == packer.model(faces, task=2).numpy().tobytes()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from paenet.checkpoint import load_packing, save_packing
 from paenet.facenet_import import FacenetImportError, find_checkpoint, load_facenet
 from paenet.facenet_import.flatbuffer import RESHAPE, parse_tflite
 from paenet.models import InceptionResnetV1, TaskSpec
@@ -147,8 +148,8 @@ def test_packer_round_trip_keeps_digests(from_checkpoint, tmp_path, facenet_refe
     model = from_checkpoint.model
     record = from_checkpoint.record()
     assert record.digest == task_digest(model, 1) and sum(record.owned.values()) == 23_432_032
-    Packer(model, records=[record], progress=False).save(str(tmp_path / "packed"))
-    loaded = Packer.load(str(tmp_path / "packed"), progress=False)   # verifies the digest
+    save_packing(Packer(model, records=[record]), tmp_path / "packed")
+    loaded = load_packing(tmp_path / "packed")   # verifies the digest
     assert [r.digest for r in loaded.records] == [record.digest]
     assert task_digest(loaded.model, 1) == record.digest
     x = facenet_reference["faces_inputs"]

@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from paenet import app, methods, tasks
 from paenet.data.arrays import array_dataset
-from paenet.expansion import ExpansionPolicy
 from paenet.evaluation.classification import top1_validator
+from paenet.expansion import ExpansionPolicy
 from paenet.goal import Goal, PackingPlan, pack_task
 from paenet.models import SmallCNN, TaskSpec
 from paenet.monitor import WorkspaceObserver
@@ -100,7 +100,7 @@ def test_every_method_keeps_earlier_tasks_exact_and_resumes_after_a_kill(method,
 
 def _unreachable(method, on_miss=None):
     """Task 2 with random labels and a goal of 1.0: no width reaches it."""
-    packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(SIZE, SIZE, 3), name="m"), progress=False)
+    packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(SIZE, SIZE, 3), name="m"))
     images, labels = _images(1, 3)
     data = array_dataset(images, labels, 32, training=True, seed=0)
     plan = PackingPlan(train_steps=3, targets=(0.5,), steps_per_round=2, prune_steps=1, frequency=1,

@@ -5,16 +5,17 @@ import tensorflow as tf
 
 from paenet.models import SmallCNN, TaskSpec
 from paenet.packing import Packer
+from paenet.training import Trainer
 
 RNG = np.random.default_rng(2)
 
 
 def _one_task_packer(task_parts):
     packer = Packer(SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="p"), "adam",
-                    task_parts=task_parts, progress=False)
+                    task_parts=task_parts)
     packer.start_task(TaskSpec("one", 3))
     x = RNG.normal(size=(8, 16, 16, 3)).astype(np.float32)
-    packer.train(tf.data.Dataset.from_tensors((x, RNG.integers(0, 3, 8))), 5)
+    Trainer(packer, progress=False).train(tf.data.Dataset.from_tensors((x, RNG.integers(0, 3, 8))), 5)
     packer.prune(0.5)
     packer.finish()
     return packer, x
@@ -50,7 +51,7 @@ def _trunk(model, x, task):
 
 def test_resume_task_takes_over_an_imported_task_and_cannot_roll_it_back():
     model = SmallCNN(widths=(4,), dense_units=4, input_shape=(16, 16, 3), tasks=[TaskSpec("face", 2)]).build_variables()
-    packer = Packer(model, "sgd", progress=False)
+    packer = Packer(model, "sgd")
     with pytest.raises(ValueError, match="only task 1"):
         packer.resume_task(2)
     packer.resume_task(1)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from paenet.checkpoint import load_packing, save_packing
 from paenet.data import real_images
 from paenet.data.arrays import array_dataset
 from paenet.data.preprocessing import fixed_standardization
@@ -18,6 +19,7 @@ from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import Packer
 from paenet.pruning import release_count
 from paenet.records import IntegrityError, task_digest
+from paenet.training import Trainer
 
 SIZE = 64
 TRAIN_STEPS = 150
@@ -48,7 +50,7 @@ def _pack(data_dir, variant):
     spec = VARIANTS[variant]
     packer = Packer(SmallCNN(widths=(16, 32, 64), dense_units=64, dropout=0.2, input_shape=(SIZE, SIZE, 3),
                              name="three_tasks"),
-                    spec["optimizer"](), reinitialize_claimed=spec.get("reinitialize", False), progress=False)
+                    spec["optimizer"](), reinitialize_claimed=spec.get("reinitialize", False))
     run = {"packer": packer, "finished": {}, "batches": {}, "chance": {}, "kernels_at_start": {}}
     for name, load in TASKS:
         data = load(data_dir, SIZE)
@@ -58,10 +60,11 @@ def _pack(data_dir, variant):
         run["kernels_at_start"][name] = {layer_key(l): (l.kernel.numpy(), l.mask.numpy())
                                          for l in packer.model.masked_layers() if l.built}
         task = packer.start_task(TaskSpec(name, data.num_classes))
-        packer.train(train_ds, TRAIN_STEPS)
-        packer.prune_rounds(train_ds, validation=val_ds, **ROUNDS)
+        trainer = Trainer(packer, progress=False)
+        trainer.train(train_ds, TRAIN_STEPS)
+        trainer.prune_rounds(train_ds, validation=val_ds, **ROUNDS)
         chance = float(np.bincount(data.labels[val]).max() / len(val))
-        record = packer.finish({"val_accuracy": packer.evaluate(val_ds), "chance": chance})
+        record = packer.finish({"val_accuracy": trainer.evaluate(val_ds), "chance": chance})
         batch = fixed_standardization(data.images[val])
         run["batches"][task] = batch
         run["finished"][task] = {
@@ -116,13 +119,13 @@ def test_each_task_is_clearly_above_chance(packed):
 def saved(data_dir, tmp_path_factory):
     run = _pack(data_dir, "adam_one_object")
     path = tmp_path_factory.mktemp("packing") / "three"
-    run["packer"].save(str(path))
+    save_packing(run["packer"], path)
     return run, path
 
 
 def test_save_load_round_trip_keeps_digests_and_predictions(saved):
     run, path = saved
-    loaded = Packer.load(str(path), progress=False)
+    loaded = load_packing(path)
     assert [r.digest for r in loaded.records] == [r.digest for r in run["packer"].records]
     for task, batch in run["batches"].items():
         assert loaded.model(batch, task=task).numpy().tobytes() == run["finished"][task]["predictions"]
@@ -169,7 +172,7 @@ def test_a_tampered_checkpoint_is_refused(saved, tmp_path, change, task):
     _, path = saved
     copy = _tampered_copy(path, tmp_path, change)
     with pytest.raises(IntegrityError, match=f"task {task} \\({TASKS[task - 1][0]}\\): digest mismatch"):
-        Packer.load(str(copy))
+        load_packing(copy)
 
 
 def test_a_corrupted_checkpoint_file_is_refused(saved, tmp_path):
@@ -181,4 +184,4 @@ def test_a_corrupted_checkpoint_file_is_refused(saved, tmp_path):
     raw[len(raw) // 2] ^= 0x01
     data.write_bytes(bytes(raw))
     with pytest.raises(IntegrityError, match="variables: damaged, or not the checkpoint of this model"):
-        Packer.load(str(copy))
+        load_packing(copy)

@@ -15,8 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tiny_tasks  # noqa: E402,F401  (registers tiny_a, tiny_b)
 
 from paenet import app, fileio  # noqa: E402
+from paenet.checkpoint import load_packing, save_packing  # noqa: E402
 from paenet.packing import Packer  # noqa: E402
 from paenet.records import IntegrityError  # noqa: E402
+from paenet.training import Trainer  # noqa: E402
 from paenet.workspace import Workspace, WorkspaceError  # noqa: E402
 from paenet.config import PackingPlan  # noqa: E402
 
@@ -209,13 +211,13 @@ def test_a_truncated_workspace_file_is_refused_naming_it(reference, tmp_path, na
 
 def test_save_verifies_finished_tasks_before_replacing_anything(reference, tmp_path):
     ws = copy(reference["workspace"], tmp_path)
-    packer = Packer.load(str(ws / "packing"), progress=False)
+    packer = load_packing(ws / "packing")
     before = contents(ws)
     kernel = packer.model.masked_layers()[0].kernel
     owned = packer.model.masked_layers()[0].mask.numpy() == 1
     kernel.assign(np.where(owned, kernel.numpy() + 1.0, kernel.numpy()))
     with pytest.raises(IntegrityError, match=r"task 1 \(tiny_a\): digest mismatch"):
-        packer.save(str(ws / "packing"))
+        save_packing(packer, ws / "packing")
     assert contents(ws) == before and not list(ws.glob(".tmp-*"))
 
 
@@ -223,7 +225,7 @@ def test_a_training_mode_call_of_a_finished_task_changes_nothing(reference, tmp_
     """Loaded from its records (and set by finish, which reference's run went through), a finished task
     called with training=True computes in inference mode: its BatchNorm moving statistics stay."""
     from paenet.records import verify
-    packer = Packer.load(str(reference["workspace"] / "packing"), progress=False)
+    packer = load_packing(reference["workspace"] / "packing")
     model, x = packer.model, np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype(np.float32)
     before = {v.path: v.numpy() for v in model.variables}
     trained = model(x, task=1, training=True).numpy()
@@ -244,14 +246,15 @@ def test_a_task_computes_under_its_own_dtype_policy_whatever_the_global_one(tmp_
     x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype(np.float32)
     try:
         keras.config.set_dtype_policy(finished_under)
-        packer = Packer(SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="p"), progress=False)
+        packer = Packer(SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="p"))
         packer.start_task(TaskSpec("one", 3))
-        packer.train(tf.data.Dataset.from_tensors((x, np.arange(8) % 3)), 3)
+        trainer = Trainer(packer, progress=False)
+        trainer.train(tf.data.Dataset.from_tensors((x, np.arange(8) % 3)), 3)
         record = packer.finish()
         expected = packer.model(x, task=1).numpy()
-        packer.save(str(tmp_path / "packing"))
+        save_packing(packer, tmp_path / "packing")
         keras.config.set_dtype_policy(loaded_under)
-        loaded = Packer.load(str(tmp_path / "packing"), progress=False)
+        loaded = load_packing(tmp_path / "packing")
         assert record.compute_dtype == finished_under == loaded.model.dtype_policy.name
         assert np.array_equal(loaded.model(x, task=1).numpy(), expected)
         loaded.start_task(TaskSpec("two", 2))            # a rebuilt model keeps the policy

@@ -39,7 +39,7 @@ from paenet.models import TaskSpec, create_backbone
 from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import Packer
 from paenet.records import IntegrityError, verify
-from paenet.training import make_train_step, top1_accuracy
+from paenet.training import Trainer, make_train_step, top1_accuracy
 
 BASELINES = ("independent", "finetune")
 ALL_METHODS = (*BASELINES, *sorted(METHODS))
@@ -153,11 +153,12 @@ def run_independent(sequence: Sequence, config: BenchConfig, progress: bool = Fa
     names = [t.name for t in sequence.tasks]
     matrix, tests, val, size = AccuracyMatrix(names), _test_sets(sequence, config), [], 0
     for task, spec in enumerate(_specs(sequence), 1):
-        packer = Packer(_backbone(sequence), _optimizer(config), progress=progress)
+        packer = Packer(_backbone(sequence), _optimizer(config))
         packer.start_task(spec)
-        packer.train(_train_set(sequence, task, config), config.train_steps, description="independent")
-        val.append(packer.evaluate(_val_set(sequence, task, config)))
-        accuracy = packer.evaluate(tests[task - 1])
+        trainer = Trainer(packer, progress=progress)
+        trainer.train(_train_set(sequence, task, config), config.train_steps, description="independent")
+        val.append(trainer.evaluate(_val_set(sequence, task, config)))
+        accuracy = trainer.evaluate(tests[task - 1])
         for after in range(task, len(names) + 1):
             matrix.record(after, task, accuracy)
         size += _unmasked_bytes(packer.model, [1])
@@ -209,12 +210,12 @@ def run_packing(sequence: Sequence, method: str, config: BenchConfig, goals: lis
     start = time.perf_counter()
     specs, tests = _specs(sequence), _test_sets(sequence, config)
     matrix = AccuracyMatrix([s.name for s in specs])
-    packer = Packer(_backbone(sequence), _optimizer(config), task_parts="inherit", progress=progress)
+    packer = Packer(_backbone(sequence), _optimizer(config), task_parts="inherit")
     statuses, val = [], []
     for task, spec in enumerate(specs, 1):
         outcome = GoalLoop(packer, spec, _train_set(sequence, task, config),
                            top1_validator(_val_set(sequence, task, config)), Goal(absolute=goals[task - 1]),
-                           config.plan(), method=method, on_miss="keep").run()
+                           config.plan(), method=method, on_miss="keep", progress=progress).run()
         statuses.append(outcome.status)
         val.append(outcome.val_accuracy)
         for earlier in range(1, task + 1):
