@@ -154,11 +154,11 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
                 plan=PackingPlan.from_dict(active["plan"]), test=data.test, loss=data.loss, observer=observer,
                 state=state, method=active.get("method", "pae"), progress=s.progress)
     checkpoints = workspace.checkpoints
+    best = checkpoints.load_best(active["best"]) if active["best"] else None
     if state.stage == "baseline":
-        loop = GoalLoop(finished, **args)
+        loop = GoalLoop(finished, best_snapshot=best, **args)
     else:
         packer = checkpoints.restore_packer(active, optimizer, task_parts=finished.task_parts)
-        best = checkpoints.load_best(active["best"]) if active["best"] else None
         loop = GoalLoop(packer, best_snapshot=best, **args)
     checkpoints.restore(loop.current_packer, loop.current_trainer, data.train, active)
     print(f"resuming task {spec.name!r} at stage {state.stage!r}, step {state.phase_step} of its phase",

@@ -63,9 +63,10 @@ class ExpansionPolicy:
 
 @dataclasses.dataclass(frozen=True)
 class PackingPlan:
-    """Steps of the goal loop: training (and retraining after each expansion), then pruning rounds of
-    rising target sparsity, each pruning every `frequency` steps over its first `prune_steps` steps and
-    retraining for the rest of `steps_per_round`."""
+    """The goal loop's recipe: training (and retraining after each expansion), validated every
+    `eval_every` steps with plateau decay, then pruning rounds of rising target sparsity, each pruning
+    every `frequency` steps over its first `prune_steps` steps and retraining for the rest of
+    `steps_per_round`; `l2` weighs the penalty on the task's own kernel entries throughout."""
 
     train_steps: int = option(300, "Training steps, and retraining steps after each expansion.", rule=POSITIVE)
     targets: tuple = option((0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
@@ -73,6 +74,13 @@ class PackingPlan:
     steps_per_round: int = option(100, "Training steps per pruning round.", rule=POSITIVE)
     prune_steps: int = option(50, "Steps at the start of each round over which it prunes.")
     frequency: int = option(10, "Prune every this many steps.", flag="prune_frequency", rule=POSITIVE)
+    eval_every: int = option(0, "Validate every this many steps of a training phase and end the phase on its "
+                                "best validated state (0: validate at its end only).", rule=NON_NEGATIVE)
+    plateau_patience: int = option(0, "With --eval_every: validations without a gain before the learning rate "
+                                      "is multiplied by 0.1 and the best state restored; the second time, the "
+                                      "phase stops (0: never; PAE: 15 epochs).", rule=NON_NEGATIVE)
+    l2: float = option(0.0, "L2 penalty (factor x sum of squares / 2) on the kernel entries the task owns "
+                            "(PAE: 5e-4).", rule=NON_NEGATIVE)
     expansion: ExpansionPolicy = dataclasses.field(default_factory=ExpansionPolicy)
 
     def __post_init__(self):
@@ -82,6 +90,8 @@ class PackingPlan:
               "must be strictly increasing")
         _need(isinstance(self.prune_steps, int) and 0 <= self.prune_steps < self.steps_per_round, "prune_steps",
               self.prune_steps, f"must be in [0, --steps_per_round={self.steps_per_round})")
+        _need(not self.plateau_patience or self.eval_every > 0, "plateau_patience", self.plateau_patience,
+              "needs --eval_every")
 
     def schedules(self):
         from paenet.pruning import round_schedules

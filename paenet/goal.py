@@ -65,6 +65,7 @@ class LoopState:
     history: list = dataclasses.field(default_factory=list)
     round: int = 0
     best: dict | None = None
+    plateau: dict | None = None
     status: str | None = None
     test_accuracy: float | None = None
     expansions: list = dataclasses.field(default_factory=list)
@@ -135,7 +136,7 @@ class GoalLoop:
         self.state = state or LoopState()
         self.best_snapshot = best_snapshot
         self.progress = progress
-        self.trainer = Trainer(packer, loss, progress)
+        self.trainer = Trainer(packer, loss, progress, plan.l2)
         self.baseline_packer = self.baseline_trainer = None
         if self.state.stage == "baseline":
             self._make_baseline()
@@ -167,10 +168,58 @@ class GoalLoop:
         self.observer.on_step(self, loss)
 
     def _validated(self, stage: str, packer: Packer) -> float:
-        accuracy = float(self.validate(packer.model, packer.active_task))
+        return self._record(stage, float(self.validate(packer.model, packer.active_task)))
+
+    def _record(self, stage: str, accuracy: float) -> float:
         self.state.history.append([stage, accuracy])
         self.observer.on_event(self, "val_accuracy", accuracy)
         return accuracy
+
+    def _train_phase(self, trainer: Trainer, packer: Packer, label: str) -> float:
+        """Trains a phase's `plan.train_steps` steps and returns its validation accuracy. With
+        `plan.eval_every` it validates every that many steps and ends on the best validated state; with
+        `plan.plateau_patience`, that many validations without a gain multiply the learning rate by 0.1
+        and restore the best state, and the second time end the phase (ivclab/PAE's train_softmax.py).
+        The learning rate is the optimizer's own again afterwards."""
+        plan, state = self.plan, self.state
+        if not plan.eval_every:
+            trainer.train(self.train, plan.train_steps, description=label, start=state.phase_step,
+                          on_step=self._on_step)
+            return self._validated(label, packer)
+        rate = packer.optimizer.learning_rate
+        if state.plateau is None:
+            state.plateau = {"at": 0, "best": None, "since": 0, "decays": 0, "rate": float(rate.numpy())}
+        p = state.plateau
+        while True:
+            step = state.phase_step
+            # (a resumed run validates first where the killed one stopped before it could)
+            if step > p["at"] and (step % plan.eval_every == 0 or step >= plan.train_steps):
+                self._plateau(packer, rate, self._validated(f"{label} step {step}", packer), step)
+            if state.phase_step >= plan.train_steps:
+                break
+            end = min(plan.train_steps, (step // plan.eval_every + 1) * plan.eval_every)
+            trainer.train(self.train, end, description=label, start=step, on_step=self._on_step)
+        packer.restore_task(self.best_snapshot)
+        rate.assign(p["rate"])
+        state.plateau = None
+        return self._record(label, p["best"])
+
+    def _plateau(self, packer: Packer, rate, accuracy: float, step: int):
+        p, patience = self.state.plateau, self.plan.plateau_patience
+        p["at"] = step
+        if p["best"] is None or accuracy > p["best"]:
+            p.update(best=accuracy, since=0)
+            self.best_snapshot = packer.snapshot_task()
+            self.observer.on_best(self, self.best_snapshot)
+            return
+        p["since"] += 1
+        if patience and p["since"] >= patience:
+            p.update(since=0, decays=p["decays"] + 1)
+            packer.restore_task(self.best_snapshot)
+            if p["decays"] == 2:
+                self.state.phase_step = p["at"] = self.plan.train_steps       # the second plateau ends it
+            else:
+                rate.assign(float(rate.numpy()) * 0.1)
 
     def _make_baseline(self):
         """An independent copy of the network in which the new task owns every weight, and its trainer."""
@@ -179,7 +228,7 @@ class GoalLoop:
         task = copy.start_task(self.spec)
         for layer in copy.model.masked_layers():
             layer.mask.assign(np.full(layer.mask.shape, task, np.uint8))
-        self.baseline_packer, self.baseline_trainer = copy, Trainer(copy, self.loss, self.progress)
+        self.baseline_packer, self.baseline_trainer = copy, Trainer(copy, self.loss, self.progress, self.plan.l2)
 
     def _start(self):
         if self.packer.active_task is not None:
@@ -206,9 +255,7 @@ class GoalLoop:
         self.state.baseline, self.state.target = baseline, self.goal.value(baseline)
 
     def _baseline(self):
-        self.baseline_trainer.train(self.train, self.plan.train_steps, description="baseline",
-                                    start=self.state.phase_step, on_step=self._on_step)
-        self._set_target(self._validated("baseline", self.baseline_packer))
+        self._set_target(self._train_phase(self.baseline_trainer, self.baseline_packer, "baseline"))
         self.baseline_packer = self.baseline_trainer = None
         self.packer.start_task(self.spec, picks=self.method.picks)
         self._next("train")
@@ -218,9 +265,7 @@ class GoalLoop:
         if self.train is None and self.state.history:
             accuracy = self.state.history[-1][1]     # nothing to train: validated as imported already
         else:
-            self.trainer.train(self.train, self.plan.train_steps, description=label, start=self.state.phase_step,
-                               on_step=self._on_step)
-            accuracy = self._validated(label, self.packer)
+            accuracy = self._train_phase(self.trainer, self.packer, label)
         if accuracy < self.state.target:
             if self.train is not None and self.method.expands:
                 self._next("expand")

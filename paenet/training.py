@@ -15,9 +15,17 @@ def classification_loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool = False):
+def owned_l2(model, task: int):
+    """Sum of squares / 2 of the kernel entries task `task` owns now (``tf.nn.l2_loss`` over them): the
+    weight decay of PAE's slim ``l2_regularizer``, kept off every entry the task may not change."""
+    return tf.add_n([tf.nn.l2_loss(tf.where(tf.equal(l.mask, task), l.kernel, tf.zeros_like(l.kernel)))
+                     for l in model.masked_layers()])
+
+
+def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool = False, l2: float = 0.0):
     """A ``tf.function`` ``step(x, y) -> loss`` that trains task `task` through an
-    ``ExactFreezingOptimizer`` started for that task."""
+    ``ExactFreezingOptimizer`` started for that task; `l2` adds ``l2 * owned_l2(model, task)`` to the
+    loss."""
     if optimizer.task != task:
         raise ValueError(f"the optimizer was started for task {optimizer.task}, not task {task}")
     loss_fn = loss_fn or classification_loss()
@@ -27,6 +35,8 @@ def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool
     def step(x, y):
         with tf.GradientTape() as tape:
             loss = loss_fn(y, model(x, task=task, training=True))
+            if l2:
+                loss += l2 * owned_l2(model, task)
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
@@ -43,10 +53,11 @@ class Trainer:
       packer: the packer whose active task is trained (whichever it is at each call).
       loss: the task's loss ``loss(y, outputs)`` (default: ``classification_loss()``).
       progress: show progress bars.
+      l2: the factor of the penalty on the task's own kernel entries (``owned_l2``).
     """
 
-    def __init__(self, packer, loss=None, progress: bool = True):
-        self.packer, self.loss, self.progress = packer, loss, progress
+    def __init__(self, packer, loss=None, progress: bool = True, l2: float = 0.0):
+        self.packer, self.loss, self.progress, self.l2 = packer, loss, progress, l2
         self.phase_loss = [0.0, 0]      # loss sum and steps of the training phase so far (checkpointed)
         self._step = self._step_for = None
         self._batches = None
@@ -57,7 +68,7 @@ class Trainer:
         p = self.packer
         key = (p.model, p.optimizer.inner, p.optimizer.trainable_variables)
         if self._step_for is None or any(a is not b for a, b in zip(key, self._step_for)):
-            self._step = make_train_step(p.model, p.optimizer, p.active_task, self.loss)
+            self._step = make_train_step(p.model, p.optimizer, p.active_task, self.loss, l2=self.l2)
             self._step_for = key
         return self._step
 

@@ -67,11 +67,23 @@ class _Killed(Exception):
 
 @pytest.mark.parametrize("method", sorted(methods.METHODS))
 def test_every_method_keeps_earlier_tasks_exact_and_resumes_after_a_kill(method, tmp_path, monkeypatch):
+    _exact_and_resumable(tmp_path, monkeypatch, method, (15, 25))
+
+
+def test_the_training_recipe_keeps_earlier_tasks_exact_and_resumes_after_a_kill(tmp_path, monkeypatch):
+    """Validation every 5 steps with plateau decay and L2 on the owned entries: killed right after the
+    checkpoint at step 10, before that step's validation, and in a pruning round."""
+    recipe = PackingPlan(train_steps=20, targets=(0.5,), steps_per_round=10, prune_steps=5, frequency=5,
+                         eval_every=5, plateau_patience=1, l2=5e-4)
+    _exact_and_resumable(tmp_path, monkeypatch, "pae", (10, 25), plan=recipe)
+
+
+def _exact_and_resumable(tmp_path, monkeypatch, method, stops, **changes):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert app.pack(_settings(straight, "synth_a", method))[0] == app.GOAL_MET
+    assert app.pack(_settings(straight, "synth_a", method, **changes))[0] == app.GOAL_MET
     shutil.copytree(straight, killed)
     first = _packing(straight)
-    assert app.pack(_settings(straight, "synth_b", method))[0] == app.GOAL_MET
+    assert app.pack(_settings(straight, "synth_b", method, **changes))[0] == app.GOAL_MET
     expected = _packing(straight)
 
     # Task 1 is bit-identical after task 2, whatever the method.
@@ -81,7 +93,7 @@ def test_every_method_keeps_earlier_tasks_exact_and_resumes_after_a_kill(method,
     assert expected["state"][1]["method"] == method
 
     # Killed twice (in training, then in a pruning round), then resumed: the same end.
-    for stop_at in (15, 25):
+    for stop_at in stops:
         original = WorkspaceObserver.on_step
 
         def on_step(self, loop, loss, stop_at=stop_at):
@@ -90,9 +102,9 @@ def test_every_method_keeps_earlier_tasks_exact_and_resumes_after_a_kill(method,
                 raise _Killed
         monkeypatch.setattr(WorkspaceObserver, "on_step", on_step)
         with pytest.raises(_Killed):
-            app.pack(_settings(killed, "synth_b", method))
+            app.pack(_settings(killed, "synth_b", method, **changes))
         monkeypatch.undo()
-    assert app.pack(_settings(killed, "synth_b", method))[0] == app.GOAL_MET
+    assert app.pack(_settings(killed, "synth_b", method, **changes))[0] == app.GOAL_MET
     resumed = _packing(killed)
     assert resumed["state"] == expected["state"]
     assert [k for k, v in expected["variables"].items() if resumed["variables"][k] != v] == []
