@@ -204,6 +204,8 @@ class GoalLoop:
         name = self.packer.model.task_specs[self.packer.active_task - 1].name
         if name != self.spec.name:
             raise ValueError(f"task {name!r} is active in the packer, not {self.spec.name!r}")
+        if self.loss is not None:
+            self.packer.use_loss(self.loss)
         baseline = self._validated("imported", self.packer) if self.goal.needs_baseline else self.goal.baseline
         self._set_target(baseline)
         self._next("train")

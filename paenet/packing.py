@@ -155,6 +155,11 @@ class Packer:
             raise ValueError(f"only task {len(self.records) + 1}, the first unfinished one, can be active")
         self._activate(task, loss)
 
+    def use_loss(self, loss) -> None:
+        """Trains the active task with `loss` from now on, with a fresh optimizer (an imported task,
+        activated before its task's loss was known)."""
+        self._activate(self._check_active(), loss)
+
     def _activate(self, task: int, loss):
         self.active_task = task
         self._loss = loss

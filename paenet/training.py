@@ -13,16 +13,18 @@ def classification_loss():
 
 def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool = False):
     """A ``tf.function`` ``step(x, y) -> loss`` that trains task `task` through an
-    ``ExactFreezingOptimizer`` started for that task."""
+    ``ExactFreezingOptimizer`` started for that task. A loss with an ``outputs`` attribute gets those
+    outputs of the model (``model(x, outputs=loss_fn.outputs)``) instead of its default one."""
     if optimizer.task != task:
         raise ValueError(f"the optimizer was started for task {optimizer.task}, not task {task}")
     loss_fn = loss_fn or classification_loss()
     variables = optimizer.trainable_variables
+    outputs = {"outputs": loss_fn.outputs} if hasattr(loss_fn, "outputs") else {}
 
     @tf.function(jit_compile=jit_compile)
     def step(x, y):
         with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, task=task, training=True))
+            loss = loss_fn(y, model(x, task=task, training=True, **outputs))
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
