@@ -146,3 +146,22 @@ def test_the_head_is_the_files_when_the_identities_match_else_fresh_and_the_face
     served = serving_function(same.model, 1)(x)
     assert list(served) == ["embeddings"]
     np.testing.assert_array_equal(served["embeddings"].numpy(), same.model(x, task=1, outputs="embeddings").numpy())
+
+
+def test_a_facenet_workspace_trains_its_face_task_with_the_face_loss_in_every_phase(tmp_path, monkeypatch):
+    from paenet.app import Settings, pack
+    values = {name: v.numpy() for name, v in facenet_variables(tiny_face_model(7)).items()}
+    prefix = save_checkpoint(tmp_path / "face.ckpt", values)           # a 7-class head: a fresh 3-class one
+    calls = []
+    original = FaceLoss.__call__
+    monkeypatch.setattr(FaceLoss, "__call__", lambda self, y, outputs: calls.append(1) or original(self, y, outputs))
+    options = {"face_pairs": str(make_lfw(tmp_path / "lfw")), "face_train": str(make_training_folder(tmp_path / "ids"))}
+    status, summary = pack(Settings(str(tmp_path / "ws"), "face", data_dir=str(tmp_path), task_options=options,
+                                    base="facenet", facenet=prefix, bn_momentum=0.5, batch_size=6, goal=0.0,
+                                    train_steps=2, targets=(0.5,), steps_per_round=2, prune_steps=1,
+                                    prune_frequency=1, progress=False))
+    assert status == 0 and summary["sizes"]["train"] == 12
+    assert [stage for stage, _ in summary["history"]] == ["train", "prune 0.5"]
+    assert calls                                                        # traced by the packer's train step
+    state = (tmp_path / "ws" / "packing" / "state.json").read_text()
+    assert '"num_classes": 3' in state
