@@ -131,6 +131,12 @@ def test_without_a_training_folder_the_task_prunes_as_imported_and_says_so_once(
                                                                         "face_train": str(tmp_path / "nowhere")})
     with pytest.raises(FileNotFoundError, match="face_train=.*nowhere"):
         tasks.get("face").load(missing)
+    one = make_training_folder(tmp_path / "one")
+    for name in ("n000100", "n000200"):
+        for image in (one / name).iterdir():
+            image.unlink()
+    with pytest.raises(ValueError, match="face_train=.*one: 1 identities"):
+        training_classes(None, {"face_train": str(one)})
 
 
 def test_the_head_is_the_files_when_the_identities_match_else_fresh_and_the_face_serves_embeddings(tmp_path):

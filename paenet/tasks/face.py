@@ -171,7 +171,12 @@ def training_identities(data_dir, options: dict) -> list[str]:
                            "identities with face_train, see paenet/tasks/face.py)", folder)
         return []
     with os.scandir(folder) as entries:
-        return sorted(e.name for e in entries if e.is_dir() and any(is_image_file(f) for f in os.listdir(e.path)))
+        identities = sorted(e.name for e in entries
+                            if e.is_dir() and any(is_image_file(f) for f in os.listdir(e.path)))
+    if len(identities) < 2:
+        raise ValueError(f"face_train={folder}: {len(identities)} identities (<identity>/<image>); softmax "
+                         "training needs 2 or more")
+    return identities
 
 
 def training_classes(data_dir, options: dict) -> int:
@@ -185,8 +190,6 @@ def training_data(folder: Path, identities: list[str], context: TaskContext):
     images = identity_images(folder)
     paths = [p for i in identities for p in images[i]]
     labels = np.array([k for k, i in enumerate(identities) for _ in images[i]], np.int64)
-    if len(identities) < 2:
-        raise ValueError(f"face_train={folder}: {len(identities)} identity; softmax training needs 2 or more")
     order = np.random.default_rng(context.seed).permutation(len(paths))
     source = pipeline.files([paths[i] for i in order], labels[order])
     return pipeline.training_dataset(source, context.batch_size, context.seed, context.image_size,
