@@ -5,8 +5,8 @@ uint8 masks, and each task's own BatchNorm, biases and head. It has one serving 
 by the task, taking ``images`` (float32 [None, H, W, 3] at the model's ``image_shape``, already
 standardised): a feature task (no classes, or FaceNet's face task, whose head only retrains it) returns
 ``embeddings`` (for FaceNet the L2-normalised 512-d embedding; otherwise the features the model gives), a
-classifier returns ``probabilities`` (softmax of its logits). The first task's signature is also ``serving_default``, which
-TF Serving needs.
+classifier returns ``probabilities`` (softmax of its logits). The first task's signature is also
+``serving_default``, which TF Serving needs.
 
 Exactness: loaded with ``tf.saved_model.load``, every signature is bit-identical to the in-memory model
 run as a ``tf.function`` (as ``paenet.training`` evaluates it). Eager calls can differ in the last bits
