@@ -104,9 +104,11 @@ def _create(workspace, s: Settings):
               "optimizer": optimizer_config(s), "batch_size": s.batch_size, "task_parts": s.task_parts}
     if s.base == "facenet":
         from paenet.facenet_import import load_facenet
+        from paenet.tasks import face
         if not s.facenet:
             raise UsageError("--base=facenet needs --facenet=PATH (a FaceNet checkpoint, .pb or .tflite)")
-        imported = load_facenet(s.facenet, logits=False, sharing=s.sharing, name="paenet")
+        classes = face.training_classes(s.data_dir, s.task_options)     # a face head only to retrain it
+        imported = load_facenet(s.facenet, logits=classes, sharing=s.sharing, name="paenet")
         model = imported.model if s.bn_momentum is None else imported.model.rebuild(bn_momentum=s.bn_momentum)
         packer = Packer(model, config["optimizer"])
         packer.resume_task(1)

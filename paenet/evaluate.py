@@ -38,7 +38,8 @@ def embedding_model(checkpoint, task: str | None = None):
             raise ValueError(str(e)) from None
         if task is not None:
             return model, model.task_number(task)
-        features = [t for t, spec in enumerate(model.task_specs, 1) if spec.num_classes == 0]
+        from paenet.export import serves_embeddings
+        features = [t for t in range(1, model.num_tasks + 1) if serves_embeddings(model, t)]
         if not features:
             raise ValueError(f"{checkpoint}: no task without a classifier head (a face task) to evaluate")
         return model, features[0]

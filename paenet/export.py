@@ -3,10 +3,10 @@
 The SavedModel holds each variable the served tasks read exactly once: the shared masked kernels, their
 uint8 masks, and each task's own BatchNorm, biases and head. It has one serving signature per task, named
 by the task, taking ``images`` (float32 [None, H, W, 3] at the model's ``image_shape``, already
-standardised): a feature task (no classes, e.g. FaceNet's face task) returns ``embeddings`` (for FaceNet
-the L2-normalised 512-d embedding; otherwise the features the model gives), a classifier returns
-``probabilities`` (softmax of its logits). The first task's signature is also ``serving_default``, which
-TF Serving needs.
+standardised): a feature task (no classes, or FaceNet's face task, whose head only retrains it) returns
+``embeddings`` (for FaceNet the L2-normalised 512-d embedding; otherwise the features the model gives), a
+classifier returns ``probabilities`` (softmax of its logits). The first task's signature is also
+``serving_default``, which TF Serving needs.
 
 Exactness: loaded with ``tf.saved_model.load``, every signature is bit-identical to the in-memory model
 run as a ``tf.function`` (as ``paenet.training`` evaluates it). Eager calls can differ in the last bits
@@ -43,9 +43,11 @@ SIZES = "sizes.json"
 RESERVED_NAMES = ("variables", "trainable_variables", "non_trainable_variables", "serving_default")
 
 
-def output_name(spec) -> str:
-    """The key of a task's signature output: ``probabilities`` for a classifier, else ``embeddings``."""
-    return "probabilities" if spec.num_classes else "embeddings"
+def serves_embeddings(model, task: int) -> bool:
+    """Whether task `task` serves features: a task without classes, or one whose head only trains it
+    (FaceNet's face task, ``InceptionResnetV1.serves_embeddings``)."""
+    serves = getattr(model, "serves_embeddings", None)
+    return serves(task) if serves is not None else not model.task_specs[task - 1].num_classes
 
 
 def select_tasks(model, tasks=None) -> list[int]:
@@ -64,14 +66,12 @@ def select_tasks(model, tasks=None) -> list[int]:
 
 
 def serving_function(model, task: int):
-    """Task `task`'s serving function: images -> {output_name: float32 outputs}."""
-    spec = model.task_specs[task - 1]
-
-    def serve(images):
-        outputs = tf.cast(model(images, task=task, training=False), tf.float32)
-        return {output_name(spec): tf.nn.softmax(outputs) if spec.num_classes else outputs}
-
-    return serve
+    """Task `task`'s serving function: images -> {"embeddings" or "probabilities": float32 outputs}."""
+    if serves_embeddings(model, task):
+        head = {"outputs": "embeddings"} if model.task_specs[task - 1].num_classes else {}
+        return lambda images: {"embeddings": tf.cast(model(images, task=task, training=False, **head), tf.float32)}
+    return lambda images: {"probabilities": tf.nn.softmax(tf.cast(model(images, task=task, training=False),
+                                                                  tf.float32))}
 
 
 def export_savedmodel(model, output_dir: str, tasks=None, records=None) -> str:

@@ -18,7 +18,8 @@ from paenet import config
 from paenet.app import UsageError
 
 FLAGS = flags.FLAGS
-TASK_OPTIONS = ("face_pairs", "face_val", "face_val_pairs")
+TASK_OPTIONS = ("face_pairs", "face_val", "face_val_pairs", "face_train", "face_prelogits_norm_factor",
+                "face_center_loss_factor")
 
 
 def define_flags():
@@ -34,6 +35,14 @@ def define_flags():
                          lower_bound=1)
     flags.DEFINE_string("face_pairs", None, "face task: aligned faces with an LFW pairs.txt (default "
                                             "DATA_DIR/lfw_aligned).")
+    flags.DEFINE_string("face_train", None, "face task: aligned training identities, <identity>/<image> at 182 "
+                                            "px, to retrain FaceNet on while it is pruned (default "
+                                            "DATA_DIR/vggface2_train_aligned; without it the face task is pruned "
+                                            "without retraining).")
+    flags.DEFINE_float("face_prelogits_norm_factor", None, "face task: weight of the prelogits' L1 norm in its "
+                                                           "loss (default 5e-4, train_softmax.py's).", lower_bound=0)
+    flags.DEFINE_float("face_center_loss_factor", None, "face task: weight of the centre loss (default 0: off).",
+                       lower_bound=0)
     config.define_flags()
 
 

@@ -25,16 +25,18 @@ def owned_l2(model, task: int):
 def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool = False, l2: float = 0.0):
     """A ``tf.function`` ``step(x, y) -> loss`` that trains task `task` through an
     ``ExactFreezingOptimizer`` started for that task; `l2` adds ``l2 * owned_l2(model, task)`` to the
-    loss."""
+    loss. A loss with an ``outputs`` attribute gets those outputs of the model
+    (``model(x, outputs=loss_fn.outputs)``) instead of its default one."""
     if optimizer.task != task:
         raise ValueError(f"the optimizer was started for task {optimizer.task}, not task {task}")
     loss_fn = loss_fn or classification_loss()
     variables = optimizer.trainable_variables
+    outputs = {"outputs": loss_fn.outputs} if getattr(loss_fn, "outputs", None) else {}
 
     @tf.function(jit_compile=jit_compile)
     def step(x, y):
         with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, task=task, training=True))
+            loss = loss_fn(y, model(x, task=task, training=True, **outputs))
             if l2:
                 loss += l2 * owned_l2(model, task)
             scaled = optimizer.scale_loss(loss)

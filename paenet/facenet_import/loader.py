@@ -20,13 +20,12 @@ from paenet.facenet_import.graph_def import read_graph_def
 from paenet.facenet_import.source import FacenetImportError, Source
 from paenet.facenet_import.tflite import read_tflite
 from paenet.models.base import TaskSpec
-from paenet.models.inception_resnet_v1 import (ROOT, InceptionResnetV1, count_blocks, facenet_variables,
-                                               facenet_widths)
+from paenet.models.inception_resnet_v1 import (FACE_TASK, ROOT, InceptionResnetV1, count_blocks,
+                                               facenet_variables, facenet_widths)
 from paenet.packing import claim_free_weights
 from paenet.records import TaskRecord, owned_counts, task_digest
 
 DEFAULT_INPUT_SIZE = 160
-FACE_TASK = "face"
 BOTTLENECK = f"{ROOT}/Bottleneck/weights"
 LOGITS = ("Logits/weights", "Logits/biases")
 CHECKPOINT_FILE = re.compile(r"\.(index|data-\d{5}-of-\d{5})$")
@@ -73,13 +72,15 @@ def read_facenet_file(path) -> Source:
     return reader(path)
 
 
-def load_facenet(path, logits: bool = True, input_size: int | None = None, sharing: str = "cumulative",
+def load_facenet(path, logits: bool | int = True, input_size: int | None = None, sharing: str = "cumulative",
                  name: str | None = None) -> FacenetImport:
     """Imports the FaceNet at `path` (see ``read_facenet_file``) as task 1 ("face") of a new model.
 
     Args:
-      logits: import the face head (``Logits``) when the file has one; False leaves the task headless
-        and reports ``Logits`` as unused.
+      logits: True imports the face head (``Logits``) when the file has one; False (or 0) leaves the task
+        headless and reports ``Logits`` as unused; a class count n gives the task an n-class head, the
+        file's when its ``Logits`` has n classes (training on the identities it was trained on, in the same
+        order), else a fresh one (the file's ``Logits`` then unused).
       input_size: the model's input side; default the file's own (TFLite states one), else 160.
       sharing: the model's sharing mode for later tasks.
       name: the model's name.
@@ -87,8 +88,16 @@ def load_facenet(path, logits: bool = True, input_size: int | None = None, shari
       FacenetImportError: naming the file and every missing variable or shape mismatch.
     """
     source = read_facenet_file(path)
-    model = _model_for(source, logits, input_size or source.input_size or DEFAULT_INPUT_SIZE, sharing, name)
+    present = [n for n in LOGITS if n in source.values]
+    file_classes = _last_dim(source, present[0]) if present else 0
+    classes = file_classes if logits is True else int(logits)
+    model = _model_for(source, classes, classes == file_classes,
+                       input_size or source.input_size or DEFAULT_INPUT_SIZE, sharing, name)
     targets = facenet_variables(model, task=1)
+    if classes and classes != file_classes:
+        log.warning("%s: a fresh %d-class face head (the file's Logits has %d classes)", source.path, classes,
+                 file_classes)
+        targets = {k: v for k, v in targets.items() if k not in LOGITS}
     _check_values(source, targets)
     for key, variable in targets.items():
         variable.assign(np.asarray(source.values[key], np.float32))
@@ -116,17 +125,18 @@ def _last_dim(source: Source, name: str) -> int:
     return int(shape[-1])
 
 
-def _model_for(source: Source, logits: bool, input_size: int, sharing: str, name) -> InceptionResnetV1:
-    """An empty model with the file's depth, widths, embedding size and head."""
-    with_head = logits and any(n in source.values for n in LOGITS)
+def _model_for(source: Source, classes: int, file_head: bool, input_size: int, sharing: str,
+               name) -> InceptionResnetV1:
+    """An empty model with the file's depth, widths and embedding size, and a `classes`-class head (none
+    for 0; `file_head`: the file's, which must then be complete)."""
     blocks = count_blocks(source.values)
     kernels = {scope: f"{ROOT}/{scope}/weights" for scope in facenet_widths(blocks)}
-    _require(source, [*kernels.values(), BOTTLENECK, *(LOGITS if with_head else ())])
+    _require(source, [*kernels.values(), BOTTLENECK, *(LOGITS if classes and file_head else ())])
     try:
         return InceptionResnetV1(
             input_size=input_size, widths={s: _last_dim(source, k) for s, k in kernels.items()},
             embedding_size=_last_dim(source, BOTTLENECK), block_counts=blocks,
-            tasks=[TaskSpec(FACE_TASK, _last_dim(source, LOGITS[0]) if with_head else 0)], sharing=sharing,
+            tasks=[TaskSpec(FACE_TASK, classes)], sharing=sharing,
             **({"name": name} if name else {})).build_variables()
     except ValueError as e:
         raise FacenetImportError(f"{source.path}: its shapes do not make an Inception-ResNet-v1: {e}") from None

@@ -40,6 +40,7 @@ BN_MOMENTUM = 0.995
 EMBEDDING_EPSILON = 1e-10            # tf.nn.l2_normalize(prelogits, 1, 1e-10)
 MIN_INPUT_SIZE = 80
 OUTPUTS = ("logits", "embeddings", "prelogits")
+FACE_TASK = "face"                   # task 1 of an imported FaceNet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,7 +373,8 @@ class InceptionResnetV1(PackableModel):
 
     ``model(x, task=k)`` takes standardised images (``paenet.data.preprocessing.fixed_standardization``) and
     returns task k's logits, or, for a task without a head (face verification), the L2-normalised
-    embedding. ``outputs="prelogits" | "embeddings" | "logits"`` asks for one of them explicitly.
+    embedding. ``outputs="prelogits" | "embeddings" | "logits"`` asks for one of them explicitly, a
+    tuple of them for several from one pass (a loss on the logits and the prelogits: the face task's).
 
     Args:
       input_size: side of the square input (>= 80); the final average pool covers whatever map it gives.
@@ -440,16 +442,23 @@ class InceptionResnetV1(PackableModel):
         task = self.check_task(task)
         has_head = self.task_specs[task - 1].num_classes > 0
         outputs = outputs or ("logits" if has_head else "embeddings")
-        if outputs not in OUTPUTS:
-            raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
-        if outputs == "logits" and not has_head:
+        names = (outputs,) if isinstance(outputs, str) else tuple(outputs)
+        for name in names:
+            if name not in OUTPUTS:
+                raise ValueError(f"outputs must be one of {OUTPUTS} or a tuple of them, got {outputs!r}")
+        if "logits" in names and not has_head:
             raise ValueError(f"task {task} ({self.task_specs[task - 1].name}) has no head: it has no logits")
         prelogits = build_graph(_MaskedOps(self, task, training), inputs, self.block_counts)
-        if outputs == "logits":
-            return self.Logits(prelogits, task=task)
-        if outputs == "embeddings":
-            return l2_normalize(prelogits)
-        return keras.ops.cast(prelogits, "float32")
+        made = {"logits": lambda: self.Logits(prelogits, task=task), "embeddings": lambda: l2_normalize(prelogits),
+                "prelogits": lambda: keras.ops.cast(prelogits, "float32")}
+        results = tuple(made[name]() for name in names)
+        return results[0] if isinstance(outputs, str) else results
+
+    def serves_embeddings(self, task) -> bool:
+        """Whether task `task` serves its embedding (``paenet.export``): a task without head, and FaceNet's
+        face task (task 1, named ``FACE_TASK``) whose head only retrains it (``paenet.tasks.face``)."""
+        spec = self.task_specs[self.check_task(task) - 1]
+        return not spec.num_classes or (task == 1 and spec.name == FACE_TASK)
 
     def width_config(self) -> dict[str, int]:
         """Filters of every conv that sets its own width, by layer key (the up-projections follow the

@@ -13,17 +13,32 @@
   is left out, by folder name or, where the folder (or its parent, or ``meta/``) has ``identity_meta.csv``,
   by the name it gives; so validation and test share no person.
 
+* Training (PAE §3.1: FaceNet retrained while it is pruned, ivclab/PAE ``src/first_task_script.sh``): a
+  folder of identities, ``<identity>/<image>`` of faces aligned at 182 px (``options["face_train"]``,
+  default ``<data_dir>/vggface2_train_aligned``: VGGFace2's training identities, ``python -m data_prep.align
+  --input=VGGFACE2/train --output=DATA_DIR/vggface2_train_aligned --image_size=182 --margin=44``). Each
+  batch is random 160 px crops (the image size x 182/160), randomly flipped, with fixed standardisation;
+  the loss is davidsandberg/facenet ``train_softmax.py``'s (``FaceLoss``): softmax cross-entropy over the
+  identities through FaceNet's own ``Logits`` head (class k = the k-th identity in sorted order, as
+  FaceNet's ``get_dataset``; the checkpoint's head is imported when it has as many classes, else a fresh
+  one is trained), plus the prelogits' mean L1 norm x ``face_prelogits_norm_factor`` (5e-4, the
+  script's ``--prelogits_norm_loss_factor``) and the centre loss x ``face_center_loss_factor`` (0: off, the
+  script's default). The face task then has a head, but it serves and is evaluated by its embedding.
+
 Without a validation folder the task falls back to selecting on LFW folds 1-5 and testing on folds 6-10,
-and warns that this selection is not independent of the test. The task has no training data here: it is
-imported from FaceNet and pruned without retraining, and its sizes say so (``"train": 0``, in the app's
-summary line).
+and warns that this selection is not independent of the test. Without a training folder the task is
+pruned without retraining (as imported), says so once on stderr, and its sizes say so (``"train": 0``).
 """
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
-from paenet.data import real_images
+import numpy as np
+
+from paenet.data import pipeline, real_images
+from paenet.data.files import is_image_file
 from paenet.data.pairs import draw_pairs, identity_images, read_pairs, resolve_pairs
 from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
 
@@ -31,6 +46,12 @@ logger = logging.getLogger("paenet.tasks.face")
 
 VAL_FOLDS = 10
 VAL_PAIRS_PER_FOLD = 300
+PRELOGITS_NORM_P = 1.0          # train_softmax.py --prelogits_norm_p (default)
+PRELOGITS_NORM_FACTOR = 5e-4    # first_task_script.sh --prelogits_norm_loss_factor
+PRELOGITS_NORM_EPS = 1e-4       # train_softmax.py: norm of |prelogits| + 1e-4
+CENTER_LOSS_ALFA = 0.95         # train_softmax.py --center_loss_alfa (default)
+CROP_MARGIN = 182 / 160         # FaceNet's training faces: 182 px, cropped to 160
+_reported = set()               # folders already reported missing (say it once per process)
 
 
 def verifier(image_dir, pairs_file, folds=None, result: str = "accuracy_mean"):
@@ -83,6 +104,114 @@ def validation_pairs(folder, test_people, seed: int, per_fold: int = VAL_PAIRS_P
         raise ValueError(f"{folder}: {error}") from None
 
 
+class FaceLoss:
+    """davidsandberg/facenet ``train_softmax.py``'s loss on (logits, prelogits): softmax cross-entropy,
+    plus `prelogits_norm_factor` x the batch mean of ``|| |prelogits| + 1e-4 ||_p`` (p = 1), plus
+    `center_factor` x the centre loss (``facenet.center_loss``: the mean squared distance of each
+    prelogits to its identity's centre, the centres moving towards the batch by 1 - `center_alfa` each step;
+    kept in memory, so a resumed run restarts them at zero)."""
+
+    outputs = ("logits", "prelogits")
+
+    def __init__(self, num_classes: int, prelogits_norm_factor: float = PRELOGITS_NORM_FACTOR,
+                 center_factor: float = 0.0, center_alfa: float = CENTER_LOSS_ALFA):
+        self.num_classes = int(num_classes)
+        self.prelogits_norm_factor, self.center_factor = float(prelogits_norm_factor), float(center_factor)
+        self.center_alfa = float(center_alfa)
+        self.centers = None
+
+    def __call__(self, y, outputs):
+        import tensorflow as tf
+        logits, prelogits = outputs
+        if logits.shape[-1] != self.num_classes:
+            raise ValueError(f"the face head has {logits.shape[-1]} classes but the training folder "
+                             f"{self.num_classes} identities: create the workspace with the same face_train")
+        y = tf.cast(y, tf.int32)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        loss += self.prelogits_norm_factor * prelogits_norm(prelogits)
+        if self.center_factor:
+            loss += self.center_factor * self._center_loss(prelogits, y)
+        return loss
+
+    def _center_loss(self, prelogits, y):
+        import tensorflow as tf
+        if self.centers is None:
+            with tf.init_scope():
+                self.centers = tf.Variable(tf.zeros([self.num_classes, prelogits.shape[-1]]), trainable=False)
+        batch_centers = tf.gather(self.centers, y)
+        step = (1 - self.center_alfa) * (batch_centers - tf.stop_gradient(prelogits))
+        self.centers.scatter_sub(tf.IndexedSlices(step, y))
+        return tf.reduce_mean(tf.square(prelogits - batch_centers))
+
+
+def prelogits_norm(prelogits):
+    """The batch mean of ``|| |prelogits| + 1e-4 ||_p`` (train_softmax.py's ``prelogits_norm``, p = 1)."""
+    import tensorflow as tf
+    return tf.reduce_mean(tf.norm(tf.abs(prelogits) + PRELOGITS_NORM_EPS, ord=PRELOGITS_NORM_P, axis=1))
+
+
+def training_folder(data_dir, options: dict) -> Path:
+    """The face task's training identities: ``options["face_train"]``, default
+    ``<data_dir>/vggface2_train_aligned``."""
+    return Path(options.get("face_train") or Path(data_dir or real_images.default_data_dir())
+                / "vggface2_train_aligned")
+
+
+def training_identities(data_dir, options: dict) -> list[str]:
+    """The sorted identities (sub-folders holding an image) of the face task's training folder; empty, said
+    once on stderr, when the default folder is not there (the task then prunes without retraining); a
+    ``face_train`` folder that is not there is an error."""
+    folder = training_folder(data_dir, options)
+    if not folder.is_dir():
+        if options.get("face_train"):
+            raise FileNotFoundError(f"face_train={folder}: no such folder of identities (<identity>/<image>)")
+        if folder not in _reported:
+            _reported.add(folder)
+            logger.warning("%s is not there: the face task is pruned without retraining (give it training "
+                           "identities with face_train, see paenet/tasks/face.py)", folder)
+        return []
+    with os.scandir(folder) as entries:
+        identities = sorted(e.name for e in entries
+                            if e.is_dir() and any(is_image_file(f) for f in os.listdir(e.path)))
+    if len(identities) < 2:
+        raise ValueError(f"face_train={folder}: {len(identities)} identities (<identity>/<image>); softmax "
+                         "training needs 2 or more")
+    return identities
+
+
+def training_classes(data_dir, options: dict) -> int:
+    """The face head's class count for a new FaceNet workspace: its training identities (0: no head)."""
+    return len(training_identities(data_dir, options))
+
+
+def training_data(folder: Path, identities: list[str], context: TaskContext):
+    """(endless batches of (crops, identity index), images): every image of `identities` under `folder`,
+    the list permuted by the seed before the pipeline's shuffle buffer mixes identities further."""
+    images = identity_images(folder)
+    paths = [p for i in identities for p in images[i]]
+    labels = np.array([k for k, i in enumerate(identities) for _ in images[i]], np.int64)
+    order = np.random.default_rng(context.seed).permutation(len(paths))
+    source = pipeline.files([paths[i] for i in order], labels[order])
+    return pipeline.training_dataset(source, context.batch_size, context.seed, context.image_size,
+                                     round(context.image_size * CROP_MARGIN)), len(paths)
+
+
+def _training(context: TaskContext, val_folder: Path | None) -> dict:
+    """The TaskData fields of the face task's training: none without training identities."""
+    identities = training_identities(context.data_dir, context.options)
+    if not identities:
+        return {"train": None, "loss": None, "sizes": {"train": 0}}
+    folder = training_folder(context.data_dir, context.options)
+    if val_folder is not None and set(identities) & {d.name for d in val_folder.iterdir() if d.is_dir()}:
+        logger.warning("%s and %s share identities: the face task is selected on people it trains on", folder,
+                       val_folder)
+    train, count = training_data(folder, identities, context)
+    loss = FaceLoss(len(identities),
+                    float(context.options.get("face_prelogits_norm_factor", PRELOGITS_NORM_FACTOR)),
+                    float(context.options.get("face_center_loss_factor", 0.0)))
+    return {"train": train, "loss": loss, "sizes": {"train": count, "train_identities": len(identities)}}
+
+
 def _load(context: TaskContext) -> TaskData:
     data_dir = Path(context.data_dir or real_images.default_data_dir())
     folder = Path(context.options.get("face_pairs") or data_dir / "lfw_aligned")
@@ -93,6 +222,7 @@ def _load(context: TaskContext) -> TaskData:
     test_pairs = read_pairs(pairs_file)
     folds = sorted({p.fold for p in test_pairs})
     val_folder = Path(context.options.get("face_val") or data_dir / "vggface2_test_aligned")
+    training = _training(context, val_folder if val_folder.is_dir() else None)
     if val_folder.is_dir():
         test_people = {name for p in test_pairs for name in (p.name1, p.name2)}
         test_people |= {d.name for d in folder.iterdir() if d.is_dir()}
@@ -101,9 +231,9 @@ def _load(context: TaskContext) -> TaskData:
         if shared:
             logger.info("%s: %d identities also in %s left out of validation", val_folder, len(shared), folder)
         used, _ = resolve_pairs(test_pairs, folder)
-        return TaskData(train=None, validate=pair_verifier(val), test=verifier(folder, pairs_file),
-                        roc=verifier(folder, pairs_file, result="roc"),
-                        sizes={"train": 0, "val_pairs": len(val), "val_identities_left_out": len(shared),
+        return TaskData(train=training["train"], loss=training["loss"], validate=pair_verifier(val),
+                        test=verifier(folder, pairs_file), roc=verifier(folder, pairs_file, result="roc"),
+                        sizes={**training["sizes"], "val_pairs": len(val), "val_identities_left_out": len(shared),
                                "test_pairs": len(used), "test_folds": len(folds)})
     if len(folds) < 4:
         raise ValueError(f"{pairs_file}: {len(folds)} folds, and no validation identities in {val_folder}; the face "
@@ -112,11 +242,13 @@ def _load(context: TaskContext) -> TaskData:
                    "selection is not independent of its test; give it identities LFW does not hold (face_val)",
                    val_folder, len(folds) // 2, pairs_file)
     half = len(folds) // 2
-    return TaskData(train=None, validate=verifier(folder, pairs_file, folds[:half]),
+    return TaskData(train=training["train"], loss=training["loss"],
+                    validate=verifier(folder, pairs_file, folds[:half]),
                     test=verifier(folder, pairs_file, folds[half:]),
                     roc=verifier(folder, pairs_file, folds[half:], "roc"),
-                    sizes={"train": 0, "val_folds": half, "test_folds": len(folds) - half})
+                    sizes={**training["sizes"], "val_folds": half, "test_folds": len(folds) - half})
 
 
-register(TaskDefinition("face", 0, "face verification (FaceNet embedding, pruned without retraining; selected on "
-                                   "identities apart from LFW, tested on LFW's 10 folds)", _load))
+register(TaskDefinition("face", 0, "face verification (FaceNet embedding, retrained on VGGFace2-format identities "
+                                   "while pruned, or pruned as imported without them; selected on identities "
+                                   "apart from LFW, tested on LFW's 10 folds)", _load))
