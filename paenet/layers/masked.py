@@ -24,6 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from paenet.distribute import worker_local_variables
+
 MAX_TASKS = 255
 SHARING_MODES = ("cumulative", "first")
 PICK_INIT = 0.01        # CPG's initial picking-mask value (ivclab/CPG: DEFAULT_THRESHOLD * 2)
@@ -128,8 +130,9 @@ class MaskedKernelLayer(keras.layers.Layer):
     def build(self, input_shape):
         shape = self.kernel_shape(input_shape)
         self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer)
-        self.mask = self.add_weight(name="mask", shape=shape, dtype="uint8", initializer="zeros",
-                                    trainable=False)
+        with worker_local_variables():      # no collective broadcasts uint8 (paenet.distribute)
+            self.mask = self.add_weight(name="mask", shape=shape, dtype="uint8", initializer="zeros",
+                                        trainable=False)
         for t in range(1, self.num_tasks + 1):
             if self.use_bias:
                 setattr(self, f"bias_t{t}", self.add_weight(
