@@ -16,7 +16,8 @@ and the pruner (``paenet.pruning``) do. Biases, where a layer has them, are per 
 After an expansion (``paenet.expansion``) a task finished at a smaller width keeps computing at that
 width: ``task_shapes[t - 1]`` holds the kernel shape task t was finished with (None: the full kernel), and
 its forward pass reads the leading slice of that shape. Its reduction shapes, and so its bits, never
-change, whatever the convolution algorithm chosen for the wider kernel.
+change, whatever the convolution algorithm chosen for the wider kernel. A model whose inputs to a layer
+come in another order than the kernel's rows passes that order with the call (``input_order``).
 """
 from __future__ import annotations
 
@@ -97,6 +98,19 @@ def picked_kernel(kernel, mask, task: int, picks):
     own = tf.where(mask == t, kernel, zero)
     old = tf.where((mask >= 1) & (mask < t), kernel, zero)
     return own + old * tf.cast(binarize_picks(tf.convert_to_tensor(picks)), kernel.dtype)
+
+
+def permuted_rows(kernel, order):
+    """`kernel` with row ``order[i]`` of its input axis (the second to last) as row i. The gradient is the
+    inverse permutation (a gather's own gradient would be a scatter)."""
+    axis = len(kernel.shape) - 2
+    inverse = np.argsort(order)
+
+    @tf.custom_gradient
+    def permute(k):
+        return tf.gather(k, order, axis=axis), lambda upstream: tf.gather(upstream, inverse, axis=axis)
+
+    return permute(kernel)
 
 
 class MaskedKernelLayer(keras.layers.Layer):
@@ -191,8 +205,12 @@ class MaskedKernelLayer(keras.layers.Layer):
             return picked_kernel(kernel, mask, task, picks)
         return effective_kernel(kernel, mask, task, self.sharing)
 
-    def call(self, inputs, task: int):
+    def call(self, inputs, task: int, input_order=None):
+        """Task `task`'s output; `input_order` (see ``permuted_rows``), when given, is the order in which
+        the inputs' channels meet the kernel's rows."""
         kernel = self.effective_kernel(task)
+        if input_order is not None:
+            kernel = permuted_rows(kernel, input_order)
         if inputs.shape[-1] != kernel.shape[-2]:
             raise ValueError(f"{self.name}: task {task} computes with a kernel of shape {tuple(kernel.shape)} "
                              f"but got inputs of shape {tuple(inputs.shape)}")
