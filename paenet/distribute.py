@@ -19,7 +19,9 @@ every mirrored variable's initial value from worker 0 with ``CollectiveBcastSend
 kernel; so the masked layers create their ownership masks in ``worker_local_variables``: one plain uint8
 variable per worker, on its first device. Every worker computes the same masks (zeros at first, then
 the same pruning decisions on the same mirrored kernels, or the same checkpoint), so they stay equal
-without any collective, and a mask is uint8 in every checkpoint whatever the strategy.
+without any collective, and a mask is uint8 in every checkpoint whatever the strategy. A value a worker
+assigns from the host (a transplant, re-drawn weights) reaches its own replicas only: seed every worker
+alike (``keras.utils.set_random_seed``) so that they all assign the same.
 """
 from __future__ import annotations
 
