@@ -14,14 +14,22 @@ BatchNormalization does under a strategy), and each replica updates its copy of 
 averages from its share; the first replica's copy is the one saved.
 
 Multi-worker training takes its cluster from ``TF_CONFIG`` as usual; make its strategy before any
-TensorFlow op runs (it configures collective ops at startup). It cannot build a masked model yet: it
-broadcasts every variable's initial value from worker 0 with ``CollectiveBcastSend``, which has no uint8
-kernel, so creating an ownership mask fails.
+TensorFlow op runs (it configures collective ops at startup). ``MultiWorkerMirroredStrategy`` broadcasts
+every mirrored variable's initial value from worker 0 with ``CollectiveBcastSend``, which has no uint8
+kernel; so the masked layers create their ownership masks in ``worker_local_variables``: one plain uint8
+variable per worker, on its first device. Every worker computes the same masks (zeros at first, then
+the same pruning decisions on the same mirrored kernels, or the same checkpoint), so they stay equal
+without any collective, and a mask is uint8 in every checkpoint whatever the strategy. A value a worker
+assigns from the host (a transplant, re-drawn weights) reaches its own replicas only: seed every worker
+alike (``keras.utils.set_random_seed``) so that they all assign the same.
 """
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
+from tensorflow.python.distribute.numpy_dataset import SingleDevice
 
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 
@@ -36,6 +44,22 @@ def make_strategy(distribution: str, devices=None) -> tf.distribute.Strategy:
     if distribution == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"--distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
+
+
+@contextlib.contextmanager
+def worker_local_variables():
+    """Variables created in this context under a ``MultiWorkerMirroredStrategy`` are plain variables on
+    the worker's first device, one per worker, not mirrored (so no collective broadcasts their initial
+    value); under any other strategy the context changes nothing. The caller keeps them equal on every
+    worker."""
+    strategy = tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
+    # The strategy's own path for a variable on one device (MirroredExtended._create_variable).
+    device = SingleDevice(strategy.extended.worker_devices[0])
+    with tf.variable_creator_scope(lambda next_creator, **kwargs: next_creator(colocate_with=device, **kwargs)):
+        yield
 
 
 def per_example_classification_loss():

@@ -1,8 +1,12 @@
-"""Training under tf.distribute's MirroredStrategy on two logical CPU devices (set before TensorFlow starts,
-so in a subprocess): the finished task stays bit-identical on every replica, the replicas stay equal
-through training and a pruning step, and the trained kernels equal a single-device run's at the same
-global batch within 1e-5."""
+"""Training under tf.distribute, in subprocesses (the devices and the cluster are set before TensorFlow
+starts): MirroredStrategy on two logical CPU devices, and MultiWorkerMirroredStrategy with two local
+worker processes on 127.0.0.1. The finished task stays bit-identical on every replica and worker, the
+replicas and workers stay equal through training and a pruning step, and the trained kernels equal a
+single-device run's at the same global batch within 1e-5. Checkpoints restore under another number of
+replicas, and an expansion under the strategy keeps the finished task bit-identical."""
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,15 +15,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = r'''
 import json
+import sys
 import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from paenet.distribute import make_distributed_train_step, make_strategy, per_example_classification_loss
+from paenet.expansion import expand, uniform_widths
+from paenet.layers.masked import leading
 from paenet.models import SmallCNN, TaskSpec
 from paenet.models.base import keyed_variables
 from paenet.optim import ExactFreezingOptimizer
+from paenet.packing import claim_free_weights
 from paenet.pruning import TaskPruner
 
 strategy = make_strategy("mirrored", ["/cpu:0", "/cpu:1"])
@@ -97,6 +105,139 @@ for layer in model.masked_layers():
         k[owned_by_1].tobytes() == start[f"{layer.name}/kernel"][owned_by_1].tobytes() for k in kernels)
     result["finished_identical"] &= bool(np.all(masks[0][owned_by_1] == 1))
     result["released_zero"] &= bool(np.count_nonzero(masks[0] == 0) > 0 and np.all(kernels[0][masks[0] == 0] == 0.0))
+
+# A checkpoint written under the strategy restores under it and without one, and one written without a
+# strategy restores under it, bit for bit (the first replica's BatchNorm statistics are the ones saved).
+saved = {k: replicas(v)[0] for k, v in keyed_variables(model).items()}
+plain = build()
+with strategy.scope():
+    mirrored, mirrored_from_plain = build(), build()
+result["restored_equal"] = True
+for copy, source in ((mirrored, model), (plain, model), (mirrored_from_plain, plain)):
+    path = tf.train.Checkpoint(variables=source.checkpoint_variables()).write(f"{sys.argv[1]}/{copy.name}")
+    tf.train.Checkpoint(variables=copy.checkpoint_variables()).read(path).assert_consumed()
+    result["restored_equal"] &= all(
+        r.tobytes() == saved[k].tobytes() for k, v in keyed_variables(copy).items() for r in replicas(v))
+
+# Expansion under the strategy: task 2 claims the new weights and trains at the wider width on every
+# replica; task 1 computes what it computed before, bit for bit.
+finished_before = model(x[:GLOBAL_BATCH], task=1).numpy()
+with strategy.scope():
+    wide = expand(model, uniform_widths(model.width_config(), 2.0), active_task=2)
+    claim_free_weights(wide, 2)
+    wide_optimizer = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(wide, 2)
+wide_step = make_distributed_train_step(strategy, wide, wide_optimizer, 2, GLOBAL_BATCH)
+for batch in batches:
+    wide_step(*batch)
+result["expanded_identical"] = wide(x[:GLOBAL_BATCH], task=1).numpy().tobytes() == finished_before.tobytes()
+result["expanded_moved"] = 0
+for layer in wide.masked_layers():
+    old = saved[f"{layer.name}/kernel"]
+    owned_by_1 = saved[f"{layer.name}/mask"] == 1
+    for value in replicas(layer.kernel):
+        value = value[leading(old.shape)]
+        result["expanded_identical"] &= value[owned_by_1].tobytes() == old[owned_by_1].tobytes()
+        result["expanded_moved"] += int(np.count_nonzero(value != old))
+print("RESULT " + json.dumps(result))
+'''
+
+MULTI_WORKER_SCRIPT = r'''
+import hashlib
+import json
+import sys
+import numpy as np
+import tensorflow as tf
+from paenet.distribute import make_distributed_train_step, make_strategy, per_example_classification_loss
+strategy = make_strategy("multi_worker")
+import keras
+from paenet.models import SmallCNN, TaskSpec
+from paenet.models.base import keyed_variables
+from paenet.optim import ExactFreezingOptimizer
+from paenet.pruning import TaskPruner
+
+GLOBAL_BATCH, STEPS = 8, 3
+rng = np.random.default_rng(0)                           # the same data and start on every worker
+x = rng.normal(size=(GLOBAL_BATCH * STEPS, 16, 16, 3)).astype(np.float32)
+y = rng.integers(0, 3, GLOBAL_BATCH * STEPS)
+
+
+def build():
+    return SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3),
+                    tasks=[TaskSpec("done", 3), TaskSpec("new", 3)]).build_variables()
+
+
+keras.utils.set_random_seed(0)                          # the same start on every worker
+single = build()
+for layer in single.masked_layers():                    # task 1 finished: it owns about half of each layer
+    layer.mask.assign(rng.integers(1, 3, layer.mask.shape).astype(np.uint8))
+start = {k: v.numpy() for k, v in keyed_variables(single).items()}
+
+with strategy.scope():
+    model = build()
+    for key, v in keyed_variables(model).items():
+        v.assign(start[key])
+    optimizer = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(model, 2)
+step = make_distributed_train_step(strategy, model, optimizer, 2, GLOBAL_BATCH)
+
+
+def worker_batches(context):
+    """Worker w of 2 gets half w of every global batch."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(context.get_per_replica_batch_size(GLOBAL_BATCH))
+    return ds.shard(context.num_input_pipelines, context.input_pipeline_id)
+
+
+batches = strategy.distribute_datasets_from_function(worker_batches)
+reference = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(single, 2)
+loss_fn = per_example_classification_loss()
+
+
+@tf.function
+def single_step(x, y):
+    with tf.GradientTape() as tape:
+        half = GLOBAL_BATCH // 2
+        losses = [loss_fn(y[i:i + half], single(x[i:i + half], task=2, training=True)) for i in (0, half)]
+        loss = tf.reduce_sum(tf.concat(losses, 0)) / GLOBAL_BATCH
+    grads = tape.gradient(loss, reference.trainable_variables)
+    reference.apply_gradients(zip(grads, reference.trainable_variables))
+
+
+for batch in batches:
+    step(*batch)
+for i in range(STEPS):
+    single_step(x[i * GLOBAL_BATCH:(i + 1) * GLOBAL_BATCH], y[i * GLOBAL_BATCH:(i + 1) * GLOBAL_BATCH])
+
+result = {"worker": strategy.cluster_resolver.task_id, "replicas": strategy.num_replicas_in_sync,
+          "max_diff": 0.0, "moved": 0, "finished_identical": True}
+kernels = {l.name: l.kernel.numpy() for l in single.masked_layers()}
+for layer in model.masked_layers():
+    kernel, owned_by_1 = layer.kernel.numpy(), start[f"{layer.name}/mask"] == 1
+    result["max_diff"] = max(result["max_diff"], float(np.abs(kernel - kernels[layer.name]).max()))
+    result["moved"] += int(np.count_nonzero(kernel[~owned_by_1] != start[f"{layer.name}/kernel"][~owned_by_1]))
+
+TaskPruner(model, 2).prune(0.5)                          # on every worker alike, in cross-replica context
+for batch in batches:
+    step(*batch)
+digest = hashlib.sha256()                               # all but the BatchNorm statistics of each worker's share
+for key, v in sorted(keyed_variables(model).items()):
+    value = v.numpy()
+    if "/moving_" not in key:
+        digest.update(value.tobytes())
+    if key.endswith("/kernel") and key.replace("/kernel", "/mask") in start:
+        owned_by_1 = start[key.replace("/kernel", "/mask")] == 1
+        result["finished_identical"] &= value[owned_by_1].tobytes() == start[key][owned_by_1].tobytes()
+    if key.endswith("/mask"):
+        result["mask_dtype"] = str(value.dtype)
+        result["finished_identical"] &= bool(np.all(value[start[key] == 1] == 1))
+        result["released"] = result.get("released", 0) + int(np.count_nonzero(value == 0))
+result["digest"] = digest.hexdigest()
+
+# A checkpoint written under the strategy restores under it, bit for bit.
+path = tf.train.Checkpoint(variables=model.checkpoint_variables()).write(f"{sys.argv[1]}/worker{result['worker']}")
+with strategy.scope():
+    restored = build()
+tf.train.Checkpoint(variables=restored.checkpoint_variables()).read(path).assert_consumed()
+result["restored_equal"] = all(v.numpy().tobytes() == keyed_variables(model)[k].numpy().tobytes()
+                               for k, v in keyed_variables(restored).items())
 print("RESULT " + json.dumps(result))
 '''
 
@@ -106,6 +247,8 @@ def check(result):
     assert result["moved"] > 0, "task 2 trained"
     assert result["max_diff"] <= 1e-5, result
     assert result["finished_identical"] and result["replicas_equal"] and result["released_zero"], result
+    assert result["restored_equal"], result
+    assert result["expanded_identical"] and result["expanded_moved"] > 0, result
 
 
 def _result(process_output: str, stderr: str) -> dict:
@@ -114,9 +257,43 @@ def _result(process_output: str, stderr: str) -> dict:
     return json.loads(lines[0][len("RESULT "):])
 
 
-def test_mirrored_on_two_logical_devices():
-    run = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, capture_output=True, text=True,
+def test_mirrored_on_two_logical_devices(tmp_path):
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     check(_result(run.stdout, run.stderr))
 
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_on_two_local_processes(tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    workers = [subprocess.Popen(
+        [sys.executable, "-c", MULTI_WORKER_SCRIPT, str(tmp_path)], cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "",
+             "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+        for i in range(2)]
+    try:
+        outputs = [w.communicate(timeout=300) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    for w, (out, err) in zip(workers, outputs):
+        assert w.returncode == 0, err[-3000:]
+    results = [_result(out, err) for out, err in outputs]
+    assert sorted(r["worker"] for r in results) == [0, 1]
+    for r in results:
+        assert r["replicas"] == 2 and r["moved"] > 0 and r["released"] > 0, r
+        assert r["max_diff"] <= 1e-5, r
+        assert r["finished_identical"] and r["restored_equal"] and r["mask_dtype"] == "uint8", r
+    assert results[0]["digest"] == results[1]["digest"], "the workers' variables differ"

@@ -7,7 +7,9 @@ import tensorflow as tf
 from paenet.checkpoint import load_packing, save_packing
 from paenet.expansion import ExpansionPolicy, expand, masked_parameters, uniform_widths
 from paenet.facenet_import import load_facenet
+from paenet.layers.masked import permuted_rows
 from paenet.models import InceptionResnetV1, TaskSpec
+from paenet.models.inception_resnet_v1 import branch_major_order, ordered_concat
 from paenet.packing import Packer
 from paenet.records import task_digest
 from paenet.training import Trainer
@@ -43,6 +45,42 @@ def test_expansions_keep_the_old_task_and_lay_concatenations_out_round_by_round(
                                     block_counts=(1, 1, 1), tasks=[TaskSpec("face", 0)]).build_variables()
     assert masked_parameters(wide) == masked_parameters(same_widths) > masked_parameters(model)
     assert len(wide.width_history) == 2 and wide.width_history[0] == model.widths
+
+
+def test_branch_major_order_finds_every_channel_of_the_round_by_round_layout():
+    rounds = ((2, 3, 1), (3, 5, 1), (4, 6, 2))
+    for widths in ((2, 3, 1), (3, 5, 1), (4, 6, 2)):        # tasks finished after 0, 1 and 2 expansions
+        xs = [tf.constant(RNG.normal(size=(2, 3, 3, w)).astype(np.float32)) for w in widths]
+        order = branch_major_order(widths, rounds)
+        assert (order is None) == (widths == rounds[0])
+        laid_out = ordered_concat(xs, rounds).numpy()
+        plain = tf.concat(xs, -1).numpy()
+        assert (laid_out if order is None else laid_out[..., list(order)]).tobytes() == plain.tobytes()
+
+
+def test_permuted_rows_gradient_is_the_inverse_permutation():
+    kernel = tf.constant(RNG.normal(size=(1, 1, 5, 3)).astype(np.float32))
+    upstream = tf.constant(RNG.normal(size=(1, 1, 5, 3)).astype(np.float32))
+    order = (3, 0, 4, 1, 2)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(kernel)
+        ours, gathered = permuted_rows(kernel, order), tf.gather(kernel, order, axis=2)
+    assert ours.numpy().tobytes() == gathered.numpy().tobytes()
+    assert tape.gradient(ours, kernel, upstream).numpy().tobytes() == tf.convert_to_tensor(
+        tape.gradient(gathered, kernel, upstream)).numpy().tobytes()
+
+
+def test_a_task_finished_after_an_expansion_is_bit_identical_after_the_next():
+    """Its blocks' concatenations are permuted against the round-by-round layout (not so for task 1)."""
+    once = _random_two_task_model()
+    once = expand(once, uniform_widths(once.width_config(), 1.5), active_task=2)
+    once = once.with_tasks([*once.task_specs, TaskSpec("third", 2)])
+    x = RNG.normal(size=(2, 80, 80, 3)).astype(np.float32)
+    second, digest = once(x, task=2).numpy(), task_digest(once, 2)
+    twice = expand(once, uniform_widths(once.width_config(), 1.5), active_task=3)
+    assert twice(x, task=2).numpy().tobytes() == second.tobytes()
+    assert task_digest(twice, 2) == digest
+    assert any(branch_major_order(r[-2], r) for r in twice.concat_rounds)
 
 
 @pytest.fixture(scope="module")

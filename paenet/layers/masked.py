@@ -16,13 +16,16 @@ and the pruner (``paenet.pruning``) do. Biases, where a layer has them, are per 
 After an expansion (``paenet.expansion``) a task finished at a smaller width keeps computing at that
 width: ``task_shapes[t - 1]`` holds the kernel shape task t was finished with (None: the full kernel), and
 its forward pass reads the leading slice of that shape. Its reduction shapes, and so its bits, never
-change, whatever the convolution algorithm chosen for the wider kernel.
+change, whatever the convolution algorithm chosen for the wider kernel. A model whose inputs to a layer
+come in another order than the kernel's rows passes that order with the call (``input_order``).
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from paenet.distribute import worker_local_variables
 
 MAX_TASKS = 255
 SHARING_MODES = ("cumulative", "first")
@@ -97,6 +100,19 @@ def picked_kernel(kernel, mask, task: int, picks):
     return own + old * tf.cast(binarize_picks(tf.convert_to_tensor(picks)), kernel.dtype)
 
 
+def permuted_rows(kernel, order):
+    """`kernel` with row ``order[i]`` of its input axis (the second to last) as row i. The gradient is the
+    inverse permutation (a gather's own gradient would be a scatter)."""
+    axis = len(kernel.shape) - 2
+    inverse = np.argsort(order)
+
+    @tf.custom_gradient
+    def permute(k):
+        return tf.gather(k, order, axis=axis), lambda upstream: tf.gather(upstream, inverse, axis=axis)
+
+    return permute(kernel)
+
+
 class MaskedKernelLayer(keras.layers.Layer):
     """Base of the masked layers: a float kernel, its uint8 mask and optional per-task biases.
 
@@ -128,8 +144,9 @@ class MaskedKernelLayer(keras.layers.Layer):
     def build(self, input_shape):
         shape = self.kernel_shape(input_shape)
         self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer)
-        self.mask = self.add_weight(name="mask", shape=shape, dtype="uint8", initializer="zeros",
-                                    trainable=False)
+        with worker_local_variables():      # no collective broadcasts uint8 (paenet.distribute)
+            self.mask = self.add_weight(name="mask", shape=shape, dtype="uint8", initializer="zeros",
+                                        trainable=False)
         for t in range(1, self.num_tasks + 1):
             if self.use_bias:
                 setattr(self, f"bias_t{t}", self.add_weight(
@@ -188,8 +205,12 @@ class MaskedKernelLayer(keras.layers.Layer):
             return picked_kernel(kernel, mask, task, picks)
         return effective_kernel(kernel, mask, task, self.sharing)
 
-    def call(self, inputs, task: int):
+    def call(self, inputs, task: int, input_order=None):
+        """Task `task`'s output; `input_order` (see ``permuted_rows``), when given, is the order in which
+        the inputs' channels meet the kernel's rows."""
         kernel = self.effective_kernel(task)
+        if input_order is not None:
+            kernel = permuted_rows(kernel, input_order)
         if inputs.shape[-1] != kernel.shape[-2]:
             raise ValueError(f"{self.name}: task {task} computes with a kernel of shape {tuple(kernel.shape)} "
                              f"but got inputs of shape {tuple(inputs.shape)}")

@@ -17,11 +17,15 @@ width is that of the residual stream they add to, which the convs before them se
 repeats); only quick CPU runs change it.
 
 Expansion (``paenet.expansion``) widens a model by rebuilding it with larger ``widths``; the widths it had
-before each expansion are kept in ``width_history``. A concatenation then lays its channels out round by
-round: every branch's channels of the original widths, then every branch's channels added by the first
-expansion, and so on. So an old channel keeps its index, the old weights that read it sit in the leading
-slice of the wider kernels, and a task finished before an expansion (which computes at its own, smaller
-widths) sees exactly the concatenation it was trained with.
+before each expansion are kept in ``width_history``. Every kernel keeps the channels it reads and writes
+round by round: every branch's channels of the original widths, then every branch's channels added by the
+first expansion, and so on. So an old channel keeps its index, and the old weights sit in the leading
+slice of the wider kernels. Mixed_6a and Mixed_7a, whose concatenations become the residual stream, lay
+their channels out that way (``ordered_concat``). A block's concatenation feeds only its up-projection:
+it is one plain concat, branch after branch, and the up-projection reads its kernel rows in that order
+(``branch_major_order``: a gather of the kernel, far smaller than the activations, instead of a split and
+a concat of them). Either way a task finished before an expansion, which computes at its own smaller
+widths, computes exactly what it computed before.
 """
 from __future__ import annotations
 
@@ -110,7 +114,7 @@ def build_graph(ops: "GraphOps", images, block_counts=FACENET_BLOCKS):
     x = _repeat(ops, x, *REPEATS[1], block_counts[1])
     x = _branches(ops, x, MIXED_7A)
     x = _repeat(ops, x, *REPEATS[2], block_counts[2])
-    x = ops.residual(x, _branches(ops, x, _block8("Block8")), "Block8/Conv2d_1x1", 1.0, activate=False)
+    x = ops.residual(x, _branch_outputs(ops, x, _block8("Block8")), "Block8/Conv2d_1x1", 1.0, activate=False)
     return ops.bottleneck(ops.dropout(ops.global_pool(x)))
 
 
@@ -120,14 +124,18 @@ def _chain(ops, x, steps):
     return x
 
 
+def _branch_outputs(ops, x, branches) -> list:
+    return [_chain(ops, x, branch) for branch in branches]
+
+
 def _branches(ops, x, branches):
-    return ops.concat([_chain(ops, x, branch) for branch in branches])
+    return ops.concat(_branch_outputs(ops, x, branches))
 
 
 def _repeat(ops, x, prefix: str, block, scale: float, count: int):
     for i in range(1, count + 1):
         scope = f"{prefix}_{i}"
-        x = ops.residual(x, _branches(ops, x, block(scope)), f"{scope}/Conv2d_1x1", scale, activate=True)
+        x = ops.residual(x, _branch_outputs(ops, x, block(scope)), f"{scope}/Conv2d_1x1", scale, activate=True)
     return x
 
 
@@ -145,8 +153,9 @@ class GraphOps:
         """conv (no bias) → BatchNorm → ReLU."""
         raise NotImplementedError
 
-    def up_projection(self, x, scope: str, filters: int):
-        """A block's 1x1 conv after the concat: bias, no BatchNorm, no activation."""
+    def up_projection(self, branches, scope: str, filters: int):
+        """A block's 1x1 conv over the concatenated branch outputs `branches`: bias, no BatchNorm, no
+        activation."""
         raise NotImplementedError
 
     def dropout(self, x):
@@ -165,9 +174,10 @@ class GraphOps:
     def concat(self, xs):
         return keras.ops.concatenate(xs, axis=-1)
 
-    def residual(self, stream, mixed, scope: str, scale: float, activate: bool):
-        """FaceNet's ``net += scale * up`` (then ReLU unless `activate` is False)."""
-        up = self.up_projection(mixed, scope, self.channels(stream))
+    def residual(self, stream, branches, scope: str, scale: float, activate: bool):
+        """FaceNet's ``net += scale * up`` (then ReLU unless `activate` is False), ``up`` the block's
+        up-projection of its branch outputs `branches`."""
+        up = self.up_projection(branches, scope, self.channels(stream))
         x = keras.ops.add(stream, keras.ops.multiply(up, scale))
         return keras.ops.relu(x) if activate else x
 
@@ -193,7 +203,8 @@ class _Plan(GraphOps):
         self.steps.append(("conv", conv, filters))
         return filters
 
-    def residual(self, stream, mixed, scope, scale, activate):
+    def residual(self, stream, branches, scope, scale, activate):
+        self.concat(branches)
         self.steps.append(("up", scope, stream, scale))
         return stream
 
@@ -259,6 +270,23 @@ def ordered_concat(xs, rounds):
     ordered = [pieces[b].pop(end) for r in rounds for b, x in enumerate(xs)
                if (end := min(r[b], int(x.shape[-1]))) in pieces[b]]
     return keras.ops.concatenate(ordered, axis=-1) if len(ordered) > 1 else ordered[0]
+
+
+@functools.lru_cache(maxsize=1024)
+def branch_major_order(widths: tuple, rounds: tuple) -> tuple | None:
+    """For branches of `widths` laid out round by round (``ordered_concat``'s layout, `rounds` as there),
+    the position in that layout of every channel of their plain, branch-after-branch concatenation; None
+    where the two agree (before any expansion, and for a task finished before it)."""
+    positions = [[] for _ in widths]
+    done, start = [0] * len(widths), 0
+    for r in rounds:
+        for b, width in enumerate(widths):
+            end = min(r[b], width)
+            positions[b].extend(range(start, start + max(end - done[b], 0)))
+            start += max(end - done[b], 0)
+            done[b] = max(done[b], end)
+    order = tuple(p for branch in positions for p in branch)
+    return None if order == tuple(range(len(order))) else order
 
 
 @functools.lru_cache(maxsize=8)
@@ -354,8 +382,11 @@ class _MaskedOps(GraphOps):
     def conv(self, x, conv):
         return keras.ops.relu(self._normalised(self._layer(conv.scope)(x, task=self.task), conv.scope))
 
-    def up_projection(self, x, scope, filters):
-        return self._layer(scope)(x, task=self.task)
+    def up_projection(self, branches, scope, filters):
+        """The branch outputs concatenated branch after branch (one plain concat), the up-projection's
+        kernel rows read in that order (``branch_major_order``)."""
+        order = branch_major_order(tuple(int(b.shape[-1]) for b in branches), next(self.concats))
+        return self._layer(scope)(keras.ops.concatenate(branches, axis=-1), task=self.task, input_order=order)
 
     def concat(self, xs):
         return ordered_concat(xs, next(self.concats))
@@ -497,8 +528,8 @@ class _KerasOps(GraphOps):
                                 name=layer_name(conv.scope))(x)
         return keras.ops.relu(self._normalised(x, conv.scope))
 
-    def up_projection(self, x, scope, filters):
-        return keras.layers.Conv2D(filters, 1, name=layer_name(scope))(x)
+    def up_projection(self, branches, scope, filters):
+        return keras.layers.Conv2D(filters, 1, name=layer_name(scope))(self.concat(branches))
 
     def dropout(self, x):
         return keras.layers.Dropout(1.0 - self.keep_probability, name="Dropout")(x)
