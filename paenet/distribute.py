@@ -31,7 +31,8 @@ import keras
 import tensorflow as tf
 from tensorflow.python.distribute.numpy_dataset import SingleDevice
 
-DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
+from paenet.config import DISTRIBUTIONS
+
 
 
 def make_strategy(distribution: str, devices=None) -> tf.distribute.Strategy:
