@@ -35,7 +35,6 @@ def measure(quick: bool) -> dict:
     """Images/s of the two-device and of the one-device train step (run in a fresh process)."""
     devices, what = _devices()
     import keras
-    import tensorflow as tf
 
     from paenet.benchmarks.inception import CLASSES, batch, packed_model
     from paenet.benchmarks.timing import compare_rates
