@@ -198,6 +198,7 @@ def pack(s: Settings) -> tuple[int, dict]:
     import keras
     import tensorflow as tf
 
+    from paenet.distribute import make_strategy
     from paenet.goal import GoalLoop, LoopState
     from paenet.models import TaskSpec
     from paenet.models.base import dtype_policy
@@ -205,15 +206,22 @@ def pack(s: Settings) -> tuple[int, dict]:
     from paenet.tasks import TaskContext
     from paenet.workspace import Workspace
     workspace = Workspace(s.workspace)
+    strategy = None if s.distribution == "none" else make_strategy(s.distribution)    # before any TF op
     made = not workspace.path.exists()
     if made:
         goal_of(s)                  # a new workspace's folder is made only for a complete request
     with workspace.locked(), contextlib.ExitStack() as scope:
         active = workspace.checkpoints.latest_state() if workspace.exists() else None
         goal = None if active else goal_of(s)
+        batch = workspace.config()["batch_size"] if workspace.exists() else s.batch_size
+        if strategy is not None and batch % strategy.num_replicas_in_sync:
+            raise UsageError(f"--distribution={s.distribution}: a batch of {batch} does not split over "
+                             f"{strategy.num_replicas_in_sync} replicas")
         if not workspace.exists():
             _create_new(workspace, s, made)
         config = workspace.config()
+        if strategy is not None:
+            scope.enter_context(strategy.scope())
         scope.enter_context(dtype_policy(config.get("precision", "float32")))
         check_precision(config.get("precision", "float32"))
         method = check_method(s.method, config)

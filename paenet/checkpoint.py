@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from paenet.distribute import worker_local_variables
 from paenet.fileio import error_line, write_json_atomic, write_replacing
 from paenet.packing import Packer
 from paenet.records import IntegrityError, check_json_checksum, dtype_policy_of, json_checksum, read_json, verify
@@ -106,7 +107,9 @@ def packed_records(directory) -> list | None:
 def _named_copies(model) -> dict:
     # Copies named by their keys: a variable's own name can hold a per-process counter (a dropout's seed
     # generator), which would make two saves of the same values differ in bytes.
-    return {k: tf.Variable(v, name=k, trainable=False) for k, v in model.checkpoint_variables().items()}
+    # Plain variables on every worker: a multi-worker strategy cannot broadcast a uint8 mask.
+    with worker_local_variables():
+        return {k: tf.Variable(v, name=k, trainable=False) for k, v in model.checkpoint_variables().items()}
 
 
 def _rebuild(model_config: dict, records: list):
@@ -204,9 +207,11 @@ class ActiveCheckpoints:
 
 
 def _checkpoint(packer: Packer, iterator, state: str) -> tf.train.Checkpoint:
+    with worker_local_variables():         # (a multi-worker strategy cannot broadcast a string)
+        text = tf.Variable(state, dtype=tf.string)
     objects = {"variables": packer.model.checkpoint_variables(),
                "optimizer": {f"{i:04d}": v.value for i, v in enumerate(packer.optimizer.variables)},
-               "state": tf.Variable(state, dtype=tf.string)}
+               "state": text}
     if iterator is not None:
         objects["iterator"] = iterator
     return tf.train.Checkpoint(**objects)

@@ -2,8 +2,8 @@
 on every replica.
 
 Build the model and start the optimizer inside ``strategy.scope()``: every variable is then mirrored. A
-step (``make_distributed_train_step``) runs the task's forward and backward pass on each replica's share
-of the batch, the inner optimizer all-reduces the gradients, and ``ExactFreezingOptimizer`` restores the
+step (``paenet.training.make_train_step(..., strategy=strategy)``, which ``Trainer`` makes when created
+in the scope) runs the task's forward and backward pass on each replica's share of the batch, the inner optimizer all-reduces the gradients, and ``ExactFreezingOptimizer`` restores the
 entries the task does not own with a plain assign of values that every replica computes alike (the
 kernel before the step), so finished tasks stay bit-identical on every replica. Pruning and mask updates
 run between steps in cross-replica context, once: ``TaskPruner`` assigns each changed variable as a
@@ -26,8 +26,8 @@ alike (``keras.utils.set_random_seed``) so that they all assign the same.
 from __future__ import annotations
 
 import contextlib
+import functools
 
-import keras
 import tensorflow as tf
 from tensorflow.python.distribute.numpy_dataset import SingleDevice
 
@@ -35,13 +35,16 @@ from paenet.config import DISTRIBUTIONS
 
 
 
-def make_strategy(distribution: str, devices=None) -> tf.distribute.Strategy:
+@functools.lru_cache(maxsize=None)
+def make_strategy(distribution: str, devices: tuple | None = None) -> tf.distribute.Strategy:
     """The strategy for `distribution`: the default (one device), ``MirroredStrategy`` over `devices`
-    (default: every GPU, else the CPU) or ``MultiWorkerMirroredStrategy`` (cluster from ``TF_CONFIG``)."""
+    (default: every GPU, else the CPU) or ``MultiWorkerMirroredStrategy`` (cluster from ``TF_CONFIG``).
+    One per process and kind: strategies made anew would reuse the collective ops' instance keys with
+    other shapes (and a multi-worker one can only be made once)."""
     if distribution == "none":
         return tf.distribute.get_strategy()
     if distribution == "mirrored":
-        return tf.distribute.MirroredStrategy(devices)
+        return tf.distribute.MirroredStrategy(list(devices) if devices else None)
     if distribution == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"--distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
@@ -61,34 +64,3 @@ def worker_local_variables():
     device = SingleDevice(strategy.extended.worker_devices[0])
     with tf.variable_creator_scope(lambda next_creator, **kwargs: next_creator(colocate_with=device, **kwargs)):
         yield
-
-
-def per_example_classification_loss():
-    """Softmax cross-entropy from logits per example: a distributed step averages it over the global batch."""
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-
-
-def make_distributed_train_step(strategy, model, optimizer, task: int, global_batch_size: int, loss_fn=None):
-    """A ``tf.function`` ``step(x, y) -> loss`` over a batch distributed by `strategy`
-    (``strategy.experimental_distribute_dataset``): each replica's per-example losses (`loss_fn`, default
-    ``per_example_classification_loss``) summed and divided by `global_batch_size`, so that the
-    all-reduced gradient is that of the mean loss over the global batch. Returns the global mean loss."""
-    if optimizer.task != task:
-        raise ValueError(f"the optimizer was started for task {optimizer.task}, not task {task}")
-    loss_fn = loss_fn or per_example_classification_loss()
-    variables = optimizer.trainable_variables
-
-    def replica_step(x, y):
-        with tf.GradientTape() as tape:
-            per_example = loss_fn(y, model(x, task=task, training=True))
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
-            scaled = optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss
-
-    @tf.function
-    def step(x, y):
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, (x, y)), axis=None)
-
-    return step

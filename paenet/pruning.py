@@ -182,6 +182,8 @@ def _bits(values: np.ndarray) -> np.ndarray:
 def _read(variable) -> np.ndarray:
     """`variable`'s value as a flat read-only view of TensorFlow's buffer: ``.numpy()`` copies it, and
     TensorFlow copies on write, so the view stays valid."""
+    if _mirrored(variable):         # (its handle is out of reach in a strategy's cross-replica context)
+        return variable.numpy().reshape(-1)
     value = tf.raw_ops.ReadVariableOp(resource=variable.handle, dtype=tf.as_dtype(variable.dtype))
     return np.asarray(value).reshape(-1)
 
@@ -208,10 +210,15 @@ def _write_entries(variable, values: np.ndarray, indices: np.ndarray, value) -> 
     _assign(variable, fresh.reshape(variable.shape))
 
 
+def _mirrored(variable) -> bool:
+    """Whether Keras variable `variable` is mirrored by a ``tf.distribute`` strategy."""
+    return isinstance(getattr(variable, "value", None), tf.distribute.DistributedValues)
+
+
 def _assign(variable, value) -> None:
     """`variable` := `value`. A variable mirrored by a ``tf.distribute`` strategy is assigned as a whole,
     so that every replica gets the value (its handle is the first replica's alone)."""
-    if isinstance(getattr(variable, "value", None), tf.distribute.DistributedValues):
+    if _mirrored(variable):
         variable.assign(value)
     else:
         tf.raw_ops.AssignVariableOp(resource=variable.handle, value=value)

@@ -22,27 +22,50 @@ def owned_l2(model, task: int):
                      for l in model.masked_layers()])
 
 
-def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool = False, l2: float = 0.0):
+def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool = False, l2: float = 0.0,
+                    strategy=None):
     """A ``tf.function`` ``step(x, y) -> loss`` that trains task `task` through an
     ``ExactFreezingOptimizer`` started for that task; `l2` adds ``l2 * owned_l2(model, task)`` to the
     loss. A loss with an ``outputs`` attribute gets those outputs of the model
-    (``model(x, outputs=loss_fn.outputs)``) instead of its default one."""
+    (``model(x, outputs=loss_fn.outputs)``) instead of its default one.
+
+    Under a ``tf.distribute`` `strategy` (model and optimizer made in its scope), the step takes a global
+    batch and replica r trains on its r-th share (so a plain ``tf.data`` iterator, which a checkpoint can
+    hold, feeds it; a strategy's distributed iterator cannot be checkpointed). Each replica differentiates
+    its share's loss divided by the number of replicas (a Keras ``Loss`` divides itself, as Keras's convention is; a plain function is divided
+    here), so the all-reduced gradient is that of the loss over the global batch (equal shares: a global
+    batch that the replicas divide); the step returns that global loss (``paenet.distribute``)."""
     if optimizer.task != task:
         raise ValueError(f"the optimizer was started for task {optimizer.task}, not task {task}")
     loss_fn = loss_fn or classification_loss()
     variables = optimizer.trainable_variables
     outputs = {"outputs": loss_fn.outputs} if getattr(loss_fn, "outputs", None) else {}
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    divide = replicas > 1 and not isinstance(loss_fn, keras.losses.Loss)
 
-    @tf.function(jit_compile=jit_compile)
-    def step(x, y):
+    def replica_step(x, y):
         with tf.GradientTape() as tape:
             loss = loss_fn(y, model(x, task=task, training=True, **outputs))
+            if divide:
+                loss = loss / replicas
             if l2:
-                loss += l2 * owned_l2(model, task)
+                loss += l2 / replicas * owned_l2(model, task)
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
         return loss
+
+    if strategy is None:
+        return tf.function(replica_step, jit_compile=jit_compile)
+
+    def share_step(x, y):
+        size = tf.shape(x)[0] // replicas
+        start = tf.distribute.get_replica_context().replica_id_in_sync_group * size
+        return replica_step(x[start:start + size], y[start:start + size])
+
+    @tf.function(jit_compile=jit_compile)
+    def step(x, y):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(share_step, (x, y)), axis=None)
 
     return step
 
@@ -56,6 +79,9 @@ class Trainer:
       loss: the task's loss ``loss(y, outputs)`` (default: ``classification_loss()``).
       progress: show progress bars.
       l2: the factor of the penalty on the task's own kernel entries (``owned_l2``).
+
+    Made inside a ``tf.distribute`` strategy's scope (``paenet.distribute``), it trains under that
+    strategy: each global batch is split over the replicas, and pruning happens between steps, once.
     """
 
     def __init__(self, packer, loss=None, progress: bool = True, l2: float = 0.0):
@@ -63,6 +89,7 @@ class Trainer:
         self.phase_loss = [0.0, 0]      # loss sum and steps of the training phase so far (checkpointed)
         self._step = self._step_for = None
         self._batches = None
+        self.strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
 
     def _train_step(self):
         # Traced anew when the packer's model, optimizer or trainable variables changed (a task started,
@@ -70,7 +97,8 @@ class Trainer:
         p = self.packer
         key = (p.model, p.optimizer.inner, p.optimizer.trainable_variables)
         if self._step_for is None or any(a is not b for a, b in zip(key, self._step_for)):
-            self._step = make_train_step(p.model, p.optimizer, p.active_task, self.loss, l2=self.l2)
+            self._step = make_train_step(p.model, p.optimizer, p.active_task, self.loss, l2=self.l2,
+                                         strategy=self.strategy)
             self._step_for = key
         return self._step
 

@@ -21,7 +21,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from paenet.distribute import make_distributed_train_step, make_strategy, per_example_classification_loss
+from paenet.distribute import make_strategy
+from paenet.training import make_train_step
 from paenet.expansion import expand, uniform_widths
 from paenet.layers.masked import leading
 from paenet.models import SmallCNN, TaskSpec
@@ -30,7 +31,7 @@ from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import claim_free_weights
 from paenet.pruning import TaskPruner
 
-strategy = make_strategy("mirrored", ["/cpu:0", "/cpu:1"])
+strategy = make_strategy("mirrored", ("/cpu:0", "/cpu:1"))
 GLOBAL_BATCH, STEPS = 8, 3
 rng = np.random.default_rng(0)
 x = rng.normal(size=(GLOBAL_BATCH * STEPS, 16, 16, 3)).astype(np.float32)
@@ -50,20 +51,15 @@ with strategy.scope():
     for key, v in keyed_variables(model).items():
         v.assign(start[key])
     optimizer = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(model, 2)
-step = make_distributed_train_step(strategy, model, optimizer, 2, GLOBAL_BATCH)
+step = make_train_step(model, optimizer, 2, strategy=strategy)
 
 
-def replica_batches(context):
-    """Replica r of 2 gets half r of every global batch (consecutive per-replica batches)."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(context.get_per_replica_batch_size(GLOBAL_BATCH))
-    return ds.shard(context.num_input_pipelines, context.input_pipeline_id)
-
-
-batches = strategy.distribute_datasets_from_function(replica_batches)
+# Global batches: replica r of 2 trains on half r of each.
+batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
 
 # The single-device run: the same global batch, each replica's half through BatchNorm on its own.
 reference = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(single, 2)
-loss_fn = per_example_classification_loss()
+loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
 @tf.function
 def single_step(x, y):
@@ -126,7 +122,7 @@ with strategy.scope():
     wide = expand(model, uniform_widths(model.width_config(), 2.0), active_task=2)
     claim_free_weights(wide, 2)
     wide_optimizer = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(wide, 2)
-wide_step = make_distributed_train_step(strategy, wide, wide_optimizer, 2, GLOBAL_BATCH)
+wide_step = make_train_step(wide, wide_optimizer, 2, strategy=strategy)
 for batch in batches:
     wide_step(*batch)
 result["expanded_identical"] = wide(x[:GLOBAL_BATCH], task=1).numpy().tobytes() == finished_before.tobytes()
@@ -147,7 +143,8 @@ import json
 import sys
 import numpy as np
 import tensorflow as tf
-from paenet.distribute import make_distributed_train_step, make_strategy, per_example_classification_loss
+from paenet.distribute import make_strategy
+from paenet.training import make_train_step
 strategy = make_strategy("multi_worker")
 import keras
 from paenet.models import SmallCNN, TaskSpec
@@ -177,18 +174,13 @@ with strategy.scope():
     for key, v in keyed_variables(model).items():
         v.assign(start[key])
     optimizer = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(model, 2)
-step = make_distributed_train_step(strategy, model, optimizer, 2, GLOBAL_BATCH)
+step = make_train_step(model, optimizer, 2, strategy=strategy)
 
 
-def worker_batches(context):
-    """Worker w of 2 gets half w of every global batch."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(context.get_per_replica_batch_size(GLOBAL_BATCH))
-    return ds.shard(context.num_input_pipelines, context.input_pipeline_id)
-
-
-batches = strategy.distribute_datasets_from_function(worker_batches)
+# Global batches on every worker: worker w's replica trains on half w of each.
+batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
 reference = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(single, 2)
-loss_fn = per_example_classification_loss()
+loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
 
 @tf.function
@@ -297,3 +289,123 @@ def test_multi_worker_on_two_local_processes(tmp_path):
         assert r["max_diff"] <= 1e-5, r
         assert r["finished_identical"] and r["restored_equal"] and r["mask_dtype"] == "uint8", r
     assert results[0]["digest"] == results[1]["digest"], "the workers' variables differ"
+
+
+APP_SCRIPT = r'''
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+root = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+import tiny_tasks  # registers tiny_a, tiny_b
+from paenet import app
+from paenet.config import PackingPlan, Settings
+from paenet.monitor import WorkspaceObserver
+
+
+def settings(workspace, task):
+    return Settings(workspace=f"{root}/{workspace}", task=task, image_size=16, widths=(4, 8), dense_units=16,
+                    batch_size=16, goal=0.0, checkpoint_every=4, progress=False, distribution="mirrored",
+                    plan=PackingPlan(train_steps=8, targets=(0.5,), steps_per_round=6, prune_steps=3, frequency=1))
+
+
+def packing(workspace):
+    reader = tf.train.load_checkpoint(f"{root}/{workspace}/packing/variables/variables")
+    return {k: np.asarray(reader.get_tensor(k)).tobytes() for k in reader.get_variable_to_shape_map()
+            if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+class Killed(BaseException):
+    pass
+
+
+try:
+    app.pack(dataclasses.replace(settings("odd", "tiny_a"), batch_size=15))
+    refused = None
+except app.UsageError as e:
+    refused = str(e)
+made_odd = os.path.exists(f"{root}/odd/workspace.json")
+assert app.pack(settings("straight", "tiny_a"))[0] == app.GOAL_MET
+shutil.copytree(f"{root}/straight", f"{root}/killed")
+first = packing("straight")
+status, summary = app.pack(settings("straight", "tiny_b"))
+expected = packing("straight")
+original = WorkspaceObserver.on_step
+
+
+def on_step(self, loop, loss):
+    original(self, loop, loss)
+    if self.global_step == 10:                      # in the pruning round, after the checkpoint at step 8
+        raise Killed
+
+
+WorkspaceObserver.on_step = on_step
+try:
+    app.pack(settings("killed", "tiny_b"))
+except Killed:
+    pass
+WorkspaceObserver.on_step = original
+resumed_status = app.pack(settings("killed", "tiny_b"))[0]
+resumed = packing("killed")
+task1 = [k for k in first if "_t1" in k]
+print("RESULT " + json.dumps({
+    "refused": refused, "made_odd": made_odd, "status": status, "resumed_status": resumed_status, "history": summary["history"], "task1_keys": len(task1),
+    "task1_identical": all(expected[k] == first[k] for k in task1),
+    "resumed_equal": sorted(k for k in expected if resumed.get(k) != expected[k]),
+    "task2_moved": sum(expected[k] != first.get(k) for k in expected if "kernel" in k)}))
+'''
+
+
+def test_the_app_packs_under_mirrored_and_a_killed_run_resumes_to_the_same_end(tmp_path):
+    """`--distribution=mirrored` on two logical CPUs: task 1 bit-identical after task 2, and a run killed
+    in a pruning round, resumed under the strategy, ends bit-identical to the uninterrupted one."""
+    run = subprocess.run([sys.executable, "-c", APP_SCRIPT, str(tmp_path), str(Path(__file__).parent)], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = _result(run.stdout, run.stderr)
+    assert result["status"] == 0 and result["resumed_status"] == 0, result
+    assert [h[0] for h in result["history"]] == ["train", "prune 0.5"], result
+    assert result["task1_keys"] > 0 and result["task1_identical"] and result["task2_moved"] > 0, result
+    assert result["resumed_equal"] == [], result
+    assert result["refused"] == "--distribution=mirrored: a batch of 15 does not split over 2 replicas", result
+    assert not result["made_odd"], result
+
+
+
+def test_the_app_packs_under_multi_worker_on_two_local_processes(tmp_path):
+    """`python -m paenet.main --distribution=multi_worker`, one process per worker, each packing into its
+    own copy of the workspace: both finish, and the workspaces hold the same network (all but each worker's
+    BatchNorm statistics, which come from its own share of the batch)."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    args = ["--task_module=tiny_tasks", "--task=tiny_a", "--goal=0.0", "--image_size=16", "--widths=4,8",
+            "--dense_units=16", "--batch_size=16", "--train_steps=6", "--targets=0.5", "--steps_per_round=4",
+            "--prune_steps=2", "--prune_frequency=1", "--noprogress", "--distribution=multi_worker"]
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "paenet.main", f"--workspace={tmp_path / f'worker{i}'}", *args], cwd=REPO,
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
+             "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+        for i in range(2)]
+    try:
+        outputs = [w.communicate(timeout=300) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    for w, (out, err) in zip(workers, outputs):
+        assert w.returncode == 0, err[-3000:]
+    import tensorflow as tf
+    values = []
+    for i in range(2):
+        reader = tf.train.load_checkpoint(str(tmp_path / f"worker{i}" / "packing" / "variables" / "variables"))
+        values.append({k: reader.get_tensor(k).tobytes() for k in reader.get_variable_to_shape_map()
+                       if k != "_CHECKPOINTABLE_OBJECT_GRAPH" and "moving_" not in k})
+    assert values[0].keys() == values[1].keys() and len(values[0]) > 0
+    assert [k for k in values[0] if values[0][k] != values[1][k]] == []
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert summaries[0]["digest"] != "" and summaries[0]["chosen_sparsity"] == 0.5

@@ -38,19 +38,19 @@ def measure(quick: bool) -> dict:
 
     from paenet.benchmarks.inception import CLASSES, batch, packed_model
     from paenet.benchmarks.timing import compare_rates
-    from paenet.distribute import make_distributed_train_step, make_strategy
+    from paenet.distribute import make_strategy
     from paenet.optim import ExactFreezingOptimizer
+    from paenet.training import make_train_step
 
     s = settings(quick)
     x, y = batch({**s, "batch": DEVICES * s["batch"]})
-    strategies = {"one": make_strategy("none"), "two": make_strategy("mirrored", devices)}
+    strategies = {"one": make_strategy("none"), "two": make_strategy("mirrored", tuple(devices))}
     steps = {}
     for key, strategy in strategies.items():
         with strategy.scope():
             model = packed_model(s, CLASSES)
             optimizer = ExactFreezingOptimizer(keras.optimizers.Adam(1e-3)).start_task(model, 1)
-        global_batch = strategy.num_replicas_in_sync * s["batch"]
-        steps[key] = make_distributed_train_step(strategy, model, optimizer, 1, global_batch)
+        steps[key] = make_train_step(model, optimizer, 1, strategy=strategy)
     # Replica r's share of the global batch, already on its device.
     shares = strategies["two"].experimental_distribute_values_from_function(
         lambda ctx: tuple(t[ctx.replica_id_in_sync_group * s["batch"]:][:s["batch"]] for t in (x, y)))
