@@ -95,7 +95,7 @@ class ExactFreezingOptimizer:
     def scale_loss(self, loss):
         """The loss to differentiate: scaled when the inner optimizer is a ``LossScaleOptimizer``."""
         self._check_started()
-        return self.inner.scale_loss(loss) if hasattr(self.inner, "scale_loss") else loss
+        return self.inner.scale_loss(loss) if isinstance(self.inner, keras.optimizers.LossScaleOptimizer) else loss
 
     def apply_gradients(self, grads_and_vars):
         """One step of the inner optimizer, then every entry not owned by the active task restored."""

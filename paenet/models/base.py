@@ -16,9 +16,11 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from paenet.layers import MaskedKernelLayer, TaskHeads, check_task
+from paenet.layers import MaskedKernelLayer, TaskBatchNorm, TaskHeads, check_task
 from paenet.layers.masked import MAX_TASKS, check_sharing, leading
 
+
+TASK_PARTS = (MaskedKernelLayer, TaskBatchNorm, TaskHeads)      # the layers holding per-task variables
 
 
 @contextlib.contextmanager
@@ -147,7 +149,7 @@ class PackableModel(keras.Model):
         self.check_task(task)
         found = []
         for layer in self._flatten_layers(include_self=False):
-            if hasattr(layer, "task_variables") and layer.built:
+            if isinstance(layer, TASK_PARTS) and layer.built:
                 found += [v for v in layer.task_variables(task) if v.trainable or not trainable_only]
         return found
 
@@ -157,7 +159,7 @@ class PackableModel(keras.Model):
         self.check_task(source)
         self.check_task(target)
         for layer in self._flatten_layers(include_self=False):
-            if hasattr(layer, "task_variables") and layer.built and not isinstance(layer, TaskHeads):
+            if isinstance(layer, TASK_PARTS) and layer.built and not isinstance(layer, TaskHeads):
                 for src, dst in zip(layer.task_variables(source), layer.task_variables(target)):
                     assign_leading(dst, src.numpy())    # `dst` may be wider: `source` finished narrower
 
@@ -220,11 +222,11 @@ class PackableModel(keras.Model):
 
     def width_config(self) -> dict[str, int]:
         """Filters of every expandable masked layer, by layer key."""
-        raise NotImplementedError(f"{type(self).__name__} does not support expansion")
+        raise NotImplementedError(f"{type(self).__name__}: every backbone implements this")
 
     def with_width_config(self, widths: dict[str, int], frozen_shapes: dict) -> "PackableModel":
         """A new model with these widths and frozen shapes, holding every value of this one."""
-        raise NotImplementedError(f"{type(self).__name__} does not support expansion")
+        raise NotImplementedError(f"{type(self).__name__}: every backbone implements this")
 
     def get_config(self):
         return {"name": self.name, "tasks": [t.to_dict() for t in self.task_specs],
