@@ -13,6 +13,57 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+TRAIN_BOTH = r'''
+# Task 2 trained for STEPS global batches under `strategy`, and on one device (`single`, each half of a
+# batch through BatchNorm on its own): the same data and start on every worker.
+GLOBAL_BATCH, STEPS = 8, 3
+rng = np.random.default_rng(0)                           # the same data and start on every worker
+x = rng.normal(size=(GLOBAL_BATCH * STEPS, 16, 16, 3)).astype(np.float32)
+y = rng.integers(0, 3, GLOBAL_BATCH * STEPS)
+
+
+def build():
+    return SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3),
+                    tasks=[TaskSpec("done", 3), TaskSpec("new", 3)]).build_variables()
+
+
+keras.utils.set_random_seed(0)                          # the same start on every worker
+single = build()
+for layer in single.masked_layers():                    # task 1 finished: it owns about half of each layer
+    layer.mask.assign(rng.integers(1, 3, layer.mask.shape).astype(np.uint8))
+start = {k: v.numpy() for k, v in keyed_variables(single).items()}
+
+with strategy.scope():
+    model = build()
+    for key, v in keyed_variables(model).items():
+        v.assign(start[key])
+    optimizer = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(model, 2)
+step = make_train_step(model, optimizer, 2, strategy=strategy)
+
+
+# Global batches (on every worker): replica r of 2 trains on half r of each.
+batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+reference = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(single, 2)
+loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+
+@tf.function
+def single_step(x, y):
+    with tf.GradientTape() as tape:
+        half = GLOBAL_BATCH // 2
+        losses = [loss_fn(y[i:i + half], single(x[i:i + half], task=2, training=True)) for i in (0, half)]
+        loss = tf.reduce_sum(tf.concat(losses, 0)) / GLOBAL_BATCH
+    grads = tape.gradient(loss, reference.trainable_variables)
+    reference.apply_gradients(zip(grads, reference.trainable_variables))
+
+
+for batch in batches:
+    step(*batch)
+for i in range(STEPS):
+    single_step(x[i * GLOBAL_BATCH:(i + 1) * GLOBAL_BATCH], y[i * GLOBAL_BATCH:(i + 1) * GLOBAL_BATCH])
+'''
+
 SCRIPT = r'''
 import json
 import sys
@@ -32,49 +83,9 @@ from paenet.packing import claim_free_weights
 from paenet.pruning import TaskPruner
 
 strategy = make_strategy("mirrored", ("/cpu:0", "/cpu:1"))
-GLOBAL_BATCH, STEPS = 8, 3
-rng = np.random.default_rng(0)
-x = rng.normal(size=(GLOBAL_BATCH * STEPS, 16, 16, 3)).astype(np.float32)
-y = rng.integers(0, 3, GLOBAL_BATCH * STEPS)
+'''
 
-def build():
-    return SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3),
-                    tasks=[TaskSpec("done", 3), TaskSpec("new", 3)]).build_variables()
-
-single = build()
-for layer in single.masked_layers():                    # task 1 finished: it owns about half of each layer
-    layer.mask.assign(rng.integers(1, 3, layer.mask.shape).astype(np.uint8))
-start = {k: v.numpy() for k, v in keyed_variables(single).items()}
-
-with strategy.scope():
-    model = build()
-    for key, v in keyed_variables(model).items():
-        v.assign(start[key])
-    optimizer = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(model, 2)
-step = make_train_step(model, optimizer, 2, strategy=strategy)
-
-
-# Global batches: replica r of 2 trains on half r of each.
-batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
-
-# The single-device run: the same global batch, each replica's half through BatchNorm on its own.
-reference = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(single, 2)
-loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-
-@tf.function
-def single_step(x, y):
-    with tf.GradientTape() as tape:
-        half = GLOBAL_BATCH // 2
-        losses = [loss_fn(y[i:i + half], single(x[i:i + half], task=2, training=True)) for i in (0, half)]
-        loss = tf.reduce_sum(tf.concat(losses, 0)) / GLOBAL_BATCH
-    grads = tape.gradient(loss, reference.trainable_variables)
-    reference.apply_gradients(zip(grads, reference.trainable_variables))
-
-for batch in batches:
-    step(*batch)
-for i in range(STEPS):
-    single_step(x[i * GLOBAL_BATCH:(i + 1) * GLOBAL_BATCH], y[i * GLOBAL_BATCH:(i + 1) * GLOBAL_BATCH])
-
+SCRIPT += TRAIN_BOTH + r'''
 def replicas(variable):
     """The variable's value on every replica of this worker."""
     value = variable.value
@@ -152,52 +163,9 @@ from paenet.models.base import keyed_variables
 from paenet.optim import ExactFreezingOptimizer
 from paenet.pruning import TaskPruner
 
-GLOBAL_BATCH, STEPS = 8, 3
-rng = np.random.default_rng(0)                           # the same data and start on every worker
-x = rng.normal(size=(GLOBAL_BATCH * STEPS, 16, 16, 3)).astype(np.float32)
-y = rng.integers(0, 3, GLOBAL_BATCH * STEPS)
+'''
 
-
-def build():
-    return SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3),
-                    tasks=[TaskSpec("done", 3), TaskSpec("new", 3)]).build_variables()
-
-
-keras.utils.set_random_seed(0)                          # the same start on every worker
-single = build()
-for layer in single.masked_layers():                    # task 1 finished: it owns about half of each layer
-    layer.mask.assign(rng.integers(1, 3, layer.mask.shape).astype(np.uint8))
-start = {k: v.numpy() for k, v in keyed_variables(single).items()}
-
-with strategy.scope():
-    model = build()
-    for key, v in keyed_variables(model).items():
-        v.assign(start[key])
-    optimizer = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(model, 2)
-step = make_train_step(model, optimizer, 2, strategy=strategy)
-
-
-# Global batches on every worker: worker w's replica trains on half w of each.
-batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
-reference = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(single, 2)
-loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-
-
-@tf.function
-def single_step(x, y):
-    with tf.GradientTape() as tape:
-        half = GLOBAL_BATCH // 2
-        losses = [loss_fn(y[i:i + half], single(x[i:i + half], task=2, training=True)) for i in (0, half)]
-        loss = tf.reduce_sum(tf.concat(losses, 0)) / GLOBAL_BATCH
-    grads = tape.gradient(loss, reference.trainable_variables)
-    reference.apply_gradients(zip(grads, reference.trainable_variables))
-
-
-for batch in batches:
-    step(*batch)
-for i in range(STEPS):
-    single_step(x[i * GLOBAL_BATCH:(i + 1) * GLOBAL_BATCH], y[i * GLOBAL_BATCH:(i + 1) * GLOBAL_BATCH])
-
+MULTI_WORKER_SCRIPT += TRAIN_BOTH + r'''
 result = {"worker": strategy.cluster_resolver.task_id, "replicas": strategy.num_replicas_in_sync,
           "max_diff": 0.0, "moved": 0, "finished_identical": True}
 kernels = {l.name: l.kernel.numpy() for l in single.masked_layers()}
@@ -267,12 +235,13 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def test_multi_worker_on_two_local_processes(tmp_path):
+def _run_workers(command) -> list[tuple[str, str]]:
+    """Runs ``command(i)`` as worker i of a two-worker cluster on 127.0.0.1 (CPU only); their outputs,
+    after checking that both succeeded."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     workers = [subprocess.Popen(
-        [sys.executable, "-c", MULTI_WORKER_SCRIPT, str(tmp_path)], cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": "",
+        command(i), cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
              "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
         for i in range(2)]
     try:
@@ -282,6 +251,11 @@ def test_multi_worker_on_two_local_processes(tmp_path):
             w.kill()
     for w, (out, err) in zip(workers, outputs):
         assert w.returncode == 0, err[-3000:]
+    return outputs
+
+
+def test_multi_worker_on_two_local_processes(tmp_path):
+    outputs = _run_workers(lambda i: [sys.executable, "-c", MULTI_WORKER_SCRIPT, str(tmp_path)])
     results = [_result(out, err) for out, err in outputs]
     assert sorted(r["worker"] for r in results) == [0, 1]
     for r in results:
@@ -382,23 +356,11 @@ def test_the_app_packs_under_multi_worker_on_two_local_processes(tmp_path):
     """`python -m paenet.main --distribution=multi_worker`, one process per worker, each packing into its
     own copy of the workspace: both finish, and the workspaces hold the same network (all but each worker's
     BatchNorm statistics, which come from its own share of the batch)."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     args = ["--task_module=tiny_tasks", "--task=tiny_a", "--goal=0.0", "--image_size=16", "--widths=4,8",
             "--dense_units=16", "--batch_size=16", "--train_steps=6", "--targets=0.5", "--steps_per_round=4",
             "--prune_steps=2", "--prune_frequency=1", "--noprogress", "--distribution=multi_worker"]
-    workers = [subprocess.Popen(
-        [sys.executable, "-m", "paenet.main", f"--workspace={tmp_path / f'worker{i}'}", *args], cwd=REPO,
-        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
-             "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
-        for i in range(2)]
-    try:
-        outputs = [w.communicate(timeout=300) for w in workers]
-    finally:
-        for w in workers:
-            w.kill()
-    for w, (out, err) in zip(workers, outputs):
-        assert w.returncode == 0, err[-3000:]
+    outputs = _run_workers(lambda i: [sys.executable, "-m", "paenet.main",
+                                      f"--workspace={tmp_path / f'worker{i}'}", *args])
     import tensorflow as tf
     values = []
     for i in range(2):
