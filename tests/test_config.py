@@ -78,3 +78,14 @@ def test_precision_and_epsilon_reach_a_new_workspace(tmp_path):
     scaled = app.optimizer_config(dataclasses.replace(settings, precision="mixed_float16"))
     assert scaled["class_name"] == "LossScaleOptimizer" and scaled["config"]["inner_optimizer"]["config"][
         "epsilon"] == 0.1
+
+
+def test_a_mixed_policy_without_a_gpu_is_said_before_training(capsys):
+    import tensorflow as tf
+    app.check_precision("mixed_float16")
+    app.check_precision("float32")
+    lines = capsys.readouterr().err.splitlines()
+    expected = [] if tf.config.list_physical_devices("GPU") else [
+        "paenet: warning: --precision=mixed_float16 on this CPU (no GPU, no native float16) is emulated and "
+        "much slower than float32"]
+    assert lines == expected
