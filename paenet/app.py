@@ -115,8 +115,8 @@ def _create(workspace, s: Settings):
         config.update(image_size=model.input_size, facenet=str(imported.path), facenet_format=imported.format,
                       bn_momentum=model.bn_momentum)
     elif s.base == "small_cnn":
-        from paenet.models import SmallCNN
-        model = SmallCNN(widths=list(s.widths), dense_units=s.dense_units, dropout=s.dropout, name="paenet",
+        from paenet.models import create_backbone
+        model = create_backbone(s.base, widths=list(s.widths), dense_units=s.dense_units, dropout=s.dropout, name="paenet",
                          input_shape=(s.image_size, s.image_size, 3), sharing=s.sharing)
         packer = Packer(model, config["optimizer"])
         config.update(image_size=s.image_size, widths=list(s.widths), dense_units=s.dense_units)
