@@ -93,10 +93,6 @@ class PackingPlan:
         _need(not self.plateau_patience or self.eval_every > 0, "plateau_patience", self.plateau_patience,
               "needs --eval_every")
 
-    def schedules(self):
-        from paenet.pruning import round_schedules
-        return round_schedules(self.targets, self.steps_per_round, self.prune_steps, self.frequency)
-
     @classmethod
     def from_dict(cls, d: dict) -> "PackingPlan":
         """The plan ``dataclasses.asdict`` wrote (as JSON, in a checkpoint)."""

@@ -23,6 +23,7 @@ from paenet.methods import Method, get_method
 from paenet.methods.base import MISS_KEEP
 from paenet.models.base import TaskSpec
 from paenet.packing import Packer
+from paenet.pruning import round_schedules
 from paenet.training import Trainer
 
 
@@ -305,7 +306,8 @@ class GoalLoop:
         self._next("train")
 
     def _prune(self):
-        schedules = self.plan.schedules()
+        plan = self.plan
+        schedules = round_schedules(plan.targets, plan.steps_per_round, plan.prune_steps, plan.frequency)
         if self.state.round >= len(schedules):
             self._next("finish")
             return
