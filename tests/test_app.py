@@ -108,7 +108,7 @@ def test_a_second_run_on_a_workspace_is_refused(one_task, tmp_path, data_dir):
     (["--task=nosuch", "--goal=0.5"], "unknown task 'nosuch'; registered tasks: "),
     (["--task=ckplus_identity"], "give exactly one of --goal"),
     (["--task=face_nonface", "--goal=0.5"], "task 'face_nonface' is packed in"),
-    (["--task=ckplus_identity", "--goal=0.5", "--baseline=0.9"], "--baseline needs --goal_margin"),
+    (["--task=ckplus_identity", "--goal=0.5", "--baseline=0.9"], "--baseline=0.9: needs --goal_margin"),
 ])
 def test_bad_requests_fail_with_one_line_and_change_nothing(one_task, tmp_path, data_dir, args, message):
     workspace = _copy(one_task, tmp_path, "same")
