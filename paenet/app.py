@@ -243,6 +243,11 @@ def pack(s: Settings) -> tuple[int, dict]:
         context = TaskContext(s.data_dir, config["image_size"], config["batch_size"], config["seed"],
                               config["fold"], dict(s.task_options))
         data = definition.load(context)
+        imported = finished.model.task_specs[finished.active_task - 1] if finished.active_task else None
+        if imported is not None and imported.num_classes == 0 and data.train is not None:
+            raise UsageError(f"task {imported.name!r} was imported without a head, so it cannot train on the "
+                             f"training data it has now: create the workspace with that data (for the face task, "
+                             f"--face_train) or move the data away")
         spec = TaskSpec(definition.name, definition.num_classes)
         if active:
             loop = _resume(workspace, finished, active, spec, data, s, config["optimizer"])

@@ -1,5 +1,6 @@
 """The face task retrains on a folder of identities through its Logits head with FaceNet's train_softmax.py
 loss (cross-entropy + prelogits norm), and without such a folder prunes as imported."""
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -173,3 +174,20 @@ def test_a_facenet_workspace_trains_its_face_task_with_the_face_loss_in_every_ph
     assert calls                                                        # traced by the packer's train step
     state = (tmp_path / "ws" / "packing" / "state.json").read_text()
     assert '"num_classes": 3' in state
+
+
+def test_training_data_given_after_a_headless_face_task_was_created_is_refused_in_one_line(tmp_path):
+    """A FaceNet workspace created without training identities has a face task without a head; giving it
+    identities later is a usage error naming what to do, not a failure inside the train step."""
+    from paenet.app import GOAL_UNREACHABLE, UsageError, pack
+    from paenet.config import PackingPlan, Settings
+    values = {name: v.numpy() for name, v in facenet_variables(tiny_face_model(7)).items()}
+    prefix = save_checkpoint(tmp_path / "face.ckpt", values)
+    pairs = {"face_pairs": str(make_lfw(tmp_path / "lfw"))}
+    settings = Settings(str(tmp_path / "ws"), "face", data_dir=str(tmp_path), task_options=pairs, base="facenet",
+                        facenet=prefix, batch_size=6, goal=1.0, progress=False,
+                        plan=PackingPlan(train_steps=2, targets=(0.5,), steps_per_round=2, prune_steps=1, frequency=1))
+    assert pack(settings)[0] == GOAL_UNREACHABLE           # no training data: the task stays as imported
+    trained = {**pairs, "face_train": str(make_training_folder(tmp_path / "ids"))}
+    with pytest.raises(UsageError, match="task 'face' was imported without a head.*--face_train"):
+        pack(dataclasses.replace(settings, task_options=trained, goal=0.0))
