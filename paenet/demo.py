@@ -27,7 +27,7 @@ from paenet.app import GOAL_MET, pack
 from paenet.checkpoint import packed_records
 from paenet.config import PackingPlan, Settings
 from paenet.data.pairs import generate_pairs, write_pairs
-from paenet.workspace import Workspace
+from paenet.workspace import EXPORTS, Workspace
 
 COMMON = dict(base="facenet", bn_momentum=0.9, learning_rate=1e-3, batch_size=16, checkpoint_every=20)
 TASKS = (
@@ -83,7 +83,8 @@ def run(workspace: str, progress: bool = True) -> int:
             return status
     sizes = export_workspace(workspace, compressed=True)
     report = write_report(workspace)
-    print(json.dumps({"export": sizes.get("savedmodel"), "report": report}), flush=True)
+    print(json.dumps({"export": str(Path(workspace) / EXPORTS), "savedmodel_bytes": sizes["savedmodel_bytes"],
+                      "compressed_bytes": sizes["compressed_bytes"], "report": report}), flush=True)
     return 0
 
 
