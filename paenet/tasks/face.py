@@ -32,13 +32,11 @@ pruned without retraining (as imported), says so once on stderr, and its sizes s
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from paenet.data import pipeline, real_images
-from paenet.data.files import is_image_file
 from paenet.data.pairs import draw_pairs, identity_images, read_pairs, resolve_pairs
 from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
 
@@ -157,10 +155,10 @@ def training_folder(data_dir, options: dict) -> Path:
                 / "vggface2_train_aligned")
 
 
-def training_identities(data_dir, options: dict) -> list[str]:
-    """The sorted identities (sub-folders holding an image) of the face task's training folder; empty, said
-    once on stderr, when the default folder is not there (the task then prunes without retraining); a
-    ``face_train`` folder that is not there is an error."""
+def training_images(data_dir, options: dict) -> dict[str, list[Path]]:
+    """Identity -> its images, in sorted identity order, of the face task's training folder (one listing of
+    it); empty, said once on stderr, when the default folder is not there (the task then prunes without
+    retraining); a ``face_train`` folder that is not there is an error."""
     folder = training_folder(data_dir, options)
     if not folder.is_dir():
         if options.get("face_train"):
@@ -169,27 +167,25 @@ def training_identities(data_dir, options: dict) -> list[str]:
             _reported.add(folder)
             logger.warning("%s is not there: the face task is pruned without retraining (give it training "
                            "identities with face_train, see paenet/tasks/face.py)", folder)
-        return []
-    with os.scandir(folder) as entries:
-        identities = sorted(e.name for e in entries
-                            if e.is_dir() and any(is_image_file(f) for f in os.listdir(e.path)))
-    if len(identities) < 2:
-        raise ValueError(f"face_train={folder}: {len(identities)} identities (<identity>/<image>); softmax "
+        return {}
+    images = identity_images(folder)
+    if len(images) < 2:
+        raise ValueError(f"face_train={folder}: {len(images)} identities (<identity>/<image>); softmax "
                          "training needs 2 or more")
-    return identities
+    return images
 
 
 def training_classes(data_dir, options: dict) -> int:
     """The face head's class count for a new FaceNet workspace: its training identities (0: no head)."""
-    return len(training_identities(data_dir, options))
+    return len(training_images(data_dir, options))
 
 
-def training_data(folder: Path, identities: list[str], context: TaskContext):
-    """(endless batches of (crops, identity index), images): every image of `identities` under `folder`,
-    the list permuted by the seed before the pipeline's shuffle buffer mixes identities further."""
-    images = identity_images(folder)
-    paths = [p for i in identities for p in images[i]]
-    labels = np.array([k for k, i in enumerate(identities) for _ in images[i]], np.int64)
+def training_data(images: dict[str, list[Path]], context: TaskContext):
+    """(endless batches of (crops, identity index), image count): every image of `images` (identity ->
+    paths; class k = the k-th identity), the list permuted by the seed before the pipeline's shuffle buffer
+    mixes identities further."""
+    paths = [p for i in images for p in images[i]]
+    labels = np.array([k for k, i in enumerate(images) for _ in images[i]], np.int64)
     order = np.random.default_rng(context.seed).permutation(len(paths))
     source = pipeline.files([paths[i] for i in order], labels[order])
     return pipeline.training_dataset(source, context.batch_size, context.seed, context.image_size,
@@ -198,18 +194,17 @@ def training_data(folder: Path, identities: list[str], context: TaskContext):
 
 def _training(context: TaskContext, val_folder: Path | None) -> dict:
     """The TaskData fields of the face task's training: none without training identities."""
-    identities = training_identities(context.data_dir, context.options)
-    if not identities:
+    images = training_images(context.data_dir, context.options)
+    if not images:
         return {"train": None, "loss": None, "sizes": {"train": 0}}
-    folder = training_folder(context.data_dir, context.options)
-    if val_folder is not None and set(identities) & {d.name for d in val_folder.iterdir() if d.is_dir()}:
-        logger.warning("%s and %s share identities: the face task is selected on people it trains on", folder,
-                       val_folder)
-    train, count = training_data(folder, identities, context)
-    loss = FaceLoss(len(identities),
+    if val_folder is not None and set(images) & {d.name for d in val_folder.iterdir() if d.is_dir()}:
+        logger.warning("%s and %s share identities: the face task is selected on people it trains on",
+                       training_folder(context.data_dir, context.options), val_folder)
+    train, count = training_data(images, context)
+    loss = FaceLoss(len(images),
                     float(context.options.get("face_prelogits_norm_factor", PRELOGITS_NORM_FACTOR)),
                     float(context.options.get("face_center_loss_factor", 0.0)))
-    return {"train": train, "loss": loss, "sizes": {"train": count, "train_identities": len(identities)}}
+    return {"train": train, "loss": loss, "sizes": {"train": count, "train_identities": len(images)}}
 
 
 def _load(context: TaskContext) -> TaskData:
