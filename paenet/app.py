@@ -105,8 +105,6 @@ def _create(workspace, s: Settings):
     if s.base == "facenet":
         from paenet.facenet_import import load_facenet
         from paenet.tasks import face
-        if not s.facenet:
-            raise UsageError("--base=facenet needs --facenet=PATH (a FaceNet checkpoint, .pb or .tflite)")
         classes = face.training_classes(s.data_dir, s.task_options)     # a face head only to retrain it
         imported = load_facenet(s.facenet, logits=classes, sharing=s.sharing, name="paenet")
         model = imported.model if s.bn_momentum is None else imported.model.rebuild(bn_momentum=s.bn_momentum)
@@ -114,14 +112,12 @@ def _create(workspace, s: Settings):
         packer.resume_task(1)
         config.update(image_size=model.input_size, facenet=str(imported.path), facenet_format=imported.format,
                       bn_momentum=model.bn_momentum)
-    elif s.base == "small_cnn":
+    else:                           # (Settings admits small_cnn and facenet only)
         from paenet.models import create_backbone
-        model = create_backbone(s.base, widths=list(s.widths), dense_units=s.dense_units, dropout=s.dropout, name="paenet",
-                         input_shape=(s.image_size, s.image_size, 3), sharing=s.sharing)
+        model = create_backbone(s.base, widths=list(s.widths), dense_units=s.dense_units, dropout=s.dropout,
+                                name="paenet", input_shape=(s.image_size, s.image_size, 3), sharing=s.sharing)
         packer = Packer(model, config["optimizer"])
         config.update(image_size=s.image_size, widths=list(s.widths), dense_units=s.dense_units)
-    else:
-        raise UsageError(f"unknown base network {s.base!r}: small_cnn or facenet")
     workspace.save_finished(packer)
     workspace.write_config(config)       # last: a workspace without its config is still new
 
@@ -220,10 +216,11 @@ def pack(s: Settings) -> tuple[int, dict]:
         if not workspace.exists():
             _create_new(workspace, s, made)
         config = workspace.config()
+        precision = config.get("precision", "float32")
         if strategy is not None:
             scope.enter_context(strategy.scope())
-        scope.enter_context(dtype_policy(config.get("precision", "float32")))
-        check_precision(config.get("precision", "float32"))
+        scope.enter_context(dtype_policy(precision))
+        check_precision(precision)
         method = check_method(s.method, config)
         workspace.evaluations()     # readable, or refused before any work
         keras.utils.set_random_seed(config["seed"])

@@ -1,13 +1,13 @@
 """Training a task under a ``tf.distribute`` strategy: the global batch split over replicas, exact freezing
 on every replica.
 
-Build the model and start the optimizer inside ``strategy.scope()``: every variable is then mirrored. A
-step (``paenet.training.make_train_step(..., strategy=strategy)``, which ``Trainer`` makes when created
-in the scope) runs the task's forward and backward pass on each replica's share of the batch, the inner optimizer all-reduces the gradients, and ``ExactFreezingOptimizer`` restores the
-entries the task does not own with a plain assign of values that every replica computes alike (the
-kernel before the step), so finished tasks stay bit-identical on every replica. Pruning and mask updates
-run between steps in cross-replica context, once: ``TaskPruner`` assigns each changed variable as a
-whole, which writes every replica.
+Build the model and start the optimizer inside ``strategy.scope()``: every variable is then mirrored. A step
+(``paenet.training.make_train_step(..., strategy=strategy)``, which ``Trainer`` makes when created in the
+scope) runs the task's forward and backward pass on each replica's share of the batch, the inner optimizer
+all-reduces the gradients, and ``ExactFreezingOptimizer`` restores the entries the task does not own with a
+plain assign of values that every replica computes alike (the kernel before the step), so finished tasks stay
+bit-identical on every replica. Pruning and mask updates run between steps in cross-replica context, once:
+``TaskPruner`` assigns each changed variable as a whole, which writes every replica.
 
 BatchNorm normalises each replica's share with that share's statistics (as Keras's unsynchronised
 BatchNormalization does under a strategy), and each replica updates its copy of the task's moving

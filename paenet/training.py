@@ -31,10 +31,11 @@ def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool
 
     Under a ``tf.distribute`` `strategy` (model and optimizer made in its scope), the step takes a global
     batch and replica r trains on its r-th share (so a plain ``tf.data`` iterator, which a checkpoint can
-    hold, feeds it; a strategy's distributed iterator cannot be checkpointed). Each replica differentiates
-    its share's loss divided by the number of replicas (a Keras ``Loss`` divides itself, as Keras's convention is; a plain function is divided
-    here), so the all-reduced gradient is that of the loss over the global batch (equal shares: a global
-    batch that the replicas divide); the step returns that global loss (``paenet.distribute``)."""
+    hold, feeds it; a strategy's distributed iterator cannot be checkpointed). Each replica differentiates its
+    share's loss divided by the number of replicas (a Keras ``Loss`` divides itself, as Keras's convention is;
+    a plain function is divided here), so the all-reduced gradient is that of the loss over the global batch
+    (equal shares: a global batch that the replicas divide); the step returns that global loss
+    (``paenet.distribute``)."""
     if optimizer.task != task:
         raise ValueError(f"the optimizer was started for task {optimizer.task}, not task {task}")
     loss_fn = loss_fn or classification_loss()
