@@ -40,8 +40,6 @@ def option(default, help: str, flag: str | None = None, choices: tuple | None = 
     field's, the values an enum flag accepts, and the `rule` (test, text) a value must pass (each
     item of a list; None always passes)."""
     metadata = {"help": help, "flag": flag, "choices": choices, "rule": rule}
-    if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -175,7 +173,7 @@ def check(obj) -> None:
         value, meta = getattr(obj, field.name), field.metadata
         if "help" not in meta or value is None:
             continue
-        name = meta["flag"] or field.name
+        name = _flag_name(field)
         if meta["choices"]:
             _need(value in meta["choices"], name, value, f"must be one of {', '.join(meta['choices'])}")
         if meta["rule"]:
@@ -207,11 +205,11 @@ def _flag_fields(cls, path=()):
             yield path + (field.name,), field, kind
 
 
-def _flag_name(path, field) -> str:
-    return field.metadata["flag"] or path[-1]
+def _flag_name(field) -> str:
+    return field.metadata["flag"] or field.name
 
 
-def _default(path, root=Settings()):
+def _default(path, root):
     value = root
     for name in path:
         value = getattr(value, name)
@@ -223,8 +221,9 @@ def define_flags(flag_values=None, cls=Settings) -> None:
     a field without a default value (None) gives a flag without one."""
     from absl import flags
     flag_values = flags.FLAGS if flag_values is None else flag_values
+    defaults = cls()
     for path, field, kind in _flag_fields(cls):
-        name, help, default = _flag_name(path, field), field.metadata["help"], _default(path, cls())
+        name, help, default = _flag_name(field), field.metadata["help"], _default(path, defaults)
         base = typing.get_args(kind)[0] if typing.get_origin(kind) in (typing.Union, types.UnionType) else kind
         if field.metadata["choices"]:
             flags.DEFINE_enum(name, default, list(field.metadata["choices"]), help, flag_values=flag_values)
@@ -244,11 +243,12 @@ def from_flags(flag_values, task_options: dict | None = None, cls=Settings):
     """The `cls` (``Settings``) the parsed `flag_values` give; a list flag that is not a list of numbers
     raises UsageError naming it."""
     values: dict = {}
+    defaults = cls()
     for path, field, kind in _flag_fields(cls):
-        name = _flag_name(path, field)
+        name = _flag_name(field)
         value = getattr(flag_values, name)
         if kind is tuple:
-            item = type(_default(path, cls())[0])
+            item = type(_default(path, defaults)[0])
             try:
                 value = tuple(item(v) for v in value)
             except ValueError:
