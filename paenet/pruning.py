@@ -8,10 +8,11 @@ successive steps are monotone. Released weights are set to exactly 0.0 with mask
 tasks are never candidates and never written.
 
 Speed (DESIGN §8: a whole Inception-ResNet-v1 update under 100 ms on CPU, after 20 tasks too): the pruner
-reads each variable as a view of TensorFlow's buffer, selects with one integer partition in scratch arrays
-reused by every layer and step, and skips layers that a step leaves unchanged. Where the task owns less
-than half of a layer (a network shared by many tasks) it partitions the task's entries alone and writes
-only the entries that change.
+reads each variable as a view of TensorFlow's buffer through a handle looked up once, selects with one integer
+partition in scratch arrays reused by every layer and step, writes fresh arrays that TensorFlow adopts
+without a copy, and skips layers that a step leaves unchanged. Where the task's space is under half of a
+layer (a network shared by many tasks) it keeps the space's indices from the phase's start and reads,
+partitions and writes those entries alone.
 """
 from __future__ import annotations
 
@@ -116,40 +117,50 @@ class _Workspace:
     def __init__(self, size: int, itemsize: int):
         self._key, self._work = np.empty(size * itemsize, np.uint8), np.empty(size * itemsize, np.uint8)
         self._release, self._flags = np.empty(size, bool), np.empty(size, bool)
-        self._mask = np.empty(size, np.uint8)
 
     def select(self, kernel: np.ndarray, mask: np.ndarray, task: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """(released, new) for a flat `kernel` and `mask`, so that released | new marks the `count`
-        entries of task `task`'s space released after the step: `released` (a boolean view into this
-        workspace) the entries released already (mask 0), `new` those the step releases. Where the task
-        owns at least half of the layer `new` is a boolean view into this workspace; where it owns less
-        (a layer shared by many tasks), it is the ascending flat indices, and only the task's entries
-        are read beyond the mask.
-
-        Exact and O(N): one partition finds the key of the new-th smallest |w| among the task's own
-        entries; entries below it go, and of those equal to it the lowest flat indices.
-        """
+        """(released, new) for a flat `kernel` and `mask`, where the task's space is most of the layer:
+        boolean views into this workspace, `released` the entries released already (mask 0) and `new`
+        those the step releases, so that released | new marks the `count` entries of task `task`'s
+        space released after the step. Non-candidates sort above every |w| through the sign bit."""
         n = kernel.size
         released = np.equal(mask, 0, out=self._release[:n])
         owns = np.equal(mask, task, out=self._flags[:n])
-        already, owned = int(np.count_nonzero(released)), int(np.count_nonzero(owns))
-        new = count - already
-        if not 0 <= new <= owned:
-            raise ValueError(f"cannot release {count} weights: {already} are released already and the "
-                             f"task's space holds {already + owned} (targets must not decrease)")
+        new = _new_releases(count, int(np.count_nonzero(released)), int(np.count_nonzero(owns)))
         if new == 0:
-            return released, np.empty(0, np.intp)
+            return released, np.logical_and(owns, False, out=owns)
         bits = _bits(kernel)
-        sign = bits.dtype.type(1) << bits.dtype.type(8 * bits.itemsize - 1)
-        if 2 * owned < n:                                              # only the task's entries: a gather
-            where = np.flatnonzero(owns)
-            key = np.bitwise_and(bits[where], ~sign, out=_scratch(self._key, bits)[:owned])
-        else:                                                          # non-candidates above every |w|
-            where, key = None, np.bitwise_and(bits, ~sign, out=_scratch(self._key, bits))
-            if owned < n:
-                np.bitwise_or(key, np.multiply(np.logical_not(owns, out=owns), sign,
-                                               out=_scratch(self._work, bits)), out=key)
-        work = _scratch(self._work, bits)[: key.size]
+        sign = _sign(bits)
+        key = np.bitwise_and(bits, ~sign, out=_scratch(self._key, bits))
+        if not owns.all():
+            np.bitwise_or(key, np.multiply(np.logical_not(owns, out=owns), sign, out=_scratch(self._work, bits)),
+                          out=key)
+        return released, self._lowest(key, new)
+
+    def select_in(self, kernel: np.ndarray, mask: np.ndarray, space: np.ndarray, task: int,
+                  count: int) -> tuple[np.ndarray, np.ndarray]:
+        """(new, zeros) for a flat `kernel` and `mask` whose entries at ascending flat indices `space`
+        are the task's space (a layer shared by many tasks): ascending flat indices of the entries the
+        step releases, and of those released already whose value is not +0.0. Reads nothing else."""
+        owner = np.take(mask, space)
+        released, owns = owner == 0, owner == task
+        already, owned = int(np.count_nonzero(released)), int(np.count_nonzero(owns))
+        if already + owned != space.size:
+            raise ValueError(f"{space.size - already - owned} weights of the task's space were taken by "
+                             "another task since its pruning phase began")
+        new = _new_releases(count, already, owned)
+        bits = np.take(_bits(kernel), space)
+        zeros = np.compress(released & (bits != 0), space)           # (compress: boolean indexing is slower)
+        if new == 0:
+            return np.empty(0, np.intp), zeros
+        key = np.bitwise_and(np.compress(owns, bits), ~_sign(bits))
+        return np.compress(self._lowest(key, new), np.compress(owns, space)), zeros
+
+    def _lowest(self, key: np.ndarray, new: int) -> np.ndarray:
+        """Boolean view into this workspace marking the `new` smallest of `key` (ties to the lowest
+        index). Exact and O(N): one partition finds the new-th smallest key; keys below it go, and of
+        those equal to it the lowest indices."""
+        work = _scratch(self._work, key)[: key.size]
         np.copyto(work, key)
         work.partition(new - 1)
         kth = work[new - 1]
@@ -157,16 +168,30 @@ class _Workspace:
         release = np.less_equal(key, kth, out=self._flags[: key.size])
         if extra:                                                      # ties at kth: the highest indices stay
             release[np.flatnonzero(key == kth)[-extra:]] = False
-        return released, (release if where is None else where[release])
+        return release
 
     def kept(self, kernel: np.ndarray, mask: np.ndarray, release: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Views into this workspace: flat `kernel` and `mask` with the `release` entries set to +0.0 and 0
-        (`release` is overwritten). Multiplying the bits by 0 or 1 writes exactly +0.0, and it is
+        """Fresh arrays (see `_fresh`): flat `kernel` and `mask` with the `release` entries set to +0.0
+        and 0 (`release` is overwritten). Multiplying the bits by 0 or 1 writes exactly +0.0, and it is
         vectorised where a masked store is not."""
         keep = np.logical_not(release, out=release)
         bits = _bits(kernel)
-        kept = np.multiply(bits, keep, out=_scratch(self._work, bits))
-        return kept.view(kernel.dtype), np.multiply(mask, keep, out=self._mask[: mask.size])
+        kept = np.multiply(bits, keep, out=_fresh(bits))
+        return kept.view(kernel.dtype), np.multiply(mask, keep, out=_fresh(mask))
+
+
+def _new_releases(count: int, already: int, owned: int) -> int:
+    """How many of the task's `owned` weights a step to `count` released must release."""
+    new = count - already
+    if not 0 <= new <= owned:
+        raise ValueError(f"cannot release {count} weights: {already} are released already and the "
+                         f"task's space holds {already + owned} (targets must not decrease)")
+    return new
+
+
+def _sign(bits: np.ndarray):
+    """The sign bit of unsigned integers `bits`' width."""
+    return bits.dtype.type(1) << bits.dtype.type(8 * bits.itemsize - 1)
 
 
 def _scratch(buffer: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -179,35 +204,22 @@ def _bits(values: np.ndarray) -> np.ndarray:
     return values.view(f"u{values.dtype.itemsize}")
 
 
-def _read(variable) -> np.ndarray:
-    """`variable`'s value as a flat read-only view of TensorFlow's buffer: ``.numpy()`` copies it, and
-    TensorFlow copies on write, so the view stays valid."""
-    if _mirrored(variable):         # (its handle is out of reach in a strategy's cross-replica context)
-        return variable.numpy().reshape(-1)
-    value = tf.raw_ops.ReadVariableOp(resource=variable.handle, dtype=tf.as_dtype(variable.dtype))
-    return np.asarray(value).reshape(-1)
-
-
-def _write(variable, values: np.ndarray) -> None:
-    """Sets `variable` to a copy of flat `values`. The copy is explicit (``DeepCopy``): `values` is
-    scratch that the next layer overwrites, and ``AssignVariableOp`` may adopt an aligned NumPy buffer
-    as the variable's own instead of copying it. The raw ops skip the checks of ``assign``."""
-    copy = tf.raw_ops.DeepCopy(x=values.reshape(variable.shape))
-    _assign(variable, copy)
-
-
-def _write_entries(variable, values: np.ndarray, indices: np.ndarray, value) -> None:
-    """Sets `variable`, whose value is `values` (flat), to `values` with the entries at `indices` set to
-    `value`: a fresh copy with those entries set becomes its value. The copy is aligned as TensorFlow
-    wants (64 bytes), so that ``AssignVariableOp`` adopts it rather than copying it again; nothing else
-    holds it. (TensorFlow's scatter ops cost far more per entry, and an update in place could reach a
-    buffer another tensor shares.)"""
-    raw = np.empty(values.nbytes + 64, np.uint8)
+def _fresh(like: np.ndarray) -> np.ndarray:
+    """An uninitialised array of `like`'s shape and dtype, aligned as TensorFlow wants (64 bytes), so
+    that ``AssignVariableOp`` adopts it as the variable's value instead of copying it. Nothing else may
+    hold it once assigned (an update in place could reach a buffer another tensor shares)."""
+    raw = np.empty(like.nbytes + 64, np.uint8)
     start = -raw.ctypes.data % 64
-    fresh = raw[start:start + values.nbytes].view(values.dtype)
+    return raw[start:start + like.nbytes].view(like.dtype).reshape(like.shape)
+
+
+def _write_entries(variable: "_Variable", values: np.ndarray, indices: np.ndarray, value) -> None:
+    """Sets `variable`, whose value is `values` (flat), to a fresh copy of `values` with the entries at
+    `indices` set to `value`. (TensorFlow's scatter ops cost far more per entry on kernels of rank > 1.)"""
+    fresh = _fresh(values)
     np.copyto(fresh, values)
     fresh[indices] = value
-    _assign(variable, fresh.reshape(variable.shape))
+    variable.assign(fresh)
 
 
 def _mirrored(variable) -> bool:
@@ -215,28 +227,50 @@ def _mirrored(variable) -> bool:
     return isinstance(getattr(variable, "value", None), tf.distribute.DistributedValues)
 
 
-def _assign(variable, value) -> None:
-    """`variable` := `value`. A variable mirrored by a ``tf.distribute`` strategy is assigned as a whole,
-    so that every replica gets the value (its handle is the first replica's alone)."""
-    if _mirrored(variable):
-        variable.assign(value)
-    else:
-        tf.raw_ops.AssignVariableOp(resource=variable.handle, value=value)
+class _Variable:
+    """A kernel or mask as the pruner reads and writes it: through its handle, looked up once (through
+    Keras the lookup costs as much as the read), or as a whole where a ``tf.distribute`` strategy mirrors
+    it (its handle is the first replica's alone, and out of reach in cross-replica context)."""
+
+    def __init__(self, variable):
+        self.variable, self.shape = variable, tuple(variable.shape)
+        self.handle = None if _mirrored(variable) else variable.handle
+        self.dtype = tf.as_dtype(variable.dtype)
+
+    def read(self) -> np.ndarray:
+        """The value as a flat read-only view of TensorFlow's buffer: ``.numpy()`` would copy it, and
+        TensorFlow copies on write, so the view stays valid."""
+        if self.handle is None:
+            return self.variable.numpy().reshape(-1)
+        return np.asarray(tf.raw_ops.ReadVariableOp(resource=self.handle, dtype=self.dtype)).reshape(-1)
+
+    def assign(self, value: np.ndarray) -> None:
+        """The variable := flat `value` (the raw op skips the checks of ``assign``)."""
+        if self.handle is None:
+            self.variable.assign(value.reshape(self.shape))
+        else:
+            tf.raw_ops.AssignVariableOp(resource=self.handle, value=value.reshape(self.shape))
 
 
 class TaskPruner:
     """Prunes task `task` of `model` layer by layer, each to the same target sparsity of its own space.
 
-    The space sizes N_L are fixed when the pruner is made: make it when the task's pruning phase begins.
+    The space of every layer is fixed when the pruner is made: make it when the task's pruning phase
+    begins. Where the space is under half of a layer (a network shared by many tasks) the pruner keeps
+    its flat indices and reads and writes those entries alone.
     """
 
     def __init__(self, model, task: int):
         self.task = model.check_task(task)
         self.layers = {layer_key(l): l for l in model.masked_layers()}
-        self.space = {}
+        self.space, self._indices = {}, {}
         for key, layer in self.layers.items():
-            mask = layer.mask.numpy()
-            self.space[key] = int(np.count_nonzero((mask == 0) | (mask == task)))
+            mask = layer.mask.numpy().reshape(-1)
+            space = (mask == 0) | (mask == task)
+            self.space[key] = int(np.count_nonzero(space))
+            if 2 * self.space[key] < mask.size:
+                self._indices[key] = np.flatnonzero(space)
+        self._variables = {key: (_Variable(l.kernel), _Variable(l.mask)) for key, l in self.layers.items()}
         kernels = [l.kernel for l in self.layers.values()]
         self._workspace = _Workspace(max((k.shape.num_elements() for k in kernels), default=0),
                                      max((np.dtype(k.dtype).itemsize for k in kernels), default=4))
@@ -244,32 +278,31 @@ class TaskPruner:
     def prune(self, sparsity: float) -> dict[str, int]:
         """Releases weights until each layer's space is `sparsity` released; returns counts per layer."""
         counts = {}
-        for key, layer in self.layers.items():
+        for key in self.layers:
             counts[key] = release_count(sparsity, self.space[key])
             try:
-                self._prune_layer(layer, counts[key])
+                self._prune_layer(key, counts[key])
             except ValueError as e:
                 raise ValueError(f"layer {key}, target sparsity {sparsity}: {e}") from e
         return counts
 
-    def _prune_layer(self, layer, count: int) -> None:
-        """Releases `count` weights of `layer`, and sets released weights that are not +0.0 to +0.0;
+    def _prune_layer(self, key: str, count: int) -> None:
+        """Releases `count` weights of layer `key`, and sets released weights that are not +0.0 to +0.0;
         writes the layer only where that changes it."""
-        kernel, mask = _read(layer.kernel), _read(layer.mask)
-        released, new = self._workspace.select(kernel, mask, self.task, count)
-        if new.dtype == bool:                  # new releases in most of the layer: whole arrays
+        kernel_variable, mask_variable = self._variables[key]
+        kernel, mask = kernel_variable.read(), mask_variable.read()
+        space = self._indices.get(key)
+        if space is None:                      # the space is most of the layer: whole arrays
+            released, new = self._workspace.select(kernel, mask, self.task, count)
             kept_kernel, kept_mask = self._workspace.kept(kernel, mask, np.logical_or(new, released, out=new))
-            _write(layer.kernel, kept_kernel)
-            _write(layer.mask, kept_mask)
+            kernel_variable.assign(kept_kernel)
+            mask_variable.assign(kept_mask)
             return
-        zeros = new                            # new releases as indices: only the entries that change
-        if released.any():
-            before = np.flatnonzero(released)
-            zeros = np.concatenate([new, before[_bits(kernel)[before] != 0]])
-        if zeros.size:
-            _write_entries(layer.kernel, kernel, zeros, 0.0)
+        new, zeros = self._workspace.select_in(kernel, mask, space, self.task, count)
+        if new.size or zeros.size:
+            _write_entries(kernel_variable, kernel, np.concatenate([new, zeros]), 0.0)
         if new.size:
-            _write_entries(layer.mask, mask, new, 0)
+            _write_entries(mask_variable, mask, new, 0)
 
     def sparsity(self) -> dict[str, float]:
         """Achieved sparsity per layer: released weights over the layer's space."""

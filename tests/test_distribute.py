@@ -235,14 +235,14 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def _run_workers(command) -> list[tuple[str, str]]:
-    """Runs ``command(i)`` as worker i of a two-worker cluster on 127.0.0.1 (CPU only); their outputs,
-    after checking that both succeeded."""
+def _run_workers(command, returncode: int = 0, env=None) -> list[tuple[str, str]]:
+    """Runs ``command(i)`` as worker i of a two-worker cluster on 127.0.0.1 (CPU only), with `env` added
+    to the environment; their outputs, after checking that both exited with `returncode`."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     workers = [subprocess.Popen(
         command(i), cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
-             "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+             "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}), **(env or {})})
         for i in range(2)]
     try:
         outputs = [w.communicate(timeout=300) for w in workers]
@@ -250,7 +250,7 @@ def _run_workers(command) -> list[tuple[str, str]]:
         for w in workers:
             w.kill()
     for w, (out, err) in zip(workers, outputs):
-        assert w.returncode == 0, err[-3000:]
+        assert w.returncode == returncode, err[-3000:]
     return outputs
 
 
@@ -352,22 +352,35 @@ def test_the_app_packs_under_mirrored_and_a_killed_run_resumes_to_the_same_end(t
 
 
 
-def test_the_app_packs_under_multi_worker_on_two_local_processes(tmp_path):
+def test_the_app_packs_under_multi_worker_and_a_killed_run_resumes_to_the_same_end(tmp_path):
     """`python -m paenet.main --distribution=multi_worker`, one process per worker, each packing into its
     own copy of the workspace: both finish, and the workspaces hold the same network (all but each worker's
-    BatchNorm statistics, which come from its own share of the batch)."""
-    args = ["--task_module=tiny_tasks", "--task=tiny_a", "--goal=0.0", "--image_size=16", "--widths=4,8",
-            "--dense_units=16", "--batch_size=16", "--train_steps=6", "--targets=0.5", "--steps_per_round=4",
-            "--prune_steps=2", "--prune_frequency=1", "--noprogress", "--distribution=multi_worker"]
-    outputs = _run_workers(lambda i: [sys.executable, "-m", "paenet.main",
-                                      f"--workspace={tmp_path / f'worker{i}'}", *args])
-    import tensorflow as tf
-    values = []
-    for i in range(2):
-        reader = tf.train.load_checkpoint(str(tmp_path / f"worker{i}" / "packing" / "variables" / "variables"))
-        values.append({k: reader.get_tensor(k).tobytes() for k in reader.get_variable_to_shape_map()
-                       if k != "_CHECKPOINTABLE_OBJECT_GRAPH" and "moving_" not in k})
+    BatchNorm statistics, which come from its own share of the batch). A run whose workers are all killed
+    in the pruning round, after the checkpoint at step 4, resumes under the strategy to the same end."""
+    args = ["--task_module=tiny_tasks", "--task_module=kill_at_step", "--task=tiny_a", "--goal=0.0",
+            "--image_size=16", "--widths=4,8", "--dense_units=16", "--batch_size=16", "--train_steps=4",
+            "--targets=0.5", "--steps_per_round=4", "--prune_steps=2", "--prune_frequency=1", "--checkpoint_every=4",
+            "--noprogress", "--distribution=multi_worker"]
+
+    def command(run):
+        return lambda i: [sys.executable, "-m", "paenet.main", f"--workspace={tmp_path / run / f'worker{i}'}", *args]
+
+    def network(run, worker, statistics=True):
+        import tensorflow as tf
+        reader = tf.train.load_checkpoint(str(tmp_path / run / f"worker{worker}" / "packing" / "variables" /
+                                              "variables"))
+        return {k: reader.get_tensor(k).tobytes() for k in reader.get_variable_to_shape_map()
+                if k != "_CHECKPOINTABLE_OBJECT_GRAPH" and (statistics or "moving_" not in k)}
+
+    outputs = _run_workers(command("straight"))
+    _run_workers(command("killed"), returncode=9, env={"PAENET_KILL_AT_STEP": "6"})
+    resumed = _run_workers(command("killed"))
+    values = [network("straight", i, statistics=False) for i in range(2)]
     assert values[0].keys() == values[1].keys() and len(values[0]) > 0
     assert [k for k in values[0] if values[0][k] != values[1][k]] == []
-    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs + resumed]
     assert summaries[0]["digest"] != "" and summaries[0]["chosen_sparsity"] == 0.5
+    assert summaries[2]["digest"] == summaries[0]["digest"], (summaries[0], summaries[2])
+    for i in range(2):
+        straight, killed = network("straight", i), network("killed", i)
+        assert [k for k in straight if killed.get(k) != straight[k]] == [], f"worker {i}"

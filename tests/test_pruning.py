@@ -159,3 +159,19 @@ def test_pruner_writes_what_the_sort_based_rule_writes(owners):
         set_state(before)
         reference_prune(model, 2, pruner.space, target)
         assert state() == ours, (target, freed)
+
+
+def test_pruner_refuses_a_space_another_task_took_since_the_phase_began():
+    """Task 2 owns a third of each layer, so the pruner keeps its space's indices; an entry of that
+    space claimed by task 3 afterwards is one error naming the layer, and nothing is written."""
+    model = _three_owner_model()
+    pruner = TaskPruner(model, 2)
+    layer = model.masked_layers()[0]
+    mask = layer.mask.numpy()
+    mask.reshape(-1)[np.flatnonzero(mask == 2)[0]] = 3
+    layer.mask.assign(mask)
+    before = [(l.kernel.numpy().tobytes(), l.mask.numpy().tobytes()) for l in model.masked_layers()]
+    with pytest.raises(ValueError, match=f"layer {layer_key(layer)}, target sparsity 0.5: 1 weights of the "
+                                         "task's space were taken by another task"):
+        pruner.prune(0.5)
+    assert [(l.kernel.numpy().tobytes(), l.mask.numpy().tobytes()) for l in model.masked_layers()] == before
