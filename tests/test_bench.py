@@ -55,3 +55,16 @@ def test_only_sets_up_and_measures_the_named_rows_alone(monkeypatch):
         assert abs(r["ratio"] - r["ours"] / r["reference"]) <= 1e-3 * r["ratio"]
     with pytest.raises(bench.UnknownRows, match="no_such_row"):
         bench.run(quick=True, only=["no_such_row"], out=out)
+
+
+def test_the_peak_rows_on_a_cpu_measure_the_matmul_row_and_leave_the_datasheet_row_out_in_one_line(capsys):
+    """No entry of the datasheet table is shadowed by an earlier, shorter name ("H100" before "H100 PCIe"
+    would be); on this CPU the datasheet row is left out with one stderr line, the matmul row measured."""
+    from paenet.benchmarks import peak
+    for part, flops in peak.DATASHEET_BF16:
+        assert peak.datasheet_bf16_peak(f"NVIDIA {part}") == flops, part
+    assert peak.datasheet_bf16_peak("CPU: AMD EPYC, 2 cores") is None
+    rows = list(peak.rows(quick=True))
+    assert [r["name"] for r in rows] == ["train_step_vs_matmul_peak"] and rows[0]["ours"] > 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("paenet.bench:")]
+    assert len(err) == 1 and "train_step_bf16_vs_datasheet_peak left out" in err[0], err

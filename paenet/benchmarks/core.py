@@ -30,11 +30,11 @@ def _models(quick: bool):
     return model, plain_small_cnn(model, CLASSES), size
 
 
-def plain_train_step(model, optimizer):
+def plain_train_step(model, optimizer, jit_compile: bool = False):
     """A compiled train step of a plain Keras classifier: the reference for ``make_train_step``."""
     loss_fn = classification_loss()
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def step(x, y):
         with tf.GradientTape() as tape:
             loss = loss_fn(y, model(x, training=True))
@@ -45,19 +45,21 @@ def plain_train_step(model, optimizer):
     return step
 
 
-def masked_steps(model, task: int) -> tuple:
-    """Makers of task `task`'s compiled forward pass and train step (Adam, exact freezing)."""
+def masked_steps(model, task: int, jit_compile: bool = False) -> tuple:
+    """Makers of task `task`'s compiled forward pass and train step (Adam, exact freezing), through XLA
+    where `jit_compile`."""
     def train_step():
         return make_train_step(model, ExactFreezingOptimizer(keras.optimizers.Adam(1e-3)).start_task(model, task),
-                               task)
+                               task, jit_compile=jit_compile)
 
-    return lambda: make_predict_fn(model, task), train_step
+    return lambda: make_predict_fn(model, task, jit_compile), train_step
 
 
-def plain_steps(plain) -> tuple:
-    """Makers of a plain Keras model's compiled forward pass and train step (Adam)."""
-    return (lambda: tf.function(lambda t: plain(t, training=False)),
-            lambda: plain_train_step(plain, keras.optimizers.Adam(1e-3)))
+def plain_steps(plain, jit_compile: bool = False) -> tuple:
+    """Makers of a plain Keras model's compiled forward pass and train step (Adam), through XLA where
+    `jit_compile`."""
+    return (lambda: tf.function(lambda t: plain(t, training=False), jit_compile=jit_compile),
+            lambda: plain_train_step(plain, keras.optimizers.Adam(1e-3), jit_compile))
 
 
 def step_rows(ours: tuple, reference: tuple, x, y, timing: dict, names: tuple, config: str = "", wanted=None):
@@ -78,9 +80,11 @@ def step_rows(ours: tuple, reference: tuple, x, y, timing: dict, names: tuple, c
 
 def masked_vs_plain_rows(model, plain, x, y, timing: dict, names=("forward_masked_vs_plain",
                                                                    "train_step_masked_vs_plain"), config="",
-                         task: int = 1, wanted=None):
-    """``step_rows`` of task `task` of `model` against its plain twin `plain`."""
-    return step_rows(masked_steps(model, task), plain_steps(plain), x, y, timing, names, config, wanted)
+                         task: int = 1, wanted=None, jit_compile: bool = False):
+    """``step_rows`` of task `task` of `model` against its plain twin `plain`, both through XLA where
+    `jit_compile`."""
+    return step_rows(masked_steps(model, task, jit_compile), plain_steps(plain, jit_compile), x, y, timing, names,
+                     config, wanted)
 
 
 def timing_for(quick: bool) -> dict:

@@ -1,5 +1,6 @@
 """Inception-ResNet-v1 rows: the masked model vs the same graph from plain Keras layers (forward and train
-step, batch 32 at 160 px, in fp32 and in mixed_bfloat16), and a pruning update of the whole model.
+step, batch 32 at 160 px, in fp32, in mixed_bfloat16 and in fp32 through XLA), and a pruning update of the
+whole model.
 
 Quick mode uses one block of each kind, a tiny width, input and batch: it checks that every row runs.
 """
@@ -18,7 +19,7 @@ from paenet.models.inception_resnet_v1 import FACENET_BLOCKS
 from paenet.packing import claim_free_weights
 
 CLASSES = 10
-POLICIES = (("float32", "fp32"), ("mixed_bfloat16", "bf16"))
+VARIANTS = (("float32", "fp32", False), ("mixed_bfloat16", "bf16", False), ("float32", "xla", True))  # (policy, tag, XLA)
 
 
 def settings(quick: bool) -> dict:
@@ -47,7 +48,7 @@ def batch(s: dict, classes: int = CLASSES):
     return x, tf.constant(rng.integers(0, classes, s["batch"]))
 
 
-def _policy_rows(policy: str, tag: str, quick: bool, wanted):
+def _variant_rows(policy: str, tag: str, jit_compile: bool, quick: bool, wanted):
     s = settings(quick)
     x, y = batch(s)
     previous = keras.mixed_precision.global_policy()
@@ -56,9 +57,9 @@ def _policy_rows(policy: str, tag: str, quick: bool, wanted):
         model = packed_model(s, CLASSES)
         plain = plain_inception_resnet_v1(model, CLASSES)
         yield from masked_vs_plain_rows(
-            model, plain, x, y, s["timing"], wanted=wanted,
+            model, plain, x, y, s["timing"], wanted=wanted, jit_compile=jit_compile,
             names=(f"forward_inception_resnet_v1_{tag}", f"train_step_inception_resnet_v1_{tag}"),
-            config=f"{describe(s)} {s['size']}px batch {s['batch']}, {policy}")
+            config=f"{describe(s)} {s['size']}px batch {s['batch']}, {policy}{', XLA' if jit_compile else ''}")
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
@@ -71,7 +72,7 @@ def _prune_rows(quick: bool, wanted):
 
 
 GROUPS = (*(Rows((f"forward_inception_resnet_v1_{tag}", f"train_step_inception_resnet_v1_{tag}"),
-                 functools.partial(_policy_rows, policy, tag)) for policy, tag in POLICIES),
+                 functools.partial(_variant_rows, policy, tag, jit)) for policy, tag, jit in VARIANTS),
           Rows(("prune_update_inception_resnet_v1",), _prune_rows))
 
 

@@ -49,6 +49,11 @@ def compare_rates(ours, reference, items_per_call: float, repeats: int = 5, call
             items_per_call / float(np.median(times[id(reference)])))
 
 
+def rate(fn, items_per_call: float, repeats: int = 5, calls: int = 3, warmup: int = 2) -> float:
+    """Items per second of `fn` alone (a row whose reference is a constant, such as a datasheet's)."""
+    return compare_rates(fn, lambda: None, items_per_call, repeats, calls, warmup)[0]
+
+
 def row(name: str, ours: float, reference: float, unit: str, **extra) -> dict:
     return {"name": name, "ours": round(ours, 4), "reference": round(reference, 4), "unit": unit,
             "ratio": round(ours / reference, 4), **extra}
