@@ -68,3 +68,14 @@ def test_the_peak_rows_on_a_cpu_measure_the_matmul_row_and_leave_the_datasheet_r
     assert [r["name"] for r in rows] == ["train_step_vs_matmul_peak"] and rows[0]["ours"] > 0
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("paenet.bench:")]
     assert len(err) == 1 and "train_step_bf16_vs_datasheet_peak left out" in err[0], err
+
+
+def test_compare_rates_alternates_which_side_runs_first_and_times_each_call_after_its_setup():
+    from paenet.benchmarks.timing import compare_rates
+    order = []
+    ours, reference = (lambda: order.append("ours")), (lambda: order.append("reference"))
+    compare_rates(ours, reference, 1, repeats=4, calls=2, warmup=1, setup=lambda: order.append("setup"))
+    calls = [name for name in order if name != "setup"]
+    assert order[::2] == ["setup"] * (len(order) // 2) and len(calls) == 2 + 4 * 2 * 2
+    trials = [calls[i:i + 4] for i in range(2, len(calls), 4)]
+    assert trials == [["ours", "ours", "reference", "reference"], ["reference", "reference", "ours", "ours"]] * 2

@@ -27,7 +27,7 @@ def settings(quick: bool) -> dict:
         return dict(batch=2, size=80, width=0.0625, blocks=(1, 1, 1),
                     timing=dict(repeats=1, calls=1, warmup=1))
     return dict(batch=32, size=160, width=1.0, blocks=FACENET_BLOCKS,
-                timing=dict(repeats=5, calls=1, warmup=2))
+                timing=dict(repeats=7, calls=1, warmup=2))
 
 
 def packed_model(s: dict, classes: int, tasks: int = 1, widths: dict | None = None) -> InceptionResnetV1:

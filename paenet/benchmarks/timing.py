@@ -28,16 +28,18 @@ def device_name() -> str:
 def compare_rates(ours, reference, items_per_call: float, repeats: int = 5, calls: int = 3,
                   warmup: int = 2, setup=None) -> tuple[float, float]:
     """Items per second of `ours` and `reference` (zero-argument callables), each the median over
-    `repeats` interleaved trials of `calls` calls after `warmup` calls. `setup`, when given, runs before
-    every call of either, untimed (e.g. to restore the state that each call starts from)."""
+    `repeats` interleaved trials of `calls` calls after `warmup` calls. The trials alternate which of the
+    two goes first (ours-reference, reference-ours, ...), so that neither always runs on the caches and
+    clock the other leaves behind. `setup`, when given, runs before every call of either, untimed (e.g. to
+    restore the state that each call starts from)."""
     setup = setup or (lambda: None)
     for fn in (ours, reference):
         for _ in range(warmup):
             setup()
             fn()
     times = {id(ours): [], id(reference): []}
-    for _ in range(repeats):
-        for fn in (ours, reference):
+    for trial in range(repeats):
+        for fn in (ours, reference) if trial % 2 == 0 else (reference, ours):
             elapsed = 0.0
             for _ in range(calls):
                 setup()
