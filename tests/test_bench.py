@@ -79,3 +79,32 @@ def test_compare_rates_alternates_which_side_runs_first_and_times_each_call_afte
     assert order[::2] == ["setup"] * (len(order) // 2) and len(calls) == 2 + 4 * 2 * 2
     trials = [calls[i:i + 4] for i in range(2, len(calls), 4)]
     assert trials == [["ours", "ours", "reference", "reference"], ["reference", "reference", "ours", "ours"]] * 2
+
+
+def test_isolated_run_measures_each_group_in_its_own_process_and_a_failed_one_is_an_error(monkeypatch):
+    import shutil
+    import subprocess
+    import sys
+    measured_here, commands = [], []
+    for module_name in bench.BENCHMARK_MODULES:
+        module = importlib.import_module(module_name)
+        monkeypatch.setattr(module, "GROUPS", tuple(
+            dataclasses.replace(g, measure=lambda quick, wanted: measured_here.append(wanted) or iter(()))
+            for g in module.GROUPS))
+    popen = subprocess.Popen
+
+    def recording_popen(command, **kwargs):
+        commands.append(command[1:])
+        return popen(command, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    results = bench.run(quick=True, only=["prune_update", "forward_masked_vs_plain"], out=io.StringIO(),
+                        isolate=True)
+    assert measured_here == []
+    assert commands == [["-m", "paenet.bench", "--noisolate", "--only=forward_masked_vs_plain", "--quick"],
+                        ["-m", "paenet.bench", "--noisolate", "--only=prune_update", "--quick"]]
+    assert [r["name"] for r in results] == ["forward_masked_vs_plain", "prune_update"]
+    assert all(r["ours"] > 0 and r["reference"] > 0 and r["device"] for r in results)
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))
+    with pytest.raises(bench.MeasurementFailed, match="prune_update: its process exited with status 1"):
+        bench.run(quick=True, only=["prune_update"], out=io.StringIO(), isolate=True)
