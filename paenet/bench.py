@@ -3,8 +3,8 @@
 Every row: ``name``, ``ours``, ``reference``, ``unit`` (a rate: higher is better), ``ratio`` = ours /
 reference, ``device``, and ``config`` (what was measured). ``--only=NAME,...`` measures those rows and
 sets up nothing else; ``--list`` names every row. Each group of rows (rows that share a setup) is measured
-in a fresh Python process: in one process, rows measured after the others ran slower (2026-12-04, 2 cores:
-the pruning update after 20 tasks 123 ms in a full run, 83 ms alone; the XLA forward row 0.91 vs 1.07).
+in a fresh Python process: in one process, rows measured after the others can run slower (2026-12-04, 2 cores:
+the pruning update after 20 tasks took 123 ms in a one-process full run, 96 ms in an isolated one).
 """
 from __future__ import annotations
 
