@@ -8,6 +8,7 @@ the pruning update after 20 tasks took 123 ms in a one-process full run, 96 ms i
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import subprocess
@@ -41,11 +42,9 @@ class MeasurementFailed(RuntimeError):
     """The process measuring a group of rows failed (its own error is on stderr above)."""
 
 
-def in_fresh_process(names, quick: bool):
+def in_fresh_process(quick: bool, names):
     """The rows `names` (of one group), measured by ``python -m paenet.bench --noisolate --only=...`` in a
-    new process whose stderr passes through; none when `names` is empty."""
-    if not names:
-        return
+    new process whose stderr passes through: a ``Rows.measure`` for any group."""
     command = [sys.executable, "-m", "paenet.bench", "--noisolate", f"--only={','.join(names)}",
                *(["--quick"] if quick else [])]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
@@ -57,8 +56,9 @@ def in_fresh_process(names, quick: bool):
 def run(quick: bool = False, only=(), out=sys.stdout, isolate: bool = False) -> list[dict]:
     """Measures every row, or only those named in `only` (an unknown name is a ValueError), printing each
     as a JSON line to `out` as soon as it is measured; with `isolate`, each group of rows in a fresh
-    process (``in_fresh_process``), which names the device. An unknown name raises ``UnknownRows`` before anything is measured."""
-    from paenet.benchmarks.timing import device_name
+    process (``in_fresh_process``), which names the device. An unknown name raises ``UnknownRows`` before
+    anything is measured."""
+    from paenet.benchmarks.timing import device_name, measure_rows
     unknown = sorted(set(only) - set(row_names()))
     if unknown:
         raise UnknownRows(f"--only: no benchmark row named {', '.join(unknown)} (python -m paenet.bench --list "
@@ -66,13 +66,10 @@ def run(quick: bool = False, only=(), out=sys.stdout, isolate: bool = False) -> 
     device = None if isolate else device_name()  # a child names its own; this process leaves any GPU alone
     results = []
     for module_name in BENCHMARK_MODULES:
-        module = importlib.import_module(module_name)
+        groups = importlib.import_module(module_name).GROUPS
         if isolate:
-            measured = (r for group in module.GROUPS
-                        for r in in_fresh_process([n for n in group.names if not only or n in only], quick))
-        else:
-            measured = module.rows(quick=quick, only=set(only) or None)
-        for r in measured:
+            groups = tuple(dataclasses.replace(group, measure=in_fresh_process) for group in groups)
+        for r in measure_rows(groups, quick, set(only) or None):
             r["device"] = device or r["device"]
             print(json.dumps(r), file=out, flush=True)
             results.append(r)
