@@ -61,10 +61,11 @@ def test_the_peak_rows_on_a_cpu_measure_the_matmul_row_and_leave_the_datasheet_r
     """No entry of the datasheet table is shadowed by an earlier, shorter name ("H100" before "H100 PCIe"
     would be); on this CPU the datasheet row is left out with one stderr line, the matmul row measured."""
     from paenet.benchmarks import peak
+    from paenet.benchmarks.timing import measure_rows
     for part, flops in peak.DATASHEET_BF16:
         assert peak.datasheet_bf16_peak(f"NVIDIA {part}") == flops, part
     assert peak.datasheet_bf16_peak("CPU: AMD EPYC, 2 cores") is None
-    rows = list(peak.rows(quick=True))
+    rows = list(measure_rows(peak.GROUPS, quick=True))
     assert [r["name"] for r in rows] == ["train_step_vs_matmul_peak"] and rows[0]["ours"] > 0
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("paenet.bench:")]
     assert len(err) == 1 and "train_step_bf16_vs_datasheet_peak left out" in err[0], err

@@ -212,7 +212,8 @@ def test_benchmark_rows_run_in_quick_mode(without_op_determinism):
     """Runs every Inception-ResNet-v1 benchmark row, with tiny settings (training is exercised here;
     XLA has no deterministic MaxPool gradient, so determinism is off, as in ``paenet.bench``)."""
     from paenet.benchmarks import inception
-    rows = list(inception.rows(quick=True))
+    from paenet.benchmarks.timing import measure_rows
+    rows = list(measure_rows(inception.GROUPS, quick=True))
     assert [r["name"] for r in rows] == [
         "forward_inception_resnet_v1_fp32", "train_step_inception_resnet_v1_fp32",
         "forward_inception_resnet_v1_bf16", "train_step_inception_resnet_v1_bf16",

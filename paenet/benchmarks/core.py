@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from paenet.benchmarks.references import reference_prune
-from paenet.benchmarks.timing import Rows, compare_rates, measure_rows, row
+from paenet.benchmarks.timing import Rows, compare_rates, row
 from paenet.models import SmallCNN, TaskSpec, plain_small_cnn
 from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import claim_free_weights
@@ -126,10 +126,6 @@ def _prune_rows(quick: bool, wanted):
 GROUPS = (Rows(("forward_masked_vs_plain", "train_step_masked_vs_plain"), _masked_rows),
           Rows(("forward_cpg_vs_plain", "train_step_cpg_vs_plain"), _cpg_rows),
           Rows(("prune_update",), _prune_rows))
-
-
-def rows(quick: bool = False, only=None):
-    return measure_rows(GROUPS, quick, only)
 
 
 def prune_update_row(name: str, model, timing: dict, config: str = "", task: int = 1) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from paenet.benchmarks.timing import Rows, compare_rates, measure_rows, row
+from paenet.benchmarks.timing import Rows, compare_rates, row
 from paenet.data.pipeline import IMAGE_SIZE, SOURCE_SIZE, files, training_dataset
 
 BATCH = 32
@@ -88,7 +88,3 @@ def _pipeline_rows(quick: bool, wanted):
 
 
 GROUPS = (Rows(("input_pipeline_vs_model", "input_pipeline_cached_vs_model"), _pipeline_rows),)
-
-
-def rows(quick: bool = False, only=None):
-    return measure_rows(GROUPS, quick, only)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 from paenet.benchmarks.inception import describe, settings
-from paenet.benchmarks.timing import Rows, measure_rows, row
+from paenet.benchmarks.timing import Rows, row
 
 NAME = "mirrored_scaling_efficiency"
 DEVICES = 2
@@ -74,10 +74,6 @@ def _scaling_rows(quick: bool, wanted):
 
 
 GROUPS = (Rows((NAME,), _scaling_rows),)
-
-
-def rows(quick: bool = False, only=None):
-    return measure_rows(GROUPS, quick, only)
 
 
 if __name__ == "__main__":

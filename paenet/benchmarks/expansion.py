@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from paenet.benchmarks.core import masked_vs_plain_rows
 from paenet.benchmarks.inception import CLASSES, batch, describe, packed_model, settings
-from paenet.benchmarks.timing import Rows, compare_rates, measure_rows, row
+from paenet.benchmarks.timing import Rows, compare_rates, row
 from paenet.expansion import expand, uniform_widths
 from paenet.models import InceptionResnetV1, plain_inception_resnet_v1
 from paenet.packing import claim_free_weights
@@ -39,7 +39,3 @@ def _expanded_rows(quick: bool, wanted):
 
 GROUPS = (Rows(("expand",), _expand_rows),
           Rows(("forward_expanded_vs_plain", "train_step_expanded_vs_plain"), _expanded_rows))
-
-
-def rows(quick: bool = False, only=None):
-    return measure_rows(GROUPS, quick, only)

@@ -16,7 +16,7 @@ import numpy as np
 from paenet.benchmarks.core import masked_steps, prune_update_row, step_rows
 from paenet.benchmarks.expansion import RATIO
 from paenet.benchmarks.inception import CLASSES, batch, describe, packed_model, settings
-from paenet.benchmarks.timing import Rows, measure_rows
+from paenet.benchmarks.timing import Rows
 from paenet.expansion import expand, uniform_widths
 from paenet.models import InceptionResnetV1, TaskSpec
 from paenet.packing import claim_free_weights
@@ -82,7 +82,3 @@ def _prune_rows(quick: bool, wanted):
 GROUPS = (*(Rows(_names(f"{n}_tasks_vs_1"), functools.partial(_tasks_rows, n)) for n in TASK_COUNTS),
           Rows(tuple(name for k in EXPANSIONS for name in _names(_expansion_label(k))), _expansion_rows),
           Rows((f"prune_update_{PRUNE_TASKS}_tasks_inception_resnet_v1",), _prune_rows))
-
-
-def rows(quick: bool = False, only=None):
-    return measure_rows(GROUPS, quick, only)

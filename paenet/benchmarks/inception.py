@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from paenet.benchmarks.core import masked_vs_plain_rows, prune_update_row
-from paenet.benchmarks.timing import Rows, measure_rows
+from paenet.benchmarks.timing import Rows
 from paenet.models import InceptionResnetV1, TaskSpec, plain_inception_resnet_v1
 from paenet.models.inception_resnet_v1 import FACENET_BLOCKS
 from paenet.packing import claim_free_weights
@@ -74,10 +74,6 @@ def _prune_rows(quick: bool, wanted):
 GROUPS = (*(Rows((f"forward_inception_resnet_v1_{tag}", f"train_step_inception_resnet_v1_{tag}"),
                  functools.partial(_variant_rows, policy, tag, jit)) for policy, tag, jit in VARIANTS),
           Rows(("prune_update_inception_resnet_v1",), _prune_rows))
-
-
-def rows(quick: bool = False, only=None):
-    return measure_rows(GROUPS, quick, only)
 
 
 def describe(s: dict) -> str:

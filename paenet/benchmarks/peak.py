@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from paenet.benchmarks.inception import CLASSES, batch, packed_model, describe, settings
-from paenet.benchmarks.timing import Rows, compare_rates, device_name, measure_rows, rate, row
+from paenet.benchmarks.timing import Rows, compare_rates, device_name, rate, row
 from paenet.evaluation.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops
 from paenet.optim import ExactFreezingOptimizer
 from paenet.training import make_train_step
@@ -96,7 +96,3 @@ def _peak_rows(quick: bool, wanted):
 
 
 GROUPS = (Rows(("train_step_vs_matmul_peak", "train_step_bf16_vs_datasheet_peak"), _peak_rows),)
-
-
-def rows(quick: bool = False, only=None):
-    return measure_rows(GROUPS, quick, only)
