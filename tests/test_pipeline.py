@@ -1,6 +1,7 @@
 """tf.data pipelines: crop geometry, flips, standardisation, determinism, every sample, class weights."""
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import archives
@@ -55,6 +56,32 @@ def test_deterministic_with_a_seed(coordinates):
     assert any(not np.array_equal(xa, xc) for (xa, _), (xc, _) in zip(a, c))
     (x, _), = training_dataset(files(coordinates, [0] * 5), 4, seed=None).take(1)   # fast, unrepeatable mode
     assert x.shape == (4, 160, 160, 3)
+
+
+def test_every_iterator_of_a_seeded_dataset_yields_the_same_batches_however_far_another_read_ahead(coordinates):
+    """A trainer that starts a task afresh (after an expansion) iterates its dataset again: the first
+    iterator read several epochs ahead, which must not change the second one's order."""
+    ds = training_dataset(files(coordinates, [0, 1, 2, 3, 4]), 4, seed=3)
+    first = iter(ds)
+    ahead = [next(first)[1].numpy() for _ in range(10)]          # 8 epochs of 5 samples
+    assert any(not np.array_equal(ahead[0], b) for b in ahead[1:])   # reshuffled between epochs
+    again = [y.numpy() for _, y in ds.take(10)]
+    for a, b in zip(ahead, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_restored_iterator_goes_on_with_the_same_batches_across_epochs(coordinates, tmp_path):
+    ds = training_dataset(files(coordinates, [0, 1, 2, 3, 4]), 4, seed=3)
+    saved = iter(ds)
+    for _ in range(3):
+        next(saved)
+    path = tf.train.Checkpoint(iterator=saved).write(str(tmp_path / "ckpt"))
+    expected = [next(saved) for _ in range(8)]                     # 32 samples: through 6 more epochs
+    restored = iter(ds)
+    tf.train.Checkpoint(iterator=restored).read(path).assert_consumed()
+    for (xe, ye), (xr, yr) in zip(expected, [next(restored) for _ in range(8)]):
+        np.testing.assert_array_equal(xe, xr)
+        np.testing.assert_array_equal(ye, yr)
 
 
 def test_evaluation_is_the_centre_crop_of_every_sample(coordinates):

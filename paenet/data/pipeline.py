@@ -9,8 +9,9 @@ not the input, is the bottleneck; the decoded images can be cached (``training_d
 (``python -m paenet.bench --only=input_pipeline_vs_model,input_pipeline_cached_vs_model``).
 
 Randomness is stateless: every element gets its own seed from a seeded stream. With a ``seed`` the whole
-stream (order, crops, flips) is the same on every run (deterministic mode); with ``seed=None`` it differs
-per run and elements may leave the parallel map out of order, which is faster.
+stream (order, crops, flips) is the same on every run and for every iterator, from its first batch
+(deterministic mode); with ``seed=None`` it differs per run and elements may leave the parallel map out of
+order, which is faster.
 """
 from __future__ import annotations
 
@@ -113,7 +114,14 @@ def training_dataset(source: ImageSource, batch_size: int, seed: int | None = No
     if cache is not None:
         ds = ds.map(lambda item, label: (decode(read(item)), label), num_parallel_calls=tf.data.AUTOTUNE)
         ds, read = ds.cache(cache), None
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    shuffled = ds
+
+    def epochs(_):
+        # Made anew for each iterator, so that each draws its epochs' orders from its own seed stream: one
+        # shared stream let an abandoned iterator's read-ahead change the next iterator's order.
+        return shuffled.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+
+    ds = tf.data.Dataset.range(1).flat_map(epochs)
 
     def prepare(example, element_seed):
         item, label = example
@@ -122,7 +130,11 @@ def training_dataset(source: ImageSource, batch_size: int, seed: int | None = No
 
     ds = tf.data.Dataset.zip((ds, element_seeds(seed)))
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # The only state outside the iterator is the handle of the per-iterator shuffle's seed stream, which
+    # is made anew on restore; the iterator's checkpoint holds the stream's position and the buffer.
+    options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def evaluation_dataset(source: ImageSource, batch_size: int, image_size: int = IMAGE_SIZE,
