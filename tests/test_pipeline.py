@@ -6,6 +6,8 @@ from PIL import Image
 
 import archives
 from data_prep.build import build
+from paenet.cl import TaskData
+from paenet.data.arrays import array_dataset
 from paenet.data.pipeline import (class_counts, class_weights, evaluation_dataset, files, tfds_split,
                                   training_dataset, with_sample_weights)
 
@@ -58,10 +60,26 @@ def test_deterministic_with_a_seed(coordinates):
     assert x.shape == (4, 160, 160, 3)
 
 
-def test_every_iterator_of_a_seeded_dataset_yields_the_same_batches_however_far_another_read_ahead(coordinates):
+@pytest.fixture(params=["training_dataset", "array_dataset", "task_sequence"])
+def seeded_training_stream(request, coordinates):
+    """A seeded, endless training dataset of 5 samples in batches of 4, from each maker that shuffles
+    through ``paenet.data.pipeline.epochs``."""
+    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(5)
+    if request.param == "training_dataset":
+        return training_dataset(files(coordinates, labels), 4, seed=3)
+    if request.param == "array_dataset":
+        return array_dataset(images, labels, 4, training=True, seed=3)
+    task = TaskData("t", tuple("abcde"), (8, 8, 3), {s: images for s in ("train", "val", "test")},
+                    {s: labels for s in ("train", "val", "test")})
+    return task.dataset("train", 4, training=True, seed=3)
+
+
+def test_every_iterator_of_a_seeded_dataset_yields_the_same_batches_however_far_another_read_ahead(
+        seeded_training_stream):
     """A trainer that starts a task afresh (after an expansion) iterates its dataset again: the first
     iterator read several epochs ahead, which must not change the second one's order."""
-    ds = training_dataset(files(coordinates, [0, 1, 2, 3, 4]), 4, seed=3)
+    ds = seeded_training_stream
     first = iter(ds)
     ahead = [next(first)[1].numpy() for _ in range(10)]          # 8 epochs of 5 samples
     assert any(not np.array_equal(ahead[0], b) for b in ahead[1:])   # reshuffled between epochs
@@ -70,8 +88,8 @@ def test_every_iterator_of_a_seeded_dataset_yields_the_same_batches_however_far_
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_restored_iterator_goes_on_with_the_same_batches_across_epochs(coordinates, tmp_path):
-    ds = training_dataset(files(coordinates, [0, 1, 2, 3, 4]), 4, seed=3)
+def test_a_restored_iterator_goes_on_with_the_same_batches_across_epochs(seeded_training_stream, tmp_path):
+    ds = seeded_training_stream
     saved = iter(ds)
     for _ in range(3):
         next(saved)

@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from paenet.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
-from paenet.data.pipeline import element_seeds
+from paenet.data.pipeline import element_seeds, epochs
 from paenet.data.splits import stratified_split
 from paenet.models.base import TaskSpec
 
@@ -103,7 +103,7 @@ class TaskData:
         labels = tf.constant(self.labels[split])
         order = tf.data.Dataset.range(len(self.labels[split]))
         if training:
-            order = order.shuffle(len(self.labels[split]), seed=seed, reshuffle_each_iteration=True).repeat()
+            order = epochs(order, len(self.labels[split]), seed)
         order = tf.data.Dataset.zip((order.batch(batch_size, drop_remainder=training), element_seeds(seed)))
         augment = self.augment and training
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from paenet.data.pipeline import element_seeds
+from paenet.data.pipeline import element_seeds, epochs
 from paenet.data.preprocessing import fixed_standardization
 
 
@@ -23,6 +23,6 @@ def array_dataset(images, labels, batch_size: int, training: bool = False, seed:
         x = tf.image.stateless_random_flip_left_right(x, element_seed)
         return fixed_standardization(x), y
 
-    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = epochs(ds, len(images), seed)
     return (tf.data.Dataset.zip((ds, element_seeds(seed))).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))

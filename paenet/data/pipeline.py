@@ -97,6 +97,22 @@ def element_seeds(seed: int | None) -> tf.data.Dataset:
     return tf.data.Dataset.random(seed=seed).batch(2)
 
 
+def epochs(dataset: tf.data.Dataset, buffer_size: int, seed: int | None) -> tf.data.Dataset:
+    """`dataset` repeated endlessly, reshuffled every epoch (a shuffle buffer of `buffer_size`) from `seed`.
+
+    The shuffle is made anew for each iterator, so that each draws its epochs' orders from its own seed
+    stream: with one stream per dataset, an abandoned iterator's read-ahead changed the next iterator's
+    order (a task's batches after an expansion). Every iterator yields the same stream from its start, and
+    its checkpoint holds the stream's position and the buffer; the only state outside it, the stream's
+    handle, is made anew on restore, so the checkpoint ignores it.
+    """
+    options = tf.data.Options()
+    options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+    return tf.data.Dataset.range(1).flat_map(
+        lambda _: dataset.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True).repeat()
+    ).with_options(options)
+
+
 def training_dataset(source: ImageSource, batch_size: int, seed: int | None = None,
                      image_size: int = IMAGE_SIZE, source_size: int = SOURCE_SIZE,
                      shuffle_buffer: int = 10_000, cache: str | None = None) -> tf.data.Dataset:
@@ -114,14 +130,7 @@ def training_dataset(source: ImageSource, batch_size: int, seed: int | None = No
     if cache is not None:
         ds = ds.map(lambda item, label: (decode(read(item)), label), num_parallel_calls=tf.data.AUTOTUNE)
         ds, read = ds.cache(cache), None
-    shuffled = ds
-
-    def epochs(_):
-        # Made anew for each iterator, so that each draws its epochs' orders from its own seed stream: one
-        # shared stream let an abandoned iterator's read-ahead change the next iterator's order.
-        return shuffled.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-
-    ds = tf.data.Dataset.range(1).flat_map(epochs)
+    ds = epochs(ds, shuffle_buffer, seed)
 
     def prepare(example, element_seed):
         item, label = example
@@ -130,11 +139,7 @@ def training_dataset(source: ImageSource, batch_size: int, seed: int | None = No
 
     ds = tf.data.Dataset.zip((ds, element_seeds(seed)))
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
-    options = tf.data.Options()
-    # The only state outside the iterator is the handle of the per-iterator shuffle's seed stream, which
-    # is made anew on restore; the iterator's checkpoint holds the stream's position and the buffer.
-    options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluation_dataset(source: ImageSource, batch_size: int, image_size: int = IMAGE_SIZE,
