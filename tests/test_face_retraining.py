@@ -74,8 +74,9 @@ def test_training_lowers_the_loss_and_moves_the_kernel_entries_the_face_task_own
     packer.prune(0.5)                            # half of each layer's entries freed: they must stay 0
     x, y = next(iter(data.train))
 
-    def loss():  # In inference mode: in training mode a batch's own statistics (here a batch with no image of
-        # identity 2) shift the grey levels that tell the identities apart.
+    # In inference mode: in training mode a batch's own statistics (here a batch with no image of identity 2)
+    # shift the grey levels that tell the identities apart.
+    def loss():
         return float(data.loss(y, packer.model(x, task=1, training=False, outputs=FaceLoss.outputs)))
 
     layers = packer.model.masked_layers()
