@@ -45,8 +45,9 @@ def option(default, help: str, flag: str | None = None, choices: tuple | None = 
 
 @dataclasses.dataclass(frozen=True)
 class ExpansionPolicy:
-    """How to widen (``paenet.expansion``): `policy` in POLICIES, parameter `ratio` per round, and a
-    `cap` on total masked parameters relative to the network before its first expansion."""
+    """How to widen (``paenet.expansion``): `policy` in POLICIES, parameter `ratio` per round, widths
+    rounded to a `multiple`, and a `cap` on total masked parameters relative to the network before its
+    first expansion."""
 
     policy: str = option("uniform", "How to widen: every layer alike, or where earlier tasks own most.",
                          flag="expansion_policy", choices=POLICIES)
@@ -54,6 +55,9 @@ class ExpansionPolicy:
                           rule=_rule(lambda v: v > 1, "must be > 1"))
     cap: float = option(2.0, "Most masked parameters, relative to the network before its first expansion.",
                         flag="expansion_cap", rule=_rule(lambda v: v >= 1, "must be >= 1"))
+    multiple: int = option(8, "Round a widened layer of at least 8 times this many filters to a multiple of it "
+                              "(8: the widths fast kernels and tensor cores are made for; 1: as the ratio asks).",
+                           flag="expansion_multiple", rule=POSITIVE)
 
     def __post_init__(self):
         check(self)
@@ -93,8 +97,10 @@ class PackingPlan:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PackingPlan":
-        """The plan ``dataclasses.asdict`` wrote (as JSON, in a checkpoint)."""
-        return cls(**{**d, "targets": tuple(d["targets"]), "expansion": ExpansionPolicy(**d["expansion"])})
+        """The plan ``dataclasses.asdict`` wrote (as JSON, in a checkpoint). A plan written before widths
+        were rounded goes on widening as it started: to a multiple of 1."""
+        return cls(**{**d, "targets": tuple(d["targets"]),
+                      "expansion": ExpansionPolicy(**{"multiple": 1, **d["expansion"]})})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,10 @@ claim them and refuses an expansion that would pass the cap.
 
 Policies choose the new widths: ``uniform`` widens every expandable layer by sqrt(ratio) in filters
 (about `ratio` x the parameters); ``saturation`` spends the same number of new filters on the layers
-whose weights are most owned by earlier tasks.
+whose weights are most owned by earlier tasks. A widened layer of at least 8 multiples of the policy's
+`multiple` (8 by default: 64 filters) is rounded to the nearest multiple, at least one multiple wider: off
+a multiple of 8, CPU kernels (oneDNN's fused BatchNorm: 2.7x slower at 71 channels than at 72) and GPU
+tensor cores are slow. Narrower layers widen as the ratio says.
 """
 from __future__ import annotations
 
@@ -25,31 +28,42 @@ def masked_parameters(model) -> int:
     return sum(int(np.prod(l.kernel.shape)) for l in model.masked_layers())
 
 
-def uniform_widths(widths: dict[str, int], ratio: float) -> dict[str, int]:
-    """Every width times sqrt(ratio), rounded up, and at least one filter more."""
+def _widened(width: int, target: int, multiple: int) -> int:
+    """`target` filters (more than `width`) rounded to the nearest multiple of `multiple`, and at least
+    the first multiple above `width`; a layer narrower than 8 multiples, where rounding could change its
+    width by more than 1/16, keeps `target`."""
+    if width < 8 * multiple:
+        return target
+    return max(multiple * math.floor(target / multiple + 0.5), multiple * (width // multiple + 1))
+
+
+def uniform_widths(widths: dict[str, int], ratio: float, multiple: int) -> dict[str, int]:
+    """Every width times sqrt(ratio), rounded up, at least one filter more, then to a `multiple`."""
     factor = math.sqrt(ratio)
-    return {k: max(w + 1, math.ceil(w * factor)) for k, w in widths.items()}
+    return {k: _widened(w, max(w + 1, math.ceil(w * factor)), multiple) for k, w in widths.items()}
 
 
-def saturation_widths(model, widths: dict[str, int], ratio: float, task: int) -> dict[str, int]:
+def saturation_widths(model, widths: dict[str, int], ratio: float, task: int, multiple: int) -> dict[str, int]:
     """As many new filters as ``uniform_widths`` adds, shared out in proportion to each layer's
-    filters times the fraction of its weights that tasks other than `task` own."""
+    filters times the fraction of its weights that tasks other than `task` own; each layer given some is
+    then rounded to a `multiple`."""
     layers = {layer_key(l): l for l in model.masked_layers()}
     taken = {}
     for key in widths:
         mask = layers[key].mask.numpy()
         taken[key] = float(np.count_nonzero((mask != 0) & (mask != task))) / mask.size
-    budget = sum(uniform_widths(widths, ratio).values()) - sum(widths.values())
+    uniform = uniform_widths(widths, ratio, multiple)
+    budget = sum(uniform.values()) - sum(widths.values())
     weight = {k: widths[k] * taken[k] for k in widths}
     total = sum(weight.values())
     if total == 0:
-        return uniform_widths(widths, ratio)
+        return uniform
     shares = {k: budget * weight[k] / total for k in widths}
     added = {k: math.floor(v) for k, v in shares.items()}
     # Largest remainders get the filters that rounding down left over.
     for k in sorted(widths, key=lambda k: shares[k] - added[k], reverse=True)[: budget - sum(added.values())]:
         added[k] += 1
-    return {k: widths[k] + added[k] for k in widths}
+    return {k: _widened(w, w + added[k], multiple) if added[k] else w for k, w in widths.items()}
 
 
 def frozen_shapes_for(model, active_task: int) -> dict:
@@ -84,5 +98,5 @@ def propose_widths(model, policy: ExpansionPolicy, active_task: int) -> dict[str
     """The widths of the next expansion round under `policy`."""
     widths = model.width_config()
     if policy.policy == "uniform":
-        return uniform_widths(widths, policy.ratio)
-    return saturation_widths(model, widths, policy.ratio, active_task)
+        return uniform_widths(widths, policy.ratio, policy.multiple)
+    return saturation_widths(model, widths, policy.ratio, active_task, policy.multiple)

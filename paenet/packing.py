@@ -127,7 +127,7 @@ class Packer:
         claim_free_weights(wider, task)
         self.model = wider
         event = {"round": len(self.expansions) + 1, "widths": wider.width_config(), "parameters": parameters,
-                 "policy": policy.policy, "ratio": policy.ratio}
+                 "policy": policy.policy, "ratio": policy.ratio, "multiple": policy.multiple}
         self.expansions.append(event)
         self._activate(task)
         return event

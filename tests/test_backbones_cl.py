@@ -73,7 +73,7 @@ def test_finished_task_bit_identical_through_expansion(which):
     model = randomize(build(which), RNG)
     x = inputs(model)
     before = model(x, task=1).numpy().tobytes(), task_digest(model, 1)
-    widths = uniform_widths(model.width_config(), 1.5)
+    widths = uniform_widths(model.width_config(), 1.5, 1)
     wide = expand(model, widths, active_task=2)
     assert wide.width_config() == widths and masked_parameters(wide) > masked_parameters(model)
     assert wide(x, task=1).numpy().tobytes() == before[0]

@@ -130,7 +130,7 @@ for copy, source in ((mirrored, model), (plain, model), (mirrored_from_plain, pl
 # replica; task 1 computes what it computed before, bit for bit.
 finished_before = model(x[:GLOBAL_BATCH], task=1).numpy()
 with strategy.scope():
-    wide = expand(model, uniform_widths(model.width_config(), 2.0), active_task=2)
+    wide = expand(model, uniform_widths(model.width_config(), 2.0, 1), active_task=2)
     claim_free_weights(wide, 2)
     wide_optimizer = ExactFreezingOptimizer(keras.optimizers.SGD(0.1, momentum=0.9)).start_task(wide, 2)
 wide_step = make_train_step(wide, wide_optimizer, 2, strategy=strategy)

@@ -65,15 +65,36 @@ def test_expansion_refuses_narrowing_and_unknown_layers():
 
 def test_uniform_and_saturation_policies():
     widths = {"conv1": 10, "conv2": 20}
-    assert uniform_widths(widths, 1.21) == {"conv1": 11, "conv2": 22}
+    assert uniform_widths(widths, 1.21, 1) == {"conv1": 11, "conv2": 22}
     model = SmallCNN(widths=(10, 20), dense_units=8, input_shape=(16, 16, 3),
                      tasks=[TaskSpec("one", 2), TaskSpec("two", 2)]).build_variables()
     model.conv1.mask.assign(np.full(model.conv1.mask.shape, 2, np.uint8))   # all free for task 2
     model.conv2.mask.assign(np.full(model.conv2.mask.shape, 1, np.uint8))   # all taken by task 1
-    proposal = saturation_widths(model, widths, 1.21, task=2)
+    proposal = saturation_widths(model, widths, 1.21, task=2, multiple=1)
     assert proposal == {"conv1": 10, "conv2": 23}
     with pytest.raises(ValueError):
         ExpansionPolicy("random")
+
+
+def test_widened_layers_are_rounded_to_the_policy_multiple():
+    """From 8 multiples up, to the nearest multiple (71 -> 72, 281 -> 280) and at least the first one above
+    the width; narrower layers as the ratio says."""
+    widths = {"a": 32, "b": 64, "c": 256, "d": 11}
+    assert uniform_widths(widths, 1.2, 8) == {"a": 36, "b": 72, "c": 280, "d": 13}
+    assert uniform_widths(widths, 1.2, 1) == {"a": 36, "b": 71, "c": 281, "d": 13}
+    assert uniform_widths(widths, 1.2, 4) == {"a": 36, "b": 72, "c": 280, "d": 13}
+    model = SmallCNN(widths=(64, 128), dense_units=8, input_shape=(16, 16, 3),
+                     tasks=[TaskSpec("one", 2), TaskSpec("two", 2)]).build_variables()
+    half = np.full(model.conv1.mask.shape, 2, np.uint8)
+    half[..., :32] = 1
+    model.conv1.mask.assign(half)                                            # half taken by task 1
+    model.conv2.mask.assign(np.full(model.conv2.mask.shape, 1, np.uint8))   # all taken by task 1
+    # A fifth of the filters a uniform round adds goes to conv1: of 7 + 13, 4; of 8 + 16, 5 (69 -> 72).
+    assert saturation_widths(model, {"conv1": 64, "conv2": 128}, 1.21, task=2, multiple=1) == {"conv1": 68,
+                                                                                               "conv2": 144}
+    assert saturation_widths(model, {"conv1": 64, "conv2": 128}, 1.21, task=2, multiple=8) == {"conv1": 72,
+                                                                                               "conv2": 144}
+    assert ExpansionPolicy().multiple == 8
 
 
 def _split(data, seed=0):

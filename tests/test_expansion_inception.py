@@ -30,7 +30,7 @@ def test_expansions_keep_the_old_task_and_lay_concatenations_out_round_by_round(
     face, digest, other = model(x, task=1).numpy(), task_digest(model, 1), model(x, task=2).numpy()
     wide = model
     for _ in range(2):
-        wide = expand(wide, uniform_widths(wide.width_config(), 1.5), active_task=2)
+        wide = expand(wide, uniform_widths(wide.width_config(), 1.5, 1), active_task=2)
         assert wide(x, task=1).numpy().tobytes() == face.tobytes()
         assert task_digest(wide, 1) == digest
     # Every weight the expansions added is free; zeroed, the active task computes what it did before:
@@ -73,11 +73,11 @@ def test_permuted_rows_gradient_is_the_inverse_permutation():
 def test_a_task_finished_after_an_expansion_is_bit_identical_after_the_next():
     """Its blocks' concatenations are permuted against the round-by-round layout (not so for task 1)."""
     once = _random_two_task_model()
-    once = expand(once, uniform_widths(once.width_config(), 1.5), active_task=2)
+    once = expand(once, uniform_widths(once.width_config(), 1.5, 1), active_task=2)
     once = once.with_tasks([*once.task_specs, TaskSpec("third", 2)])
     x = RNG.normal(size=(2, 80, 80, 3)).astype(np.float32)
     second, digest = once(x, task=2).numpy(), task_digest(once, 2)
-    twice = expand(once, uniform_widths(once.width_config(), 1.5), active_task=3)
+    twice = expand(once, uniform_widths(once.width_config(), 1.5, 1), active_task=3)
     assert twice(x, task=2).numpy().tobytes() == second.tobytes()
     assert task_digest(twice, 2) == digest
     assert any(branch_major_order(r[-2], r) for r in twice.concat_rounds)
@@ -105,6 +105,7 @@ def expanded_facenet(facenet_dir, facenet_reference):
 def test_imported_facenet_is_bit_identical_after_expansion_training_and_pruning(expanded_facenet):
     packer, faces, (embeddings, digest), event = expanded_facenet
     assert event is not None and masked_parameters(packer.model) == event["parameters"]
+    assert event["multiple"] == 8 and all(w % 8 == 0 for w in event["widths"].values() if w >= 64)
     assert packer.model(faces, task=1).numpy().tobytes() == embeddings.tobytes()
     assert task_digest(packer.model, 1) == digest
 

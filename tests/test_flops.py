@@ -33,7 +33,7 @@ def test_inception_count_follows_each_tasks_shapes_and_matches_the_profiler():
                               tasks=[TaskSpec("old", 3), TaskSpec("new", 5)]).build_variables()
     claim_free_weights(model, 1)
     narrow = forward_flops(model, 2)
-    wide = expand(model, uniform_widths(model.width_config(), 1.5), active_task=2)
+    wide = expand(model, uniform_widths(model.width_config(), 1.5, 1), active_task=2)
     old, new = forward_flops(wide, 1), forward_flops(wide, 2)
     assert old == profiler_flops(wide, 1)
     assert old < narrow < new            # task 1 computes at its frozen widths (and has the smaller head)

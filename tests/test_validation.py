@@ -36,6 +36,7 @@ GOOD = ["--task=face_nonface", "--goal=0.5", "--noprogress"]
     (["--dropout=-0.1"], "--dropout=-0.1"),
     (["--expansion_ratio=1.0"], "--expansion_ratio=1.0"),
     (["--expansion_cap=0.5"], "--expansion_cap=0.5"),
+    (["--expansion_multiple=0"], "--expansion_multiple=0"),
     (["--fold=5"], "--fold=5"),
     (["--fold=-1"], "--fold=-1"),
     (["--widths=16,0,64"], "--widths=16,0,64: 0 must be a positive integer"),

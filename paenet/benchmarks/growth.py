@@ -14,10 +14,10 @@ import functools
 import numpy as np
 
 from paenet.benchmarks.core import masked_steps, prune_update_row, step_rows
-from paenet.benchmarks.expansion import RATIO
+from paenet.benchmarks.expansion import EXPANSION, describe_expansion
 from paenet.benchmarks.inception import CLASSES, batch, describe, packed_model, settings
 from paenet.benchmarks.timing import Rows
-from paenet.expansion import expand, uniform_widths
+from paenet.expansion import expand, propose_widths
 from paenet.models import InceptionResnetV1, TaskSpec
 from paenet.packing import claim_free_weights
 
@@ -58,14 +58,14 @@ def _expansion_rows(quick: bool, wanted):
     model = packed_model(s, CLASSES)
     for k in range(1, max(k for k in EXPANSIONS if set(_names(_expansion_label(k))) & set(wanted)) + 1):
         model = model.with_tasks([*model.task_specs, TaskSpec(f"task{k + 1}", CLASSES)])
-        model = expand(model, uniform_widths(model.width_config(), RATIO), active_task=k + 1)
+        model = expand(model, propose_widths(model, EXPANSION, k + 1), active_task=k + 1)
         claim_free_weights(model, k + 1)
         names = _names(_expansion_label(k))
         if set(names) & set(wanted):
             reference = packed_model(s, CLASSES, widths=model.widths)
             yield from step_rows(masked_steps(model, k + 1), masked_steps(reference, 1), x, y, s["timing"], names,
                                  wanted=wanted,
-                                 config=f"{describe(s)} after {k} uniform expansion(s) of ratio {RATIO}, "
+                                 config=f"{describe(s)} after {k} {describe_expansion()}, "
                                         f"{s['size']}px batch {s['batch']}, float32: task {k + 1} vs task 1 "
                                         "of a 1-task model built at the same widths")
 
