@@ -9,15 +9,16 @@ tasks are never candidates and never written.
 
 Speed (DESIGN §8: a whole Inception-ResNet-v1 update under 100 ms on CPU, after 20 tasks too): the pruner
 reads each variable as a view of TensorFlow's buffer through a handle looked up once, selects with one integer
-partition in scratch arrays reused by every layer and step, writes fresh arrays that TensorFlow adopts
-without a copy, and skips layers that a step leaves unchanged. Where the task's space is under half of a
-layer (a network shared by many tasks) it keeps the space's indices from the phase's start and reads,
-partitions and writes those entries alone.
+partition in scratch arrays reused by every layer and step, writes arrays that TensorFlow adopts without
+a copy (recycled once nothing references them), and skips layers that a step leaves unchanged. Where the
+task's space is under half of a layer (a network shared by many tasks) it keeps the space's indices from
+the phase's start and reads, partitions and writes those entries alone.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -117,6 +118,27 @@ class _Workspace:
     def __init__(self, size: int, itemsize: int):
         self._key, self._work = np.empty(size * itemsize, np.uint8), np.empty(size * itemsize, np.uint8)
         self._release, self._flags = np.empty(size, bool), np.empty(size, bool)
+        self._written = {}                     # nbytes -> the buffers `fresh` has handed out
+
+    def fresh(self, like: np.ndarray) -> np.ndarray:
+        """An uninitialised array of `like`'s shape and dtype, aligned as TensorFlow wants (64 bytes), so
+        that ``AssignVariableOp`` adopts it as the variable's value instead of copying it.
+
+        Its buffer is one this workspace handed out before that nothing references any more, else a new
+        one: every view of a buffer, TensorFlow's included (it holds the array it adopts until no tensor
+        uses it), references the buffer's owner, so an owner referenced by this workspace alone is free.
+        Reuse saves the first touch of new pages, which cost a whole-network update as much as the rest.
+        """
+        buffers = self._written.setdefault(like.nbytes, [])
+        for i in range(len(buffers)):
+            if sys.getrefcount(buffers[i]) == 2:        # the list's reference and the call's argument
+                raw = buffers[i]
+                break
+        else:
+            raw = np.empty(like.nbytes + 64, np.uint8)
+            buffers.append(raw)
+        start = -raw.__array_interface__["data"][0] % 64
+        return raw[start:start + like.nbytes].view(like.dtype).reshape(like.shape)
 
     def select(self, kernel: np.ndarray, mask: np.ndarray, task: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         """(released, new) for a flat `kernel` and `mask`, where the task's space is most of the layer:
@@ -171,13 +193,21 @@ class _Workspace:
         return release
 
     def kept(self, kernel: np.ndarray, mask: np.ndarray, release: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Fresh arrays (see `_fresh`): flat `kernel` and `mask` with the `release` entries set to +0.0
+        """Fresh arrays (see `fresh`): flat `kernel` and `mask` with the `release` entries set to +0.0
         and 0 (`release` is overwritten). Multiplying the bits by 0 or 1 writes exactly +0.0, and it is
         vectorised where a masked store is not."""
         keep = np.logical_not(release, out=release)
         bits = _bits(kernel)
-        kept = np.multiply(bits, keep, out=_fresh(bits))
-        return kept.view(kernel.dtype), np.multiply(mask, keep, out=_fresh(mask))
+        kept = np.multiply(bits, keep, out=self.fresh(bits))
+        return kept.view(kernel.dtype), np.multiply(mask, keep, out=self.fresh(mask))
+
+    def write_entries(self, variable: "_Variable", values: np.ndarray, indices: np.ndarray, value) -> None:
+        """Sets `variable`, whose value is `values` (flat), to a fresh copy of `values` with the entries at
+        `indices` set to `value`. (TensorFlow's scatter ops cost far more per entry on kernels of rank > 1.)"""
+        fresh = self.fresh(values)
+        np.copyto(fresh, values)
+        fresh[indices] = value
+        variable.assign(fresh)
 
 
 def _new_releases(count: int, already: int, owned: int) -> int:
@@ -202,24 +232,6 @@ def _scratch(buffer: np.ndarray, like: np.ndarray) -> np.ndarray:
 def _bits(values: np.ndarray) -> np.ndarray:
     """Floats `values` viewed as unsigned integers of their width."""
     return values.view(f"u{values.dtype.itemsize}")
-
-
-def _fresh(like: np.ndarray) -> np.ndarray:
-    """An uninitialised array of `like`'s shape and dtype, aligned as TensorFlow wants (64 bytes), so
-    that ``AssignVariableOp`` adopts it as the variable's value instead of copying it. Nothing else may
-    hold it once assigned (an update in place could reach a buffer another tensor shares)."""
-    raw = np.empty(like.nbytes + 64, np.uint8)
-    start = -raw.ctypes.data % 64
-    return raw[start:start + like.nbytes].view(like.dtype).reshape(like.shape)
-
-
-def _write_entries(variable: "_Variable", values: np.ndarray, indices: np.ndarray, value) -> None:
-    """Sets `variable`, whose value is `values` (flat), to a fresh copy of `values` with the entries at
-    `indices` set to `value`. (TensorFlow's scatter ops cost far more per entry on kernels of rank > 1.)"""
-    fresh = _fresh(values)
-    np.copyto(fresh, values)
-    fresh[indices] = value
-    variable.assign(fresh)
 
 
 def _mirrored(variable) -> bool:
@@ -300,9 +312,9 @@ class TaskPruner:
             return
         new, zeros = self._workspace.select_in(kernel, mask, space, self.task, count)
         if new.size or zeros.size:
-            _write_entries(kernel_variable, kernel, np.concatenate([new, zeros]), 0.0)
+            self._workspace.write_entries(kernel_variable, kernel, np.concatenate([new, zeros]), 0.0)
         if new.size:
-            _write_entries(mask_variable, mask, new, 0)
+            self._workspace.write_entries(mask_variable, mask, new, 0)
 
     def sparsity(self) -> dict[str, float]:
         """Achieved sparsity per layer: released weights over the layer's space."""

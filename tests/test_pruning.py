@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from paenet.benchmarks.references import reference_prune, reference_select_releases
 from paenet.models import SmallCNN, TaskSpec, layer_key
@@ -159,6 +160,35 @@ def test_pruner_writes_what_the_sort_based_rule_writes(owners):
         set_state(before)
         reference_prune(model, 2, pruner.space, target)
         assert state() == ours, (target, freed)
+
+
+@pytest.mark.parametrize("owners", [(1, 2, 3), (1, 2, 2, 2, 2, 3)])
+def test_pruner_recycles_its_buffers_but_never_one_a_held_value_shares(owners):
+    """The arrays a step hands TensorFlow are reused once nothing references them: values read before a
+    step (tensors, and NumPy views of them, which share TensorFlow's buffer) keep their bits through every
+    later step, while steps that leave nothing held allocate no new buffer."""
+    model = _three_owner_model(owners)
+    pruner = TaskPruner(model, 2)
+    variables = [v for l in model.masked_layers() for v in (l.kernel, l.mask)]
+    held = []
+    for target in (0.2, 0.4, 0.6):
+        for var in variables:
+            tensor = tf.convert_to_tensor(var)
+            held += [(tensor, var.numpy().tobytes()), (np.asarray(tensor), var.numpy().tobytes())]
+            del tensor
+        pruner.prune(target)
+    for value, bits in held:
+        assert np.asarray(value).tobytes() == bits
+    buffers = pruner._workspace._written
+    shared = [v for v, _ in held if isinstance(v, np.ndarray)
+              and any(np.shares_memory(v, b) for bs in buffers.values() for b in bs)]
+    assert shared, "held arrays share the pruner's buffers: the check above could fail"
+    del held, shared
+    pruner.prune(0.7)
+    allocated = sum(map(len, buffers.values()))
+    for target in (0.75, 0.8, 0.85):
+        pruner.prune(target)
+    assert sum(map(len, buffers.values())) == allocated
 
 
 def test_pruner_refuses_a_space_another_task_took_since_the_phase_began():
