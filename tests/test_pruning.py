@@ -173,8 +173,8 @@ def test_pruner_recycles_its_buffers_but_never_one_a_held_value_shares(owners):
     held = []
     for target in (0.2, 0.4, 0.6):
         for var in variables:
-            tensor = tf.convert_to_tensor(var)
-            held += [(tensor, var.numpy().tobytes()), (np.asarray(tensor), var.numpy().tobytes())]
+            tensor, bits = tf.convert_to_tensor(var), var.numpy().tobytes()
+            held += [(tensor, bits), (np.asarray(tensor), bits)]
             del tensor
         pruner.prune(target)
     for value, bits in held:
