@@ -1,6 +1,6 @@
 """Packing one task into a workspace, end to end: what ``python -m paenet.main`` and the demo run.
 
-``pack(settings)`` locks the workspace, creates it when new (a small CNN, or FaceNet imported as task 1
+``pack(settings)`` locks the workspace, creates it when new (a registered backbone, FaceNet imported as task 1
 "face"), resumes an interrupted run from its last checkpoint or starts the task's goal loop, and on
 success saves the finished state, evaluates every task packed so far (the accuracy matrix) and returns a
 summary. The workspace's own ``workspace.json`` fixes the network, optimizer, batch size, seed and fold;

@@ -6,7 +6,7 @@ from paenet.models import SmallCNN, get_backbone
 # A case per backbone (and a variant or two), as the app's settings: the smallest network that still has
 # every kind of layer the backbone has at full size.
 TINY = {
-    "small_cnn": dict(image_size=16, widths=(4, 8), dense_units=8),
+    "small_cnn": dict(image_size=16, widths=(4, 8), dense_units=16),
     "inception_resnet_v1": dict(image_size=80, dense_units=8,
                                 backbone_options={"width_multiplier": 0.125, "block_counts": (1, 1, 1)}),
     "mlp": dict(image_size=8, widths=(16, 8), dense_units=8),

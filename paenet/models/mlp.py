@@ -44,7 +44,8 @@ class MLP(PackableModel):
 
     @classmethod
     def settings_arguments(cls, settings) -> dict:
-        return {**super().settings_arguments(settings), **given(settings, "widths", "dense_units", "dropout", "bn_momentum")}
+        return {**super().settings_arguments(settings),
+                **given(settings, "widths", "dense_units", "dropout", "bn_momentum")}
 
     def _layer_units(self) -> list[tuple[str, int]]:
         return [*((f"hidden{i}", w) for i, w in enumerate(self.widths, 1)), ("dense", self.dense_units)]

@@ -36,7 +36,8 @@ class SmallCNN(PackableModel):
 
     @classmethod
     def settings_arguments(cls, settings) -> dict:
-        return {**super().settings_arguments(settings), **given(settings, "widths", "dense_units", "dropout", "bn_momentum")}
+        return {**super().settings_arguments(settings),
+                **given(settings, "widths", "dense_units", "dropout", "bn_momentum")}
 
     def call(self, inputs, task=None, training=False):
         task = self.check_task(task)

@@ -49,7 +49,8 @@ class VGG16BN(PackableModel):
 
     @classmethod
     def settings_arguments(cls, settings) -> dict:
-        return {**super().settings_arguments(settings), **given(settings, "widths", "dense_units", "dropout", "bn_momentum")}
+        return {**super().settings_arguments(settings),
+                **given(settings, "widths", "dense_units", "dropout", "bn_momentum")}
 
     def call(self, inputs, task=None, training=False):
         task = self.check_task(task)
