@@ -76,11 +76,10 @@ def serving_function(model, task: int):
 
 def export_savedmodel(model, output_dir: str, tasks=None, records=None) -> str:
     """Writes one SavedModel serving `tasks` of `model` (numbers or names; default all) to `output_dir`,
-    replacing what was there; returns its path. The finished tasks' `records`, when given, are verified
-    first: a model whose finished task changed in memory is refused (IntegrityError) before anything
-    is written."""
-    if records is not None:
-        verify(model, records)
+    replacing what was there; returns its path. The finished tasks are verified first, against their
+    `records` or else the digests the model holds: a model whose finished task changed in memory is
+    refused (IntegrityError) before anything is written."""
+    verify(model, records)
     numbers = select_tasks(model, tasks)
     for t in numbers:
         name = model.task_specs[t - 1].name
