@@ -32,7 +32,7 @@ from absl import app, flags, logging
 from paenet.checkpoint import load_packing
 from paenet.compressed import save_compressed
 from paenet.evaluation import model_size
-from paenet.fileio import write_json_atomic, write_replacing
+from paenet.fileio import recover_replaced, write_json_atomic, write_replacing
 from paenet.records import verify
 from paenet.workspace import EXPORTS, locate
 
@@ -109,6 +109,8 @@ def export_workspace(workspace: str, output: str | None = None, compressed: bool
     if unfinished:
         raise ValueError(f"tasks {unfinished} are not finished tasks of {located.packing}; finished: {finished}")
     output = located.output(output, EXPORTS)
+    for name in (SAVEDMODEL, COMPRESSED, SIZES):
+        recover_replaced(os.path.join(output, name))       # what a killed export left aside
     path = export_savedmodel(packer.model, os.path.join(output, SAVEDMODEL), tasks or finished, packer.records)
     sizes = {"tasks": list(tasks or finished),
              "paper_accounting": model_size.paper_accounting(packer.model, packer.records, packer.base_parameters),
