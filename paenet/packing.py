@@ -11,6 +11,9 @@ packer.
 """
 from __future__ import annotations
 
+import hashlib
+
+import keras
 import numpy as np
 
 from paenet.expansion import ExpansionPolicy, expand, masked_parameters, propose_widths
@@ -43,6 +46,17 @@ def claim_free_weights(model, task: int, reinitialize: bool = False) -> dict[str
             layer.kernel.assign(kernel)
         claimed[layer_key(layer)] = int(free.sum())
     return claimed
+
+
+def seed_from_state(model, *facts) -> None:
+    """Seeds every random draw that follows (``keras.utils.set_random_seed``) from a digest of `model`'s
+    values and `facts`: what an expansion draws (the new weights' initial values) then comes from the
+    state a checkpoint holds, so a run resumed just before it draws what the uninterrupted run drew,
+    however many draws either process made before."""
+    h = hashlib.sha256(repr(facts).encode())
+    for v in model.variables:
+        h.update(np.ascontiguousarray(v.numpy()).tobytes())
+    keras.utils.set_random_seed(int.from_bytes(h.digest()[:4], "little"))
 
 
 class Packer:
@@ -126,6 +140,7 @@ class Packer:
         task = self.check_active()
         if self.pruner is not None:
             raise RuntimeError("expand before the pruning phase of a task, not during it")
+        seed_from_state(self.model, "expand", task, len(self.expansions))
         wider = expand(self.model, propose_widths(self.model, policy, task), task)
         parameters = masked_parameters(wider)
         if parameters > policy.cap * self.base_parameters:
