@@ -158,7 +158,8 @@ class Packer:
         a reloaded unfinished task), the active task, with a fresh optimizer."""
         if self.active_task is not None:
             raise RuntimeError(f"task {self.active_task} is active already")
-        self.model.check_unfinished(task, "resume_task")
+        if isinstance(task, int) and 1 <= task <= self.model.frozen_tasks:
+            self.model.check_unfinished(task, "resume_task")
         if task != len(self.records) + 1 or task > self.model.num_tasks:
             raise ValueError(f"only task {len(self.records) + 1}, the first unfinished one, can be active")
         self._activate(task)
