@@ -32,7 +32,7 @@ from absl import app, flags, logging
 from paenet.checkpoint import load_packing
 from paenet.compressed import save_compressed
 from paenet.evaluation import model_size
-from paenet.fileio import write_json_atomic, write_replacing
+from paenet.fileio import recover_replaced, write_json_atomic, write_replacing
 from paenet.records import verify
 from paenet.workspace import EXPORTS, locate
 
@@ -76,11 +76,10 @@ def serving_function(model, task: int):
 
 def export_savedmodel(model, output_dir: str, tasks=None, records=None) -> str:
     """Writes one SavedModel serving `tasks` of `model` (numbers or names; default all) to `output_dir`,
-    replacing what was there; returns its path. The finished tasks' `records`, when given, are verified
-    first: a model whose finished task changed in memory is refused (IntegrityError) before anything
-    is written."""
-    if records is not None:
-        verify(model, records)
+    replacing what was there; returns its path. The finished tasks are verified first, against their
+    `records` or else the digests the model holds: a model whose finished task changed in memory is
+    refused (IntegrityError) before anything is written."""
+    verify(model, records)
     numbers = select_tasks(model, tasks)
     for t in numbers:
         name = model.task_specs[t - 1].name
@@ -110,6 +109,8 @@ def export_workspace(workspace: str, output: str | None = None, compressed: bool
     if unfinished:
         raise ValueError(f"tasks {unfinished} are not finished tasks of {located.packing}; finished: {finished}")
     output = located.output(output, EXPORTS)
+    for name in (SAVEDMODEL, COMPRESSED, SIZES):
+        recover_replaced(os.path.join(output, name))       # what a killed export left aside
     path = export_savedmodel(packer.model, os.path.join(output, SAVEDMODEL), tasks or finished, packer.records)
     sizes = {"tasks": list(tasks or finished),
              "paper_accounting": model_size.paper_accounting(packer.model, packer.records, packer.base_parameters),

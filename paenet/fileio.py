@@ -11,7 +11,7 @@ import tempfile
 def write_json_atomic(path: str, obj) -> None:
     """Writes `obj` as JSON to `path` so that a crash leaves either the old file or the new one."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=_scratch_prefix(path), dir=directory)     # (recover_replaced finds it)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True)
@@ -47,7 +47,8 @@ def _scratch_prefix(path: str) -> str:
 
 
 def interrupted_replacements(path: str) -> list[str]:
-    """The scratch folders an interrupted ``write_replacing(path, ...)`` left beside `path`."""
+    """The scratch folders an interrupted ``write_replacing(path, ...)`` (or files an interrupted
+    ``write_json_atomic(path, ...)``) left beside `path`."""
     directory, prefix = os.path.dirname(os.path.abspath(path)), _scratch_prefix(path)
     return sorted(os.path.join(directory, n) for n in os.listdir(directory)
                   if n.startswith(prefix)) if os.path.isdir(directory) else []
@@ -60,6 +61,9 @@ def recover_replaced(path: str) -> bool:
     (the workspace lock). Returns whether `path` was put back."""
     restored = False
     for scratch in interrupted_replacements(path):
+        if not os.path.isdir(scratch):
+            os.unlink(scratch)
+            continue
         old = os.path.join(scratch, "old")
         if not os.path.lexists(path) and os.path.lexists(old):
             os.rename(old, path)

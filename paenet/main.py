@@ -100,10 +100,14 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    import tensorflow as tf
+
+    from paenet.fileio import error_line
     try:
         sys.exit(run())
-    except (UsageError, KeyError, OSError, IntegrityError, WorkspaceError, FacenetImportError) as e:
-        message = e.args[0] if isinstance(e, (UsageError, KeyError)) else str(e)
+    except (UsageError, KeyError, OSError, IntegrityError, WorkspaceError, FacenetImportError,
+            tf.errors.OpError) as e:        # (OpError: a full disk, an unreadable file, as paenet.cli)
+        message = e.args[0] if isinstance(e, (UsageError, KeyError)) else error_line(e)
         print(f"paenet.main: error: {message}", file=sys.stderr)
         sys.exit(1)
 

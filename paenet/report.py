@@ -21,7 +21,7 @@ from paenet.evaluation import model_size
 from paenet.document import Heading, Image, Paragraph, Table, to_html, to_markdown
 from paenet.export import COMPRESSED, SAVEDMODEL
 from paenet.records import read_json
-from paenet.workspace import EVALUATIONS, EXPORTS, LFW_ROC, REPORT, WorkspaceError, locate
+from paenet.workspace import EVALUATIONS, EXPORTS, LFW_ROC, REPORT, WorkspaceError, locate, read_evaluations
 
 EVALUATION_KEYS = ("after_task", "task", "name", "split", "metric", "value")
 
@@ -38,9 +38,7 @@ def read_accuracy(path: str, names: list) -> tuple[dict, int]:
     """Accuracy matrices by split from an ``evaluations.json``: ``m[j - 1, i - 1]`` is task i after packing
     task j (NaN where not measured; a later entry replaces an earlier one). Also returns how many entries
     were left out because they name a task this packing does not have at that number."""
-    entries = read_json(path)
-    if not isinstance(entries, list):
-        raise WorkspaceError(f"{path}: expected a JSON list of evaluation entries")
+    entries = read_evaluations(path)
     matrices, stale = {}, 0
     for n, entry in enumerate(entries):
         missing = [k for k in EVALUATION_KEYS if k not in entry]

@@ -35,7 +35,7 @@ def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool
     share's loss divided by the number of replicas (a Keras ``Loss`` divides itself, as Keras's convention is;
     a plain function is divided here), so the all-reduced gradient is that of the loss over the global batch
     (equal shares: a global batch that the replicas divide); the step returns that global loss
-    (``paenet.distribute``)."""
+    (``paenet.distribute``). Called after `task` finished, the step refuses (FinishedTaskError)."""
     if optimizer.task != task:
         raise ValueError(f"the optimizer was started for task {optimizer.task}, not task {task}")
     loss_fn = loss_fn or classification_loss()
@@ -57,7 +57,7 @@ def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool
         return loss
 
     if strategy is None:
-        return tf.function(replica_step, jit_compile=jit_compile)
+        return _refusing_once_finished(tf.function(replica_step, jit_compile=jit_compile), model, task)
 
     def share_step(x, y):
         size = tf.shape(x)[0] // replicas
@@ -68,7 +68,17 @@ def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool
     def step(x, y):
         return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(share_step, (x, y)), axis=None)
 
-    return step
+    return _refusing_once_finished(step, model, task)
+
+
+def _refusing_once_finished(step, model, task: int):
+    """`step`, refused (FinishedTaskError) once `task` is finished: a compiled step checks nothing in
+    Python after its first trace."""
+    def guarded(x, y):
+        model.check_unfinished(task, "a train step made by make_train_step")
+        return step(x, y)
+
+    return guarded
 
 
 class Trainer:

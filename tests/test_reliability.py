@@ -165,10 +165,10 @@ def test_an_unreadable_active_file_is_an_integrity_error_not_a_restart(reference
         [best] = (ws / "active").glob("best-*.npz")
         flip(best)
         expected = rf"active/{best.name}: unreadable"
-    before = contents(ws)
+    before, logs = contents(ws), sorted((ws / "active").rglob("*"))
     with pytest.raises(IntegrityError, match=expected):
         pack(ws, "tiny_a")
-    assert contents(ws) == before
+    assert contents(ws) == before and sorted((ws / "active").rglob("*")) == logs    # no events file added
 
 
 @pytest.mark.parametrize("name, damage", [
@@ -177,7 +177,9 @@ def test_an_unreadable_active_file_is_an_integrity_error_not_a_restart(reference
     ("packing/model.json", lambda p: p.write_text(p.read_text().replace('"dropout": 0.2', '"dropout": 0.3'))),
     ("packing/variables/variables.data-00000-of-00001", flip),
     ("packing/variables/variables.index", lambda p: p.write_bytes(p.read_bytes()[:-20])),
+    ("packing/variables/variables.data-00000-of-00001", lambda p: p.write_bytes(p.read_bytes()[:-200])),
     ("workspace.json", lambda p: p.write_text(p.read_text().replace('"fold": 0', '"fold": 1'))),
+    ("evaluations.json", lambda p: p.write_text(re.sub(r'"value": [0-9.]+', '"value": 0.5', p.read_text()))),
 ])
 def test_a_damaged_or_edited_workspace_file_is_an_integrity_error_naming_it(reference, tmp_path, name, damage):
     ws = copy(reference["workspace"], tmp_path)
@@ -259,8 +261,10 @@ def test_a_task_computes_under_its_own_dtype_policy_whatever_the_global_one(tmp_
         assert np.array_equal(loaded.model(x, task=1).numpy(), expected)
         loaded.start_task(TaskSpec("two", 2))            # a rebuilt model keeps the policy
         assert np.array_equal(loaded.model(x, task=1).numpy(), expected)
-        elsewise = SmallCNN.from_config(loaded.model.get_config()).build_variables()   # the global policy
-        elsewise.set_weights(loaded.model.get_weights())
+        config = loaded.model.get_config()
+        assert SmallCNN.from_config(config).dtype_policy.name == finished_under      # the config keeps it
+        elsewise = SmallCNN.from_config({k: v for k, v in config.items() if k != "dtype_policy"}).build_variables()
+        elsewise.set_weights(loaded.model.get_weights())                              # the global policy
         with pytest.raises(IntegrityError, match="digest mismatch"):
             verify(elsewise, loaded.records)
     finally:

@@ -11,8 +11,9 @@ import numpy as np
 import tensorflow as tf
 
 from paenet.data.pairs import read_pairs, resolve_pairs
-from paenet.data.pipeline import IMAGE_SIZE, evaluation_dataset, files
+from paenet.data.pipeline import IMAGE_SIZE, decode, evaluation_dataset, files
 from paenet.evaluation.verification import evaluate_verification, flip_concat
+from paenet.fileio import error_line
 
 
 def embedding_function(model, task: int):
@@ -25,15 +26,28 @@ def embedding_function(model, task: int):
 
 def embed_files(paths, embed_fn, batch_size: int = 100, image_size: int = IMAGE_SIZE,
                 flip: bool = True) -> np.ndarray:
-    """Embeddings [N, D] (or [N, 2D], image then flip, with `flip`) of the aligned images at `paths`."""
+    """Embeddings [N, D] (or [N, 2D], image then flip, with `flip`) of the aligned images at `paths`.
+    ValueError naming the first image that cannot be decoded."""
     source = files(paths, np.zeros(len(paths), np.int64))
     out = []
-    for images, _ in evaluation_dataset(source, batch_size, image_size, source_size=image_size):
-        embedded = np.asarray(embed_fn(images))
-        if flip:
-            embedded = flip_concat(embedded, np.asarray(embed_fn(tf.image.flip_left_right(images))))
-        out.append(embedded)
+    try:
+        for images, _ in evaluation_dataset(source, batch_size, image_size, source_size=image_size):
+            embedded = np.asarray(embed_fn(images))
+            if flip:
+                embedded = flip_concat(embedded, np.asarray(embed_fn(tf.image.flip_left_right(images))))
+            out.append(embedded)
+    except tf.errors.InvalidArgumentError as e:     # the pipeline's decode does not say which file
+        raise ValueError(f"{_first_unreadable(paths)}: not a readable image ({error_line(e)})") from None
     return np.concatenate(out)
+
+
+def _first_unreadable(paths) -> str:
+    for path in paths:
+        try:
+            decode(tf.io.read_file(str(path)))
+        except tf.errors.InvalidArgumentError:
+            return str(path)
+    return "one of the images"
 
 
 def evaluate_lfw(image_dir, pairs_file, embed_fn, batch_size: int = 100, image_size: int = IMAGE_SIZE,

@@ -20,6 +20,9 @@ class SmallCNN(PackableModel):
                  bn_momentum: float = 0.9, **kwargs):
         super().__init__(**kwargs)
         self.widths = tuple(int(w) for w in widths)
+        if min(self.image_shape[:2]) < 2 ** len(self.widths):
+            raise ValueError(f"input size {min(self.image_shape[:2])} is halved once per layer of --widths "
+                             f"({len(self.widths)}), so it needs at least {2 ** len(self.widths)}")
         self.dense_units = int(dense_units)
         self.dropout_rate = float(dropout)
         # Short CPU runs need faster-moving statistics than FaceNet's 0.995.

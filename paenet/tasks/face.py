@@ -171,8 +171,9 @@ def training_images(data_dir, options: dict) -> dict[str, list[Path]]:
         return {}
     images = identity_images(folder)
     if len(images) < 2:
-        raise ValueError(f"face_train={folder}: {len(images)} identities (<identity>/<image>); softmax "
-                         "training needs 2 or more")
+        from paenet.config import UsageError
+        raise UsageError(f"face_train={folder}: {len(images)} identities (<identity>/<image> image files); "
+                         "softmax training needs 2 or more")
     return images
 
 
