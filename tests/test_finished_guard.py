@@ -22,14 +22,14 @@ from paenet.expansion import expand
 from paenet.export import export_savedmodel
 from paenet.layers import FinishedTaskError
 from paenet.methods import get_method
-from paenet.models import BACKBONES, TaskSpec, create_backbone
+from paenet.models import TaskSpec
 from paenet.models.base import dtype_policy
 from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import Packer, claim_free_weights
 from paenet.pruning import TaskPruner
 from paenet.records import IntegrityError, verify
 from paenet.training import make_train_step
-from test_backbones import TINY
+from tiny_models import tiny_backbone
 
 METHODS = ("packnet", "pae", "cpg")
 
@@ -38,7 +38,7 @@ def _packed(method, backbone="mlp", during_second=None):
     """Tasks "one" and "two" (picking under CPG) finished, each half pruned; `during_second(packer, x)`
     runs while task two is active. Keeps a snapshot taken during task one."""
     sharing = "first" if method == "packnet" else "cumulative"
-    packer = Packer(create_backbone(backbone, name="g", sharing=sharing, **TINY[backbone]), "adam")
+    packer = Packer(tiny_backbone(backbone, name="g", sharing=sharing), "adam")
     x = np.random.default_rng(0).normal(size=(4, *packer.model.image_shape)).astype(np.float32)
     packer.start_task(TaskSpec("one", 3))
     snapshot = packer.snapshot_task()
@@ -107,6 +107,7 @@ WRITERS = {
     "paenet.models.mlp.MLP.call": _forward("mlp"),
     "paenet.models.small_cnn.SmallCNN.call": _forward("small_cnn"),
     "paenet.models.vgg16.VGG16BN.call": _forward("vgg16_bn"),
+    "paenet.models.resnet18.ResNet18.call": _forward("resnet18"),
     "paenet.models.inception_resnet_v1.InceptionResnetV1.call": _forward("inception_resnet_v1"),
 }
 
