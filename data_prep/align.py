@@ -12,6 +12,8 @@ to ``--image_size`` (``data_prep.face_crop``). Use 182/44 for training data and 
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import dataclasses
 import logging
 import multiprocessing

@@ -7,6 +7,8 @@ Prints one JSON object: the data set, where it was written, and the examples per
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import json
 
 from absl import app, flags

@@ -238,7 +238,7 @@ def pack(s: Settings) -> tuple[int, dict]:
         if definition.name in [r.name for r in finished.records] and not resuming:
             raise UsageError(f"task {definition.name!r} is packed in {workspace.path} already")
         context = TaskContext(s.data_dir, config["image_size"], config["batch_size"], config["seed"],
-                              config["fold"], dict(s.task_options))
+                              config["fold"], dict(s.task_options), s.progress)
         data = definition.load(context)
         imported = finished.model.task_specs[finished.active_task - 1] if finished.active_task else None
         if imported is not None and imported.num_classes == 0 and data.train is not None:

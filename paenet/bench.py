@@ -8,6 +8,8 @@ the pruning update after 20 tasks took 123 ms in a one-process full run, 96 ms i
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import dataclasses
 import importlib
 import json

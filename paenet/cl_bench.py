@@ -13,6 +13,8 @@ or fine-tuning did not forget on ``permuted10``).
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import dataclasses
 import json
 import os

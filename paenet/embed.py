@@ -16,6 +16,8 @@ standardisation, (x − 127.5) / 128. The same is available as ``embed_images``.
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import os
 
 import keras

@@ -11,6 +11,8 @@ the task named ``--task``, by default the first task without a classifier head.
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import json
 import os
 

@@ -23,11 +23,13 @@ accounting and the real bytes, ``paenet.model_size``), which it also prints.
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import os
 
 import keras
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, flags
 
 from paenet.checkpoint import load_packing
 from paenet.compressed import save_compressed
@@ -137,7 +139,6 @@ def format_sizes(sizes: dict) -> str:
 
 
 def define_flags():
-    logging.set_verbosity(logging.WARNING)   # saving logs INFO lines about its internals; --verbosity=0 shows them
     flags.DEFINE_string("workspace", None, "A PAENet workspace folder, or a bare packing folder.")
     flags.DEFINE_string("output", None, "Folder to export to (default: WORKSPACE/exports; required for a "
                                         "bare packing folder). Its savedmodel/ and compressed.npz are replaced.")

@@ -9,6 +9,8 @@ workspace is as before), 1 on an error, whose one-line message names the problem
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import json
 import sys
 
@@ -46,6 +48,12 @@ def define_flags():
     config.define_flags()
 
 
+def help_groups() -> list[tuple[str, list[str]]]:
+    """``--help``'s groups: every setting of ``paenet.config``, this command's own flags with them."""
+    own = {"workspace and task": ["demo", "list_tasks", "task_module"], "data": list(TASK_OPTIONS)}
+    return [(title, names + own.get(title, [])) for title, names in config.flag_groups()]
+
+
 def settings_from_flags() -> config.Settings:
     options = {name: getattr(FLAGS, name) for name in TASK_OPTIONS if getattr(FLAGS, name) is not None}
     return config.from_flags(FLAGS, options)
@@ -73,12 +81,9 @@ def run() -> int:
 
 
 def main(argv):
-    from absl import logging
-
     from paenet.facenet_import import FacenetImportError
     from paenet.records import IntegrityError
     from paenet.workspace import WorkspaceError
-    logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
@@ -90,5 +95,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from paenet.cli import flags_parser
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=flags_parser(help_groups))

@@ -10,6 +10,8 @@ every finished task's digest first.
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import os
 
 import numpy as np

@@ -21,6 +21,7 @@ class TaskContext:
     seed: int = 0
     fold: int = 0                   # the test fold of a cross-validated data set (Adience)
     options: dict = dataclasses.field(default_factory=dict)   # task-specific settings (face_pairs, ...)
+    progress: bool = True          # progress bars over the task's long evaluations
 
 
 @dataclasses.dataclass
