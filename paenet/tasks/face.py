@@ -232,7 +232,10 @@ def _load(context: TaskContext) -> TaskData:
             logger.info("%s: %d identities also in %s left out of validation", val_folder, len(shared), folder)
         used, _ = resolve_pairs(test_pairs, folder)
         bar = context.progress
+        described = {"val": f"{len(val)} pairs drawn from {val_folder}",
+                     "test": f"the {len(used)} pairs of {pairs_file} over its {len(folds)} folds"}
         return TaskData(train=training["train"], loss=training["loss"], validate=pair_verifier(val, bar),
+                        data=described,
                         test=verifier(folder, pairs_file, progress=bar),
                         roc=verifier(folder, pairs_file, result="roc", phase="ROC", progress=bar),
                         sizes={**training["sizes"], "val_pairs": len(val), "val_identities_left_out": len(shared),
@@ -246,7 +249,8 @@ def _load(context: TaskContext) -> TaskData:
                        "selection is not independent of its test; give it identities LFW does not hold (face_val)",
                        val_folder, len(folds) // 2, pairs_file)
     half = len(folds) // 2
-    return TaskData(train=training["train"], loss=training["loss"],
+    described = {"val": f"folds 1-{half} of {pairs_file}", "test": f"folds {half + 1}-{len(folds)} of {pairs_file}"}
+    return TaskData(train=training["train"], loss=training["loss"], data=described,
                     validate=verifier(folder, pairs_file, folds[:half], phase="validate",
                                       progress=context.progress),
                     test=verifier(folder, pairs_file, folds[half:], progress=context.progress),

@@ -32,6 +32,7 @@ class TaskData:
     loss: object = None             # None: softmax cross-entropy on integer labels
     sizes: dict = dataclasses.field(default_factory=dict)   # samples per split ("train", "val", "test")
     roc: Callable | None = None     # a verification task's ROC on its test split: f(model, task) -> dict
+    data: dict = dataclasses.field(default_factory=dict)   # what each split ("val", "test") is, in words
 
 
 @dataclasses.dataclass(frozen=True)
