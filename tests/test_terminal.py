@@ -106,3 +106,31 @@ def test_help_leads_with_the_apps_settings_grouped_and_exits_0():
     assert "--verbosity:" not in short.stdout and "--logtostderr" not in short.stdout   # absl's: --helpfull
     full = _command("paenet.main", "--helpfull")
     assert full.returncode == 0 and "--verbosity" in full.stdout and "--workspace" in full.stdout
+
+
+def test_the_library_finds_the_images_the_demo_cached_or_names_the_command(tmp_path):
+    """A clone without ../shared/data: the README's snippet reads the demo's cache, or says in one line
+    which command lays the images out."""
+    import shutil
+    shutil.copytree(REPO / "paenet", tmp_path / "repo" / "paenet",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    cached = tmp_path / "cache" / "demo-data"
+    (cached / "lfw_subset").mkdir(parents=True)
+    script = (
+        "import os\n"
+        "from paenet.data import real_images\n"
+        f"os.environ['PAENET_CACHE'] = {str(tmp_path / 'cache')!r}\n"
+        "print(real_images.default_data_dir())\n"
+        f"os.environ['PAENET_CACHE'] = {str(tmp_path / 'empty')!r}\n"
+        "try:\n"
+        "    real_images.face_nonface(size=8)\n"
+        "except FileNotFoundError as e:\n"
+        "    print(e)\n")
+    environment = {k: v for k, v in os.environ.items() if k not in ("PAENET_DATA_DIR", "PYTHONPATH")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path / "repo", capture_output=True, text=True,
+                          env=environment)
+    assert done.returncode == 0, done.stderr
+    found, missing = done.stdout.strip().splitlines()
+    assert found == str(cached)
+    assert missing.startswith(f"{tmp_path / 'shared' / 'data' / 'lfw_subset'} is missing: ")
+    assert "python -m paenet.main --demo" in missing
