@@ -10,7 +10,8 @@ which that level only hides at 3 (every error). So a command, unless ``-v``/``--
 * imports TensorFlow, whenever that first happens, with the process's stderr captured, lists its
   devices, and writes back what it captured except the lines that level would have hidden and, where no
   CUDA driver was found, the failed ``cuInit`` probe;
-* sets absl's Python logging to WARNING (a given ``--verbosity`` overrides it when flags are parsed).
+* sets absl's Python logging to WARNING (a given ``--verbosity`` overrides it when flags are parsed),
+  and leaves TensorFlow's Python warnings to absl's handler alone (each is printed once).
 
 A module imported as a library (the ``__main__`` module is not one of this project's files) is left alone.
 """
@@ -94,6 +95,11 @@ class _QuietLoader(importlib.abc.Loader):
         with _stderr_filtered(self.min_level):
             self.loader.exec_module(module)
             module.config.list_physical_devices()
+        # TensorFlow gives its logger a handler of its own when the root logger has none yet, as before
+        # absl.app.run installs absl's: every warning would then be printed twice.
+        tf_logger = module.get_logger()
+        for handler in list(tf_logger.handlers):
+            tf_logger.removeHandler(handler)
 
 
 class _QuietFinder(importlib.abc.MetaPathFinder):

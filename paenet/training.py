@@ -2,6 +2,7 @@
 packer's active task (``Trainer``), and top-1 evaluation."""
 from __future__ import annotations
 
+import functools
 import weakref
 
 import keras
@@ -191,10 +192,17 @@ def inference_function(model, task: int, outputs: str | None = None):
     made = functions.get((task, outputs))
     if made is None or made[0] != structure:
         options = {} if outputs is None else {"outputs": outputs}
-        forward = tf.function(lambda x: model(x, task=task, training=False, **options),
+        # A partial, not a lambda: TensorFlow counts the traces of every function made from one code object
+        # together, so that tracing each of several models once (cl_bench's independent models) read as
+        # one function retracing; a partial is counted on its own.
+        forward = tf.function(functools.partial(_inference, model, task, options),
                               input_signature=[tf.TensorSpec([None, *model.image_shape], tf.float32)])
         made = functions[(task, outputs)] = (structure, forward)
     return made[1]
+
+
+def _inference(model, task: int, options: dict, x):
+    return model(x, task=task, training=False, **options)
 
 
 def predict(model, task: int, dataset) -> tuple[np.ndarray, np.ndarray]:

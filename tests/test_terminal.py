@@ -91,6 +91,23 @@ def test_evaluating_after_every_round_reuses_one_traced_function():
     assert inference_function(packer.model, 1) is not first
 
 
+def test_evaluating_several_models_once_each_is_not_taken_for_retracing():
+    """cl_bench's independent models: one trace each, which TensorFlow counted together (by the code of
+    the traced function) and warned about."""
+    images = np.random.default_rng(1).uniform(size=(4, 8, 8, 3)).astype(np.float32)
+    data = tf.data.Dataset.from_tensor_slices((images, np.arange(4) % 2)).batch(4)
+    records = _Records()
+    tf.get_logger().addHandler(records)
+    try:
+        for n in range(7):
+            packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(8, 8, 3), name=f"m{n}"))
+            packer.start_task(TaskSpec("a", 2))
+            top1_accuracy(packer.model, 1, data)
+    finally:
+        tf.get_logger().removeHandler(records)
+    assert not [m for m in records.messages if "retracing" in m], records.messages
+
+
 def test_help_leads_with_the_apps_settings_grouped_and_exits_0():
     short = _command("paenet.main", "--help")
     assert short.returncode == 0, short.stderr
