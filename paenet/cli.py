@@ -53,15 +53,16 @@ def grouped_help(doc: str, groups, flag_values=None) -> str:
     return "\n".join(lines)
 
 
-def flags_parser(groups):
+def flags_parser(groups=None):
     """A ``flags_parser`` for ``absl.app.run``: ``--help`` prints the command's own settings grouped
-    (``groups()`` gives ``grouped_help``'s groups) and ``--helpfull`` every flag, both on stdout with exit
-    status 0; anything else is parsed as absl does."""
+    (``groups()`` gives ``grouped_help``'s groups; default: the flags the command defines) and
+    ``--helpfull`` every flag, both on stdout with exit status 0; anything else is parsed as absl does."""
     def parse(argv):
-        from absl import app
+        from absl import app, flags
         args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
         if any(a in HELP_ARGS for a in args):
-            print(grouped_help(sys.modules["__main__"].__doc__ or "", groups()))
+            own = [("flags", sorted(f.name for f in flags.FLAGS.get_key_flags_for_module(sys.argv[0])))]
+            print(grouped_help(sys.modules["__main__"].__doc__ or "", groups() if groups else own))
             sys.exit(0)
         if "--helpfull" in args:
             app.usage(shorthelp=False, writeto_stdout=True)

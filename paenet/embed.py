@@ -111,4 +111,5 @@ def main(argv):
 if __name__ == "__main__":
     define_flags()
     flags.mark_flags_as_required(["checkpoint", "images", "output"])
-    app.run(main)
+    from paenet.cli import flags_parser
+    app.run(main, flags_parser=flags_parser())

@@ -299,4 +299,5 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    from paenet.cli import flags_parser
+    app.run(main, flags_parser=flags_parser())

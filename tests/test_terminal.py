@@ -151,3 +151,10 @@ def test_the_library_finds_the_images_the_demo_cached_or_names_the_command(tmp_p
     assert found == str(cached)
     assert missing.startswith(f"{tmp_path / 'shared' / 'data' / 'lfw_subset'} is missing: ")
     assert "python -m paenet.main --demo" in missing
+
+
+def test_every_command_answers_help_with_its_own_flags_and_exit_0():
+    shown = _command("paenet.export", "--help")
+    assert shown.returncode == 0, shown.stderr
+    assert "--workspace:" in shown.stdout and "--[no]compressed:" in shown.stdout
+    assert "--verbosity:" not in shown.stdout
