@@ -1,6 +1,6 @@
 """Packing one task into a workspace, end to end: what ``python -m paenet.main`` and the demo run.
 
-``pack(settings)`` locks the workspace, creates it when new (a small CNN, or FaceNet imported as task 1
+``pack(settings)`` locks the workspace, creates it when new (a registered backbone, FaceNet imported as task 1
 "face"), resumes an interrupted run from its last checkpoint or starts the task's goal loop, and on
 success saves the finished state, evaluates every task packed so far (the accuracy matrix) and returns a
 summary. The workspace's own ``workspace.json`` fixes the network, optimizer, batch size, seed and fold;
@@ -72,9 +72,20 @@ def validate(s: Settings) -> None:
         raise UsageError("--workspace=: a folder is required")
     if os.path.exists(s.workspace) and not os.path.isdir(s.workspace):
         raise UsageError(f"--workspace={s.workspace}: is a file, not a workspace folder")
+    check_base(s)
     if s.method not in METHODS:
         raise UsageError(f"--method={s.method}: must be one of {', '.join(sorted(METHODS))} (or a method "
                          "registered by a --task_module)")
+
+
+def check_base(s: Settings) -> None:
+    """--base names a registered backbone (a --task_module may register one) that takes the options given."""
+    from paenet import tasks  # noqa: F401  (the face task registers facenet)
+    from paenet.models import BACKBONES
+    if s.base not in BACKBONES:
+        raise UsageError(f"--base={s.base}: must be one of {', '.join(sorted(BACKBONES))} (or a backbone "
+                         "registered by a --task_module)")
+    BACKBONES[s.base].check(s)
 
 
 def _as_json(obj) -> dict:
@@ -96,28 +107,18 @@ def check_method(name: str, config: dict):
 
 
 def _create(workspace, s: Settings):
-    """Writes a new workspace: its config, and its network (FaceNet imported as active task 1 "face",
-    or a small CNN without tasks)."""
+    """Writes a new workspace: its config, and its network (``--base``, a registered backbone: a new one
+    without tasks, or one imported with its tasks, FaceNet's as active task 1 "face")."""
+    from paenet.models import get_backbone
     from paenet.packing import Packer
     config = {"format_version": 1, "base": s.base, "method": s.method, "sharing": s.sharing, "seed": s.seed,
               "fold": s.fold, "precision": s.precision,
               "optimizer": optimizer_config(s), "batch_size": s.batch_size, "task_parts": s.task_parts}
-    if s.base == "facenet":
-        from paenet.facenet_import import load_facenet
-        from paenet.tasks import face
-        classes = face.training_classes(s.data_dir, s.task_options)     # a face head only to retrain it
-        imported = load_facenet(s.facenet, logits=classes, sharing=s.sharing, name="paenet")
-        model = imported.model if s.bn_momentum is None else imported.model.rebuild(bn_momentum=s.bn_momentum)
-        packer = Packer(model, config["optimizer"])
-        packer.resume_task(1)
-        config.update(image_size=model.input_size, facenet=str(imported.path), facenet_format=imported.format,
-                      bn_momentum=model.bn_momentum)
-    else:                           # (Settings admits small_cnn and facenet only)
-        from paenet.models import create_backbone
-        model = create_backbone(s.base, widths=list(s.widths), dense_units=s.dense_units, dropout=s.dropout,
-                                name="paenet", input_shape=(s.image_size, s.image_size, 3), sharing=s.sharing)
-        packer = Packer(model, config["optimizer"])
-        config.update(image_size=s.image_size, widths=list(s.widths), dense_units=s.dense_units)
+    model, made = get_backbone(s.base).create(s, name="paenet")
+    packer = Packer(model, config["optimizer"])
+    if model.num_tasks:
+        packer.resume_task(1)       # an imported task goes on as the active task
+    config.update(made)
     workspace.save_finished(packer)
     workspace.write_config(config)       # last: a workspace without its config is still new
 

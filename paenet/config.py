@@ -114,7 +114,9 @@ class Settings:
                                         "../shared/data), or TFDS's data folder for the paper's tasks.")
     task_options: dict = dataclasses.field(default_factory=dict)       # set by the task's own flags
     # A new workspace's network.
-    base: str = option("small_cnn", "Base network of a new workspace.", choices=("small_cnn", "facenet"))
+    base: str = option("small_cnn", "Base network of a new workspace: a registered backbone (--list_backbones), "
+                                     "facenet to import --facenet.")
+    backbone_options: dict = dataclasses.field(default_factory=dict)    # --backbone_option NAME=VALUE: the base's own
     facenet: str | None = option(None, "base=facenet: FaceNet checkpoint (prefix or folder), .pb or .tflite.")
     bn_momentum: float | None = option(None, "base=facenet: BatchNorm moving-average decay while a task trains "
                                              "(default FaceNet's 0.995; short runs need e.g. 0.9).", rule=RATE)

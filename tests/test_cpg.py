@@ -8,11 +8,12 @@ from paenet.checkpoint import load_packing, save_packing
 from paenet.compressed import load_compressed, save_compressed
 from paenet.export import export_savedmodel
 from paenet.layers import PICK_INIT
-from paenet.models import SmallCNN, TaskSpec
+from paenet.models import TaskSpec
 from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import Packer
 from paenet.records import verify
 from paenet.training import Trainer
+from tiny_models import tiny_cnn
 
 RNG = np.random.default_rng(5)
 X = RNG.normal(size=(16, 16, 16, 3)).astype(np.float32)
@@ -21,7 +22,7 @@ DATA = tf.data.Dataset.from_tensors((X, Y))
 
 
 def _model():
-    return SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="cpg")
+    return tiny_cnn(name="cpg")
 
 
 def train(packer, steps):

@@ -21,9 +21,9 @@ from paenet.records import IntegrityError  # noqa: E402
 from paenet.training import Trainer  # noqa: E402
 from paenet.workspace import Workspace, WorkspaceError  # noqa: E402
 from paenet.config import PackingPlan  # noqa: E402
+from tiny_models import TINY as TINY_BACKBONES, tiny_cnn  # noqa: E402
 
-TINY = dict(image_size=16, widths=(4, 8), dense_units=16, batch_size=16, goal=0.6, checkpoint_every=4,
-            progress=False,
+TINY = dict(**TINY_BACKBONES["small_cnn"], batch_size=16, goal=0.6, checkpoint_every=4, progress=False,
             plan=PackingPlan(train_steps=8, targets=(0.3, 0.6), steps_per_round=6, prune_steps=3, frequency=1))
 
 
@@ -246,7 +246,7 @@ def test_a_task_computes_under_its_own_dtype_policy_whatever_the_global_one(tmp_
     x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype(np.float32)
     try:
         keras.config.set_dtype_policy(finished_under)
-        packer = Packer(SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="p"))
+        packer = Packer(tiny_cnn(name="p"))
         packer.start_task(TaskSpec("one", 3))
         trainer = Trainer(packer, progress=False)
         trainer.train(tf.data.Dataset.from_tensors((x, np.arange(8) % 3)), 3)

@@ -54,6 +54,12 @@ class TaskSpec:
         return d if isinstance(d, cls) else cls(**d)
 
 
+def given(settings, *names: str) -> dict:
+    """The app's settings among `names` that have a value (not None), by name: the constructor keywords
+    of a backbone that reads them under their own names."""
+    return {n: getattr(settings, n) for n in names if getattr(settings, n) is not None}
+
+
 def variable_key(variable) -> str:
     """A variable's name inside its model, without the model's own name (stable across rebuilds)."""
     return variable.path.split("/", 1)[-1]
@@ -83,6 +89,16 @@ class PackableModel(keras.Model):
     Subclasses create their layers in ``__init__`` (passing ``num_tasks`` and ``sharing`` down), implement
     ``call(inputs, task, training)`` and extend ``get_config``.
     """
+
+    # The backbone's own options for the app (``--backbone_option=NAME=VALUE``), beside those its
+    # settings give (``settings_arguments``): constructor keywords with defaults, whose types read values.
+    OPTIONS: dict = {}
+
+    @classmethod
+    def settings_arguments(cls, settings) -> dict:
+        """Constructor keywords that the app's settings (``paenet.config.Settings``) give a new
+        workspace's network: its input shape; a subclass adds the settings it reads."""
+        return {"input_shape": (settings.image_size, settings.image_size, 3)}
 
     def __init__(self, tasks=(), sharing: str = "cumulative", input_shape=(64, 64, 3), frozen_shapes=None,
                  pick_tasks=(), frozen_tasks: int = 0, **kwargs):

@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 from paenet.layers import MaskedConv2D, MaskedDense, TaskBatchNorm, TaskHeads
-from paenet.models.base import PackableModel
+from paenet.models.base import PackableModel, given
 
 
 @keras.saving.register_keras_serializable(package="paenet")
@@ -33,6 +33,11 @@ class SmallCNN(PackableModel):
         self.dense_bn = TaskBatchNorm(self.num_tasks, self.bn_momentum, name="dense_bn")
         self.drop = keras.layers.Dropout(self.dropout_rate, name="dropout")
         self.heads = TaskHeads([t.num_classes for t in self.task_specs], name="heads", dtype="float32")
+
+    @classmethod
+    def settings_arguments(cls, settings) -> dict:
+        return {**super().settings_arguments(settings),
+                **given(settings, "widths", "dense_units", "dropout", "bn_momentum")}
 
     def call(self, inputs, task=None, training=False):
         task = self.check_task(task)

@@ -38,6 +38,7 @@ import numpy as np
 
 from paenet.data import pipeline, real_images
 from paenet.data.pairs import draw_pairs, identity_images, read_pairs, resolve_pairs
+from paenet.models import InceptionResnetV1, register_backbone
 from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
 
 logger = logging.getLogger("paenet.tasks.face")
@@ -258,6 +259,21 @@ def _load(context: TaskContext) -> TaskData:
                     sizes={**training["sizes"], "val_folds": half, "test_folds": len(folds) - half})
 
 
+def import_facenet(settings, name: str):
+    """``--base=facenet``: the FaceNet file ``--facenet`` imported as active task 1 "face" of a new
+    workspace's network, with a head for the face task's training identities when it has some (its head
+    only retrains it), and the workspace config entries that record the import."""
+    from paenet.facenet_import import load_facenet
+    classes = training_classes(settings.data_dir, settings.task_options)
+    imported = load_facenet(settings.facenet, logits=classes, sharing=settings.sharing, name=name)
+    model = imported.model
+    if settings.bn_momentum is not None:
+        model = model.rebuild(bn_momentum=settings.bn_momentum)
+    return model, dict(image_size=model.input_size, facenet=str(imported.path), facenet_format=imported.format,
+                       bn_momentum=model.bn_momentum)
+
+
+register_backbone("facenet", InceptionResnetV1, load=import_facenet)
 register(TaskDefinition("face", 0, "face verification (FaceNet embedding, retrained on VGGFace2-format identities "
                                    "while pruned, or pruned as imported without them; selected on identities "
                                    "apart from LFW, tested on LFW's 10 folds)", _load))
