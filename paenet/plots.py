@@ -82,7 +82,10 @@ def pruning_rounds(rounds: dict, marks: dict, path: str) -> str:
         goal, chosen = marks.get(name, (None, None))
         if goal is not None:
             ax.axhline(goal, linestyle="--", color="C3", linewidth=1, label=f"goal {goal:.3f}")
-        kept = [(s, a) for s, a in zip(sparsity, accuracy) if chosen is not None and np.isclose(s, chosen)]
+        kept = [(s, a) for s, a in zip(sparsity, accuracy)
+                if chosen is not None and np.isclose(s, chosen) and np.isfinite(a)]
+        if not np.isfinite(accuracy).any():
+            ax.text(0.5, 0.75, "rounds not validated", transform=ax.transAxes, ha="center", color="grey")
         if kept:
             ax.scatter(*kept[-1], s=160, facecolors="none", edgecolors="C2", linewidths=2,
                        label=f"kept: {kept[-1][0]:.2f}", zorder=3)
