@@ -174,12 +174,14 @@ def evaluate_all(packer, context, after: str, workspace) -> list[dict]:
     for record in packer.records:
         data = tasks.get(record.name).load(context)
         if data.roc is not None:
-            write_json_atomic(str(workspace.path / LFW_ROC), data.roc(packer.model, record.task))
+            write_json_atomic(str(workspace.path / LFW_ROC), {"task": record.name, "data": data.data.get("test"),
+                                                              **data.roc(packer.model, record.task)})
         for split, fn in (("val", data.validate), ("test", data.test)):
             if fn is not None:
                 entries.append({"after_task": len(packer.records), "after": after, "task": record.task,
                                 "name": record.name, "split": split, "metric": "accuracy",
-                                "value": float(fn(packer.model, record.task))})
+                                "value": float(fn(packer.model, record.task)),
+                                **({"data": data.data[split]} if split in data.data else {})})
     return entries
 
 
@@ -220,7 +222,7 @@ def _pack(s: Settings, definition, workspace, strategy) -> tuple[int, dict]:
 
     def context_of(config):
         return TaskContext(s.data_dir, config["image_size"], config["batch_size"], config["seed"], config["fold"],
-                           dict(s.task_options))
+                           dict(s.task_options), s.progress)
 
     with workspace.locked(), contextlib.ExitStack() as scope:
         active = workspace.checkpoints.latest_state() if workspace.exists() else None

@@ -13,6 +13,8 @@ or fine-tuning did not forget on ``permuted10``).
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import dataclasses
 import json
 import os
@@ -157,4 +159,5 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    from paenet.cli import flags_parser
+    app.run(main, flags_parser=flags_parser())

@@ -247,6 +247,23 @@ def define_flags(flag_values=None, cls=Settings) -> None:
             flags.DEFINE_string(name, default, help, flag_values=flag_values)
 
 
+# ``--help`` groups the settings as the README presents them: a group starts at the field named here and
+# holds the fields declared after it (sections such as the plan included) up to the next group's start.
+HELP_GROUPS = {"workspace": "workspace and task", "data_dir": "data", "base": "a new workspace's network",
+               "optimizer": "training", "method": "method", "goal": "goal and plan",
+               "distribution": "distribution and running"}
+
+
+def flag_groups(cls=Settings) -> list[tuple[str, list[str]]]:
+    """(group title, its flag names) for every flag of `cls`, in declaration order (``HELP_GROUPS``)."""
+    groups: list[tuple[str, list[str]]] = []
+    for path, field, _ in _flag_fields(cls):
+        if path[0] in HELP_GROUPS and (not groups or groups[-1][0] != HELP_GROUPS[path[0]]):
+            groups.append((HELP_GROUPS[path[0]], []))
+        groups[-1][1].append(_flag_name(field))
+    return groups
+
+
 def from_flags(flag_values, task_options: dict | None = None, cls=Settings):
     """The `cls` (``Settings``) the parsed `flag_values` give; a list flag that is not a list of numbers
     raises UsageError naming it."""

@@ -23,11 +23,13 @@ accounting and the real bytes, ``paenet.model_size``), which it also prints.
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import os
 
 import keras
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, flags
 
 from paenet.checkpoint import load_packing
 from paenet.compressed import save_compressed
@@ -74,6 +76,24 @@ def serving_function(model, task: int):
                                                                   tf.float32))}
 
 
+def _ordered_archive(model):
+    """Keras's export archive, storing the variables in `model`'s own order. Keras lists them as the
+    traced functions hold them, in the order of a set of object ids, so each export of the same model
+    numbered them differently and its bytes changed (``ExportArchive`` is a factory, hence the wrap of
+    the instance's private step rather than a subclass)."""
+    archive = keras.export.ExportArchive()
+    order = {id(getattr(v, "value", v)): i for i, v in enumerate(model.variables)}
+    track = archive._filter_and_track_resources
+
+    def track_in_order():
+        track()
+        tracked = archive._tf_trackable
+        tracked._all_variables = sorted(tracked._all_variables, key=lambda v: order.get(id(v), len(order)))
+
+    archive._filter_and_track_resources = track_in_order
+    return archive
+
+
 def export_savedmodel(model, output_dir: str, tasks=None, records=None) -> str:
     """Writes one SavedModel serving `tasks` of `model` (numbers or names; default all) to `output_dir`,
     replacing what was there; returns its path. The finished tasks are verified first, against their
@@ -87,7 +107,7 @@ def export_savedmodel(model, output_dir: str, tasks=None, records=None) -> str:
             raise ValueError(f"task name {name!r} cannot name a signature: use a Python identifier that "
                              f"does not start with '_' and is none of {RESERVED_NAMES}")
     images = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
-    archive = keras.export.ExportArchive()
+    archive = _ordered_archive(model)
     for t in numbers:
         archive.add_endpoint(model.task_specs[t - 1].name, serving_function(model, t), input_signature=[images])
     return write_replacing(output_dir, lambda tmp: archive.write_out(tmp, verbose=False))
@@ -118,6 +138,8 @@ def export_workspace(workspace: str, output: str | None = None, compressed: bool
     if compressed:
         path = save_compressed(packer.model, packer.records, os.path.join(output, COMPRESSED))
         sizes["compressed_bytes"] = model_size.bytes_on_disk(path)
+    elif os.path.exists(os.path.join(output, COMPRESSED)):
+        os.remove(os.path.join(output, COMPRESSED))   # an earlier export's: it may hold other weights
     write_json_atomic(os.path.join(output, SIZES), sizes)
     return sizes
 
@@ -138,7 +160,6 @@ def format_sizes(sizes: dict) -> str:
 
 
 def define_flags():
-    logging.set_verbosity(logging.WARNING)   # saving logs INFO lines about its internals; --verbosity=0 shows them
     flags.DEFINE_string("workspace", None, "A PAENet workspace folder, or a bare packing folder.")
     flags.DEFINE_string("output", None, "Folder to export to (default: WORKSPACE/exports; required for a "
                                         "bare packing folder). Its savedmodel/ and compressed.npz are replaced.")
@@ -159,4 +180,5 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    from paenet.cli import flags_parser
+    app.run(main, flags_parser=flags_parser())

@@ -8,11 +8,22 @@ import shutil
 import tempfile
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()     # what open() gives a new file: mkstemp's 0600 would hide it from the group
+
+
 def write_json_atomic(path: str, obj) -> None:
-    """Writes `obj` as JSON to `path` so that a crash leaves either the old file or the new one."""
+    """Writes `obj` as JSON to `path` so that a crash leaves either the old file or the new one; the
+    file's mode is the one ``open`` gives (0644 under the usual umask)."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=_scratch_prefix(path), dir=directory)     # (recover_replaced finds it)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True)
             f.flush()

@@ -9,6 +9,8 @@ workspace is as before), 1 on an error, whose one-line message names the problem
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import dataclasses
 import json
 import sys
@@ -49,6 +51,13 @@ def define_flags():
     flags.DEFINE_float("face_center_loss_factor", None, "face task: weight of the centre loss (default 0: off).",
                        lower_bound=0)
     config.define_flags()
+
+
+def help_groups() -> list[tuple[str, list[str]]]:
+    """``--help``'s groups: every setting of ``paenet.config``, this command's own flags with them."""
+    own = {"workspace and task": ["demo", "list_tasks", "task_module"], "data": list(TASK_OPTIONS),
+           "a new workspace's network": ["list_backbones", "backbone_option"]}
+    return [(title, names + own.get(title, [])) for title, names in config.flag_groups()]
 
 
 def settings_from_flags() -> config.Settings:
@@ -92,12 +101,9 @@ def run() -> int:
 
 
 def main(argv):
-    from absl import logging
-
     from paenet.facenet_import import FacenetImportError
     from paenet.records import IntegrityError
     from paenet.workspace import WorkspaceError
-    logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import tensorflow as tf
@@ -113,5 +119,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from paenet.cli import flags_parser
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=flags_parser(help_groups))
