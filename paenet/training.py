@@ -172,9 +172,10 @@ def make_predict_fn(model, task: int, jit_compile: bool = False):
     return tf.function(lambda x: model(x, task=task, training=False), jit_compile=jit_compile)
 
 
-def predict(model, task: int, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs and labels for every sample of `dataset` (batches of (x, y)), none dropped."""
-    fn = make_predict_fn(model, task)
+def predict(model, task: int, dataset, fn=None) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs and labels for every sample of `dataset` (batches of (x, y)), none dropped; `fn`: a
+    ``make_predict_fn(model, task)`` made once for many calls (each new one is traced anew)."""
+    fn = fn or make_predict_fn(model, task)
     outputs, labels = [], []
     for x, y in dataset:
         outputs.append(np.asarray(fn(x)))
@@ -182,9 +183,9 @@ def predict(model, task: int, dataset) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(outputs), np.concatenate(labels)
 
 
-def top1_accuracy(model, task: int, dataset) -> float:
-    """Top-1 accuracy over every sample of `dataset`."""
-    logits, labels = predict(model, task, dataset)
+def top1_accuracy(model, task: int, dataset, fn=None) -> float:
+    """Top-1 accuracy over every sample of `dataset` (`fn` as ``predict``'s)."""
+    logits, labels = predict(model, task, dataset, fn)
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from paenet.cl.benchmark import ALL_METHODS, BenchmarkFailure, MethodResult, check
+from paenet.cl.summary import orderings, summarise
 from paenet.evaluation.continual import AccuracyMatrix
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,20 +25,32 @@ def _run(*args):
 def test_quick_run_compares_every_method_on_split5(tmp_path):
     result = _run("--quick", "--sequences=split5", f"--output_dir={tmp_path}", "--noprogress")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [r["method"] for r in rows] == list(ALL_METHODS)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    rows, summary = [l for l in lines if "seed" in l], [l for l in lines if "seeds" in l]
+    assert [r["method"] for r in rows] == [s["method"] for s in summary] == list(ALL_METHODS)
     by_method = {r["method"]: r for r in rows}
     for method in ("packnet", "pae", "cpg"):
-        assert by_method[method]["bwt"] == 0.0
+        assert by_method[method]["bwt"] == 0.0 and by_method[method]["forgetting"] == 0.0
         assert 1.0 <= by_method[method]["weights_x"] <= 2.0 and 0.0 <= by_method[method]["free"] < 1.0
-    assert by_method["independent"]["weights_x"] == 5.0
+        assert by_method[method]["size_vs_independent"] < 1.0 and by_method[method]["fwt"] is not None
+    assert by_method["independent"]["weights_x"] == 5.0 and by_method["independent"]["fwt"] == 0.0
     assert by_method["independent"]["size_mb"] > by_method["packnet"]["size_mb"]
+    assert by_method["independent_pruned"]["size_vs_independent_pruned"] == 1.0
     for r in rows:
-        assert 0.0 <= r["avg_accuracy"] <= 1.0 and r["seconds"] > 0 and r["sequence"] == "split5"
+        assert 0.0 <= r["avg_accuracy"] <= 1.0 and r["seconds"] > 0 and r["sequence"] == "split5" and r["seed"] == 0
     details = json.loads((tmp_path / "results.json").read_text())
-    assert len(details) == len(ALL_METHODS) and len(details[0]["accuracy"]) == 5
+    assert details["meta"]["seeds"] == [0] and details["meta"]["command"].startswith("python -m paenet.cl_bench")
+    runs = {r["method"]: r for r in details["runs"]}
+    assert len(details["runs"]) == len(ALL_METHODS) and len(runs["pae"]["accuracy"]) == 5
+    budget = runs["independent"]["per_task"][0]["steps"]
+    assert {t["steps"] for t in runs["finetune"]["per_task"]} == {budget}
+    for method in ("packnet", "pae", "cpg", "independent_pruned"):
+        for task in runs[method]["per_task"]:
+            assert 0 < task["steps"] <= budget and task["status"] in ("goal_met", "below_goal")
+            assert task["owned"] >= 0 and 0.0 <= task["free_after"] < 1.0 and 0.0 <= task["chosen_sparsity"] < 1.0
+        assert runs[method]["per_task"][0]["owned"] > 0
     table = (tmp_path / "results.md").read_text()
-    assert all(f"| split5 | {m} |" in table for m in ALL_METHODS)
+    assert all(f"| split5 | {m} | 1 |" in table for m in ALL_METHODS) and "no ordering is claimed" in table
     for plot in ("split5_final_accuracy.png", "split5_accuracy_vs_size.png"):
         assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -45,18 +58,21 @@ def test_quick_run_compares_every_method_on_split5(tmp_path):
 def test_bad_flags_and_missing_data_are_one_line(tmp_path):
     for args, words in ((["--methods=pae,magic"], "--methods: unknown ['magic']"),
                         (["--sequences=split9"], "--sequences: unknown ['split9']"),
+                        (["--seeds=0,x"], "--seeds=0,x: must be a list of integers"),
+                        (["--seeds=1,1"], "--seeds=1,1: must be distinct"),
                         ([f"--fashion_mnist_dir={tmp_path}"], "dataset-fashion-mnist")):
         result = _run("--quick", f"--output_dir={tmp_path / 'out'}", *args)
         assert result.returncode == 1 and words in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
 
 
-def _result(method, matrix_rows):
+def _result(method, matrix_rows, steps=(10, 10, 10)):
     matrix = AccuracyMatrix(["a", "b", "c"])
     for after, row in enumerate(matrix_rows, 1):
         for task, value in enumerate(row, 1):
             matrix.record(after, task, value)
-    return MethodResult("permuted10", method, matrix, 1.0, 0.0, 1.0, 1.0)
+    return MethodResult("permuted10", method, matrix, 1.0, 0.0, 1.0, 1.0,
+                        tasks=[{"steps": s} for s in steps])
 
 
 def test_check_fails_loudly_when_a_packing_method_forgets_or_finetuning_does_not():
@@ -70,6 +86,25 @@ def test_check_fails_loudly_when_a_packing_method_forgets_or_finetuning_does_not
     check(_result("finetune", exact), must_forget=False)
     check(_result("finetune", [[0.9], [0.5, 0.8], [0.4, 0.6, 0.7]]), must_forget=True)
     assert np.isclose(_result("finetune", [[0.9], [0.5, 0.8], [0.4, 0.6, 0.7]]).matrix.backward_transfer(), -0.35)
+    check(_result("pae", exact, steps=(10, 12, 3)), must_forget=True, independent=_result("independent", exact, (12,) * 3))
+    with pytest.raises(BenchmarkFailure, match=r"tasks \[2\] took more steps than independent's 11"):
+        check(_result("pae", exact, steps=(10, 12, 3)), must_forget=True,
+              independent=_result("independent", exact, (11,) * 3))
+
+
+def test_intervals_and_orderings_follow_the_seeds_numbers():
+    rows = [{"sequence": "s", "method": m, "seed": seed, "avg_accuracy": acc}
+            for m, accs in (("cpg", (0.90, 0.91, 0.92)), ("pae", (0.80, 0.81, 0.82)), ("packnet", (0.79, 0.84, 0.82)))
+            for seed, acc in enumerate(accs)]
+    summary = summarise(rows)
+    cpg = summary[0]["avg_accuracy"]
+    assert summary[0]["seeds"] == [0, 1, 2] and cpg["mean"] == pytest.approx(0.91) and cpg["std"] == pytest.approx(0.01)
+    assert cpg["ci95"] == pytest.approx([0.91 - 4.302653 * 0.01 / 3 ** 0.5, 0.91 + 4.302653 * 0.01 / 3 ** 0.5])
+    assert summary[0]["bwt"]["mean"] is None
+    sentence = orderings(summary)
+    assert "cpg > packnet, cpg > pae;" in sentence and "overlap for packnet and pae" in sentence
+    assert "pae > packnet" not in sentence and "packnet > pae" not in sentence
+    assert "no ordering is claimed" in orderings(summarise(rows[:1]))
 
 
 @pytest.mark.parametrize("flagfile", sorted((REPO / "experiments" / "cl_bench").glob("*.flags")),
