@@ -66,7 +66,8 @@ def define_flags():
                                                 "unless given).")
     flags.DEFINE_float("steps_scale", 1.0, "Multiplies every step count (a GPU flag file scales up).")
     flags.DEFINE_float("width_scale", 1.0, "Multiplies every backbone width (a GPU flag file scales up).")
-    flags.DEFINE_float("margin", 0.01, "Goal = the independent model's validation accuracy minus this.")
+    flags.DEFINE_float("margin", 0.02, "Goal = the independent model's validation accuracy minus this (at least "
+                                       "twice the validation noise the runs measure; README).")
     flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate for the weights.")
     flags.DEFINE_float("pick_learning_rate", 5e-4, "Adam's learning rate for CPG's picking masks.")
     flags.DEFINE_integer("batch_size", None, "Training batch size (default: the sequence's, 128; CIFAR-100 32).")
@@ -155,7 +156,7 @@ def measure() -> dict:
     from paenet.benchmarks.timing import device_name
     from paenet.cl.benchmark import BASELINES, check, run_sequence
     from paenet.cl.sequences import load_sequence
-    from paenet.cl.summary import summarise
+    from paenet.cl.summary import summarise, validation_noise
     device = device_name()
     meta = {"commit": _commit(), "command": " ".join(["python -m paenet.cl_bench", *sys.argv[1:]]),
             "device": device, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -189,11 +190,11 @@ def measure() -> dict:
     summary = summarise(rows)
     for line in summary:
         print(json.dumps(line), flush=True)
-    return {"meta": meta, "summary": summary, "rows": rows, "runs": runs}
+    return {"meta": meta, "summary": summary, "noise": validation_noise(runs), "rows": rows, "runs": runs}
 
 
 def run() -> int:
-    from paenet.cl.summary import markdown, orderings, readme_section, replace_section
+    from paenet.cl.summary import markdown, noise_sentence, orderings, readme_section, replace_section
     from paenet.fileio import write_json_atomic
     check_flags()
     if FLAGS.from_results:
@@ -204,7 +205,8 @@ def run() -> int:
         results = measure()
         write_json_atomic(os.path.join(FLAGS.output_dir, "results.json"), results)
         with open(os.path.join(FLAGS.output_dir, "results.md"), "w") as f:
-            f.write(markdown(results["summary"]) + "\n" + orderings(results["summary"]) + "\n")
+            f.write(markdown(results["summary"]) + "\n" + orderings(results["summary"]) + "\n\n"
+                    + noise_sentence(results["noise"], FLAGS.margin) + "\n")
     if FLAGS.readme:
         with open(FLAGS.readme) as f:
             text = replace_section(f.read(), readme_section(results))

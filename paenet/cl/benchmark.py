@@ -73,7 +73,7 @@ class BenchConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     pick_learning_rate: float = 5e-4
-    margin: float = 0.01
+    margin: float = 0.02
     expansion_ratio: float = 1.5
     expansion_cap: float = 2.0
     expansion_multiple: int = 1

@@ -44,6 +44,32 @@ def summarise(rows: list[dict]) -> list[dict]:
             for (sequence, method), group in groups.items()]
 
 
+def validation_noise(runs: list[dict]) -> dict:
+    """Per sequence, the validation noise the goals sit in: the standard deviation over seeds of the
+    ``independent`` model's validation accuracy on each task (``mean`` and ``max`` over the tasks;
+    None with one seed)."""
+    noise = {}
+    for sequence in dict.fromkeys(r["sequence"] for r in runs):
+        per_seed = [[t["val_accuracy"] for t in r["per_task"]] for r in runs
+                    if r["sequence"] == sequence and r["method"] == "independent"]
+        if len(per_seed) < 2:
+            noise[sequence] = {"mean": None, "max": None, "seeds": len(per_seed)}
+            continue
+        std = np.asarray(per_seed).std(axis=0, ddof=1)
+        noise[sequence] = {"mean": float(std.mean()), "max": float(std.max()), "seeds": len(per_seed)}
+    return noise
+
+
+def noise_sentence(noise: dict, margin: float) -> str:
+    """The measured validation noise against the goals' `margin`."""
+    parts = [f"{s} {n['mean']:.4f} (largest task {n['max']:.4f})" for s, n in noise.items() if n["mean"] is not None]
+    if not parts:
+        return "Validation noise: not measured (one seed)."
+    worst = max(n["max"] for n in noise.values() if n["max"] is not None)
+    return (f"Validation noise (std over seeds of independent's validation accuracy per task, mean over tasks): "
+            f"{'; '.join(parts)}. The margin {margin:g} is {margin / worst:.1f}x the largest.")
+
+
 def _fmt(stat: dict, spec: str = ".4f") -> str:
     return "" if stat["mean"] is None else format(stat["mean"], spec)
 
@@ -92,9 +118,10 @@ def orderings(summary: list[dict], metric: str = "avg_accuracy") -> str:
 def readme_section(results: dict) -> str:
     """The README's generated section from a results file: where it came from, the table, the orderings."""
     meta = results["meta"]
+    margin = next(iter(meta["configs"].values()))["margin"]
     return (f"{README_BEGIN}\n\nFrom `{meta['results_path']}`: commit `{meta['commit']}`, `{meta['command']}`, "
             f"{meta['device']}, {meta['date']}.\n\n{markdown(results['summary'])}\n"
-            f"{orderings(results['summary'])}\n\n{README_END}")
+            f"{orderings(results['summary'])}\n\n{noise_sentence(results['noise'], margin)}\n\n{README_END}")
 
 
 def replace_section(text: str, section: str) -> str:
