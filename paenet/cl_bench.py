@@ -151,8 +151,9 @@ def _plots(name: str, results: dict, caption: str) -> None:
                                 os.path.join(FLAGS.output_dir, f"{name}_accuracy_vs_size.png"), caption)
 
 
-def measure() -> dict:
-    """Every sequence x seed x method; the results file's contents."""
+def measure(save) -> dict:
+    """Every sequence x seed x method; the results file's contents, also handed to `save` after each
+    sequence (a long run leaves the sequences it finished)."""
     from paenet.benchmarks.timing import device_name
     from paenet.cl.benchmark import BASELINES, check, run_sequence
     from paenet.cl.sequences import load_sequence
@@ -187,6 +188,7 @@ def measure() -> dict:
                 runs.append(result.to_dict())
                 by_method.setdefault(result.method, []).append(result)
         _plots(name, by_method, f"{meta['command']}\ncommit {meta['commit']}, {device}, {meta['date']}")
+        save({"meta": meta, "summary": summarise(rows), "noise": validation_noise(runs), "rows": rows, "runs": runs})
     summary = summarise(rows)
     for line in summary:
         print(json.dumps(line), flush=True)
@@ -202,11 +204,14 @@ def run() -> int:
             results = json.load(f)
     else:
         os.makedirs(FLAGS.output_dir, exist_ok=True)
-        results = measure()
-        write_json_atomic(os.path.join(FLAGS.output_dir, "results.json"), results)
-        with open(os.path.join(FLAGS.output_dir, "results.md"), "w") as f:
-            f.write(markdown(results["summary"]) + "\n" + orderings(results["summary"]) + "\n\n"
-                    + noise_sentence(results["noise"], FLAGS.margin) + "\n")
+
+        def save(results):
+            write_json_atomic(os.path.join(FLAGS.output_dir, "results.json"), results)
+            with open(os.path.join(FLAGS.output_dir, "results.md"), "w") as f:
+                f.write(markdown(results["summary"]) + "\n" + orderings(results["summary"]) + "\n\n"
+                        + noise_sentence(results["noise"], FLAGS.margin) + "\n")
+
+        results = measure(save)
     if FLAGS.readme:
         with open(FLAGS.readme) as f:
             text = replace_section(f.read(), readme_section(results))
