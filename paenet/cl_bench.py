@@ -33,12 +33,14 @@ FULL = {
     "permuted10": dict(train_steps=500, steps_per_round=100, prune_steps=50, targets=(0.5, 0.75, 0.875, 0.95)),
     "permuted20_small": dict(train_steps=500, steps_per_round=100, prune_steps=50,
                              targets=(0.5, 0.75, 0.875, 0.95)),
-    # CPG's CIFAR-100 protocol (experiment1/CPG_cifar100_scratch_mul_1.5.sh): 2,250 training images a task
-    # at batch 32 is 70 steps an epoch; 100 epochs of training, pruning rounds of 20 epochs to 0.1 .. 0.9,
-    # and growth by 0.5x up to 1.5x. For a GPU: experiments/cl_bench_cifar100_gpu.flags.
-    "cifar100_cpg20": dict(train_steps=7000, steps_per_round=1400, prune_steps=700, batch_size=32,
-                           targets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), expansion_ratio=1.5,
-                           expansion_cap=1.5),
+    # CPG's CIFAR-100 protocol (ivclab/CPG experiment1/CPG_cifar100_scratch_mul_1.5.sh): 2,500 training images
+    # a task at batch 32 is 78 steps an epoch (CPG trains on all 2,500; here 10% of them are held out for
+    # validation, so the steps, not the images, are CPG's); 100 epochs of training; pruning rounds of 20
+    # epochs to 0.1, 0.2 ... 0.9 and 0.95, each ramping over its first 4 epochs (--pruning_interval=4),
+    # pruning every 10 batches; growth up to 1.5x. For a GPU: experiments/cl_bench/cifar100_gpu.flags.
+    "cifar100_cpg20": dict(train_steps=7800, steps_per_round=1560, prune_steps=312, prune_frequency=10, batch_size=32,
+                           targets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), expansion_ratio=1.5,
+                           expansion_cap=1.5, eval_every=780),
 }
 # The sequences a plain run measures (CIFAR-100 needs the user's download and a GPU).
 DEFAULT_SEQUENCES = ("split5", "permuted10", "permuted20_small")

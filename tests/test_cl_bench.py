@@ -117,3 +117,11 @@ def test_flag_files_parse_and_open_with_their_command(flagfile):
     result = subprocess.run([sys.executable, "-c", parse], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_every_flag_file_the_code_and_readme_name_exists():
+    import re
+    texts = [p.read_text() for p in (REPO / "README.md", REPO / "paenet" / "cl_bench.py",
+                                     *(REPO / "paenet" / "cl").glob("*.py"), *(REPO / "experiments" / "cl_bench").glob("*"))]
+    named = {m for text in texts for m in re.findall(r"experiments/[\w/]+\.flags", text)}
+    assert named and [n for n in named if not (REPO / n).is_file()] == []
