@@ -46,6 +46,9 @@ FULL = {
 DEFAULT_SEQUENCES = ("split5", "permuted10", "permuted20_small")
 QUICK = dict(train_steps=12, steps_per_round=4, prune_steps=2, prune_frequency=1, targets=(0.5,), batch_size=32,
              eval_batch_size=256, eval_every=12)
+# Tasks of each sequence a --quick run keeps: enough for every method's every path (growth, picks, the rule
+# at the cap), few enough that the networks' tracing, which dominates a quick run, stays under a minute.
+QUICK_TASKS = 3
 # The sequence on which fine-tuning must show forgetting (its tasks contradict each other's inputs).
 MUST_FORGET = ("permuted10",)
 
@@ -61,8 +64,8 @@ def define_flags():
     flags.DEFINE_string("fashion_mnist_dir", FASHION_MNIST_DIR, "Folder of Fashion-MNIST's four IDX files.")
     flags.DEFINE_string("data_dir", None, "TFDS data folder holding paenet_cifar100 (cifar100_cpg20 only).")
     flags.DEFINE_string("output_dir", "cl_bench_results", "Where results.json, results.md and plots go.")
-    flags.DEFINE_bool("quick", False, "A few hundred images, tiny networks, a dozen steps: a check, not a "
-                                      "measurement.")
+    flags.DEFINE_bool("quick", False, "A few hundred images, tiny networks, a dozen steps, the first "
+                                      f"{QUICK_TASKS} tasks: a check, not a measurement.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds, each a full run (its validation split, permutations, "
                                                 "initialisation and data order); intervals are over them (--quick: 0 alone "
                                                 "unless given).")
@@ -169,8 +172,8 @@ def measure(save) -> dict:
         by_method: dict = {}
         for seed in seeds():
             sequence = load_sequence(name, FLAGS.fashion_mnist_dir, seed, FLAGS.quick, data_dir=FLAGS.data_dir)
-            sequence = dataclasses.replace(sequence,
-                                           backbone_kwargs=_scaled(sequence.backbone_kwargs, FLAGS.width_scale))
+            sequence = dataclasses.replace(sequence, backbone_kwargs=_scaled(sequence.backbone_kwargs, FLAGS.width_scale),
+                                           tasks=sequence.tasks[:QUICK_TASKS] if FLAGS.quick else sequence.tasks)
             config = config_for(name, FLAGS.quick, FLAGS.steps_scale, margin=FLAGS.margin, batch_size=FLAGS.batch_size,
                                 learning_rate=FLAGS.learning_rate, pick_learning_rate=FLAGS.pick_learning_rate)
             meta["configs"][name] = {**dataclasses.asdict(config), "backbone": sequence.backbone,
