@@ -78,6 +78,16 @@ def test_the_training_recipe_keeps_earlier_tasks_exact_and_resumes_after_a_kill(
     _exact_and_resumable(tmp_path, monkeypatch, "pae", (10, 25), plan=recipe)
 
 
+def test_the_rule_at_the_cap_keeps_earlier_tasks_exact_and_resumes_after_a_kill(tmp_path, monkeypatch):
+    """Goal 1.0, missed: both tasks go through the reserve rounds (0.3, 0.5, then 0.6); killed in training
+    and in the second reserve round, then resumed: the same end."""
+    plan = PackingPlan(train_steps=20, targets=(0.3, 0.5), steps_per_round=10, prune_steps=5, frequency=5,
+                       on_miss="reserve", reserve=0.6)
+    _exact_and_resumable(tmp_path, monkeypatch, "packnet", (15, 35), plan=plan, goal=1.0)
+    record = _packing(tmp_path / "straight")["state"][1]
+    assert record["metrics"]["chosen_sparsity"] == 0.6 and [r["sparsity"] for r in record["pruning"]] == [0.3, 0.5, 0.6]
+
+
 def _exact_and_resumable(tmp_path, monkeypatch, method, stops, **changes):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert app.pack(_settings(straight, "synth_a", method, **changes))[0] == app.GOAL_MET
