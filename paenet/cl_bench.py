@@ -7,8 +7,8 @@ Prints one JSON line per (sequence, seed, method) as it finishes (``MethodResult
 (sequence, method) with ``seeds`` and every metric's mean, std and 95% t-interval over them
 (``paenet.cl.summary``); writes ``results.json`` (where it came from, every seed's accuracy matrices and
 per-task records, the rows, the summary), ``results.md`` (the table and the orderings the intervals
-support) and two plots per sequence into ``--output_dir``. ``--from_results=FILE --readme=README.md``
-rewrites the README's generated table from a results file. Exit status 1, with one line, when the data is
+support) and two plots per sequence into ``--output_dir``. ``--from_results=FILE,... --readme=README.md``
+rewrites the README's generated table from results files. Exit status 1, with one line, when the data is
 missing or a guarantee fails (a packing method forgot, fine-tuning did not forget on ``permuted10``, a
 packing method spent more steps on a task than the baselines trained it).
 
@@ -76,7 +76,7 @@ def define_flags():
     flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate for the weights.")
     flags.DEFINE_float("pick_learning_rate", 5e-4, "Adam's learning rate for CPG's picking masks.")
     flags.DEFINE_integer("batch_size", None, "Training batch size (default: the sequence's, 128; CIFAR-100 32).")
-    flags.DEFINE_string("from_results", None, "Run nothing: read this results.json (with --readme).")
+    flags.DEFINE_list("from_results", [], "Run nothing: read these results.json files (with --readme).")
     flags.DEFINE_string("readme", None, "Rewrite the generated table of this Markdown file from the results.")
     flags.DEFINE_bool("progress", True, "Progress bars.")
 
@@ -205,8 +205,10 @@ def run() -> int:
     from paenet.fileio import write_json_atomic
     check_flags()
     if FLAGS.from_results:
-        with open(FLAGS.from_results) as f:
-            results = json.load(f)
+        results = []
+        for path in FLAGS.from_results:
+            with open(path) as f:
+                results.append(json.load(f))
     else:
         os.makedirs(FLAGS.output_dir, exist_ok=True)
 
@@ -216,7 +218,7 @@ def run() -> int:
                 f.write(markdown(results["summary"]) + "\n" + orderings(results["summary"]) + "\n\n"
                         + noise_sentence(results["noise"], FLAGS.margin) + "\n")
 
-        results = measure(save)
+        results = [measure(save)]
     if FLAGS.readme:
         with open(FLAGS.readme) as f:
             text = replace_section(f.read(), readme_section(results))

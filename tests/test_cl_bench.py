@@ -128,14 +128,16 @@ def test_every_flag_file_the_code_and_readme_name_exists():
 
 
 def test_the_readme_table_is_the_one_generated_from_the_committed_results():
-    """docs/cl_bench/results.json is the measurement; README.md must show exactly what it generates
-    (python -m paenet.cl_bench --from_results=docs/cl_bench/results.json --readme=README.md)."""
-    results = json.loads((REPO / "docs" / "cl_bench" / "results.json").read_text())
+    """docs/cl_bench*/results.json are the measurements; README.md must show exactly what they generate
+    (python -m paenet.cl_bench --from_results=FILE,... --readme=README.md, the files in name order)."""
+    files = sorted((REPO / "docs").glob("cl_bench*/results.json"))
+    results = [json.loads(f.read_text()) for f in files]
     section = readme_section(results)
-    assert section in (REPO / "README.md").read_text()
-    for s in results["summary"]:
-        assert f"| {s['sequence']} | {s['method']} | {len(s['seeds'])} | {s['avg_accuracy']['mean']:.4f}" in section
-    assert results["meta"]["commit"] in section and results["meta"]["command"] in section
+    assert files and section in (REPO / "README.md").read_text()
+    for r in results:
+        for s in r["summary"]:
+            assert f"| {s['sequence']} | {s['method']} | {len(s['seeds'])} | {s['avg_accuracy']['mean']:.4f}" in section
+        assert r["meta"]["commit"] in section and r["meta"]["command"] in section
 
 
 def test_replacing_the_generated_section_keeps_the_rest_and_refuses_a_file_without_one():

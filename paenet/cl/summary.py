@@ -115,13 +115,16 @@ def orderings(summary: list[dict], metric: str = "avg_accuracy") -> str:
     return " ".join(sentences)
 
 
-def readme_section(results: dict) -> str:
-    """The README's generated section from a results file: where it came from, the table, the orderings."""
-    meta = results["meta"]
-    margin = next(iter(meta["configs"].values()))["margin"]
-    return (f"{README_BEGIN}\n\nFrom `{meta['results_path']}`: commit `{meta['commit']}`, `{meta['command']}`, "
-            f"{meta['device']}, {meta['date']}.\n\n{markdown(results['summary'])}\n"
-            f"{orderings(results['summary'])}\n\n{noise_sentence(results['noise'], margin)}\n\n{README_END}")
+def readme_section(results: list[dict]) -> str:
+    """The README's generated section from one or more results files' contents (`results`): where each
+    came from, one table, the orderings and the validation noise."""
+    sources = "\n".join(f"From `{m['results_path']}`: commit `{m['commit']}`, `{m['command']}`, {m['device']}, "
+                        f"{m['date']}." for m in (r["meta"] for r in results))
+    summary = [s for r in results for s in r["summary"]]
+    noise = {k: v for r in results for k, v in r["noise"].items()}
+    margin = min(c["margin"] for r in results for c in r["meta"]["configs"].values())
+    return (f"{README_BEGIN}\n\n{sources}\n\n{markdown(summary)}\n{orderings(summary)}\n\n"
+            f"{noise_sentence(noise, margin)}\n\n{README_END}")
 
 
 def replace_section(text: str, section: str) -> str:
