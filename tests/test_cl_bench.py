@@ -1,5 +1,6 @@
 """``python -m paenet.cl_bench``: every method over a real Fashion-MNIST sequence, its outputs, and the
 guarantees it enforces."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -145,3 +146,18 @@ def test_replacing_the_generated_section_keeps_the_rest_and_refuses_a_file_witho
     assert replace_section(text, f"{README_BEGIN}\nnew\n{README_END}") == f"intro\n{README_BEGIN}\nnew\n{README_END}\noutro\n"
     with pytest.raises(ValueError, match="no generated section"):
         replace_section("intro\n", "x")
+
+
+def test_the_budget_covers_every_step_a_packing_method_can_take_and_the_reserve_leaves_room_for_the_rest():
+    from paenet.cl.benchmark import BenchConfig, max_expansions, reserve_for
+    from paenet.cl.sequences import Sequence, TaskData
+    config = BenchConfig(train_steps=10, targets=(0.5, 0.75), steps_per_round=4, prune_steps=2)
+    assert config.task_budget(2) == 10 * 3 + 3 * 4
+    images, labels = np.zeros((4, 784), np.uint8), np.arange(4) % 2
+    task = TaskData("t", ("a", "b"), (784,), {s: images for s in ("train", "val", "test")},
+                    {s: labels for s in ("train", "val", "test")})
+    sequence = Sequence("s", "", "mlp", dict(input_shape=(784,), widths=(20,), dense_units=8), (task,), 0, True)
+    # Only the hidden layer widens (by sqrt(1.5): 20 -> 25 -> 31 -> 38 units, 1.25x, 1.55x, 1.90x the weights).
+    assert max_expansions(sequence, dataclasses.replace(config, expansion_ratio=1.5, expansion_cap=2.0)) == 3
+    assert max_expansions(sequence, dataclasses.replace(config, expansion_ratio=1.5, expansion_cap=1.3)) == 1
+    assert [reserve_for(t, 4) for t in (1, 2, 3, 4)] == [3 / 4, 2 / 3, 1 / 2, 0.0]
