@@ -286,14 +286,16 @@ class GoalLoop:
     def _give_up(self):
         """Goal unreachable at the widest network: under the rule at the cap (``reserve``) the task is
         still finished, pruned to release ``plan.reserve`` of its weights to the tasks to come (CPG);
-        else it is finished unpruned when the method keeps what it cannot improve, or rolled back (an
-        imported task without training data, which has nothing to roll back to, stays as imported)."""
+        else (and for a task without training data, which cannot be retrained) it is finished unpruned when
+        the method keeps what it cannot improve, or rolled back (an imported task, which has nothing to roll
+        back to, stays as imported)."""
         self.state.expansions = list(self.packer.expansions)
-        if self.on_miss == MISS_RESERVE and self.train is not None:
+        on_miss = self.method.on_miss if self.on_miss == MISS_RESERVE and self.train is None else self.on_miss
+        if on_miss == MISS_RESERVE:
             self.state.status, self.state.round = "below_goal", 0
             self._next("reserve")
             return
-        if self.on_miss == MISS_KEEP:
+        if on_miss == MISS_KEEP:
             self.state.status = "below_goal"
             self._keep(0.0, self.state.history[-1][1])
             self._next("finish")
