@@ -1,23 +1,30 @@
-"""``python -m paenet.cl_bench``: fine-tune, independent models, PackNet, PAE and CPG side by side on
-Fashion-MNIST task sequences (``paenet.cl.sequences``), as ``paenet.cl.benchmark`` describes.
+"""``python -m paenet.cl_bench``: fine-tune, independent models (unpruned and pruned), PackNet, PAE and CPG
+side by side on Fashion-MNIST task sequences (``paenet.cl.sequences``), over several seeds, as
+``paenet.cl.benchmark`` describes.
 
-Prints one JSON line per (sequence, method): ``sequence``, ``method``, ``avg_accuracy``, ``bwt``, ``fwt``,
-``weights_x``, ``free``, ``size_mb``, ``seconds``, ``device``; writes ``results.json`` (with every
-accuracy matrix), ``results.md`` (one Markdown table) and two plots per sequence into ``--output_dir``.
-Exit status 1, with one line, when the data is missing or a guarantee fails (a packing method forgot,
-or fine-tuning did not forget on ``permuted10``).
+Prints one JSON line per (sequence, seed, method) as it finishes (``MethodResult.row``: ``avg_accuracy``,
+``bwt``, ``forgetting``, ``fwt``, ``vs_independent``, sizes, ``steps``, ``seconds`` ...), then one per
+(sequence, method) with ``seeds`` and every metric's mean, std and 95% t-interval over them
+(``paenet.cl.summary``); writes ``results.json`` (where it came from, every seed's accuracy matrices and
+per-task records, the rows, the summary), ``results.md`` (the table and the orderings the intervals
+support) and two plots per sequence into ``--output_dir``. ``--from_results=FILE,... --readme=README.md``
+rewrites the README's generated table from results files. Exit status 1, with one line, when the data is
+missing or a guarantee fails (a packing method forgot, fine-tuning did not forget on ``permuted10``, a
+packing method spent more steps on a task than the baselines trained it).
 
-    python -m paenet.cl_bench                      # the full CPU configuration (under an hour on 2 cores)
-    python -m paenet.cl_bench --quick              # seconds: every method runs, nothing is measured
-    python -m paenet.cl_bench --flagfile=experiments/cl_bench_gpu.flags
+    python -m paenet.cl_bench                      # the full CPU configuration: 3 seeds
+    python -m paenet.cl_bench --quick              # seconds, seed 0: every method runs, nothing is measured
+    python -m paenet.cl_bench --flagfile=experiments/cl_bench/fashion_mnist_gpu.flags
 """
 from __future__ import annotations
 
 from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
 
 import dataclasses
+import datetime
 import json
 import os
+import subprocess
 import sys
 
 from absl import app, flags
@@ -28,18 +35,23 @@ FULL = {
     "permuted10": dict(train_steps=500, steps_per_round=100, prune_steps=50, targets=(0.5, 0.75, 0.875, 0.95)),
     "permuted20_small": dict(train_steps=500, steps_per_round=100, prune_steps=50,
                              targets=(0.5, 0.75, 0.875, 0.95)),
-    # CPG's CIFAR-100 protocol (experiment1/CPG_cifar100_scratch_mul_1.5.sh): 2,250 training images a task
-    # at batch 32 is 70 steps an epoch; 100 epochs of training, pruning rounds of 20 epochs to 0.1 .. 0.9,
-    # and growth by 0.5x up to 1.5x. For a GPU: experiments/cl_bench_cifar100_gpu.flags.
-    "cifar100_cpg20": dict(train_steps=7000, steps_per_round=1400, prune_steps=700, batch_size=32,
-                           targets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), expansion_ratio=1.5,
-                           expansion_cap=1.5),
+    # CPG's CIFAR-100 protocol (ivclab/CPG experiment1/CPG_cifar100_scratch_mul_1.5.sh): 2,500 training images
+    # a task at batch 32 is 78 steps an epoch (CPG trains on all 2,500; here 10% of them are held out for
+    # validation, so the steps, not the images, are CPG's); 100 epochs of training; pruning rounds of 20
+    # epochs to 0.1, 0.2 ... 0.9 and 0.95, each ramping over its first 4 epochs (--pruning_interval=4),
+    # pruning every 10 batches; growth up to 1.5x. For a GPU: experiments/cl_bench/cifar100_gpu.flags.
+    "cifar100_cpg20": dict(train_steps=7800, steps_per_round=1560, prune_steps=312, prune_frequency=10, batch_size=32,
+                           targets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), expansion_ratio=1.5,
+                           expansion_cap=1.5, eval_every=780),
 }
 FULL["cifar100_resnet18"] = FULL["cifar100_cpg20"]
 # The sequences a plain run measures (CIFAR-100 needs the user's download and a GPU).
 DEFAULT_SEQUENCES = ("split5", "permuted10", "permuted20_small")
 QUICK = dict(train_steps=12, steps_per_round=4, prune_steps=2, prune_frequency=1, targets=(0.5,), batch_size=32,
-             eval_batch_size=256)
+             eval_batch_size=256, eval_every=12)
+# Tasks of each sequence a --quick run keeps: enough for every method's every path (growth, picks, the rule
+# at the cap), few enough that the networks' tracing, which dominates a quick run, stays under a minute.
+QUICK_TASKS = 3
 # The sequence on which fine-tuning must show forgetting (its tasks contradict each other's inputs).
 MUST_FORGET = ("permuted10",)
 
@@ -55,15 +67,20 @@ def define_flags():
     flags.DEFINE_string("fashion_mnist_dir", FASHION_MNIST_DIR, "Folder of Fashion-MNIST's four IDX files.")
     flags.DEFINE_string("data_dir", None, "TFDS data folder holding paenet_cifar100 (cifar100_cpg20 only).")
     flags.DEFINE_string("output_dir", "cl_bench_results", "Where results.json, results.md and plots go.")
-    flags.DEFINE_bool("quick", False, "A few hundred images, tiny networks, a dozen steps: a check, not a "
-                                      "measurement.")
-    flags.DEFINE_integer("seed", 0, "Seed of the validation split, the permutations and the initialisation.")
+    flags.DEFINE_bool("quick", False, "A few hundred images, tiny networks, a dozen steps, the first "
+                                      f"{QUICK_TASKS} tasks: a check, not a measurement.")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds, each a full run (its validation split, permutations, "
+                                                "initialisation and data order); intervals are over them (--quick: 0 alone "
+                                                "unless given).")
     flags.DEFINE_float("steps_scale", 1.0, "Multiplies every step count (a GPU flag file scales up).")
     flags.DEFINE_float("width_scale", 1.0, "Multiplies every backbone width (a GPU flag file scales up).")
-    flags.DEFINE_float("margin", 0.01, "Goal = the independent model's validation accuracy minus this.")
+    flags.DEFINE_float("margin", 0.02, "Goal = the independent model's validation accuracy minus this (at least "
+                                       "twice the validation noise the runs measure; README).")
     flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate for the weights.")
     flags.DEFINE_float("pick_learning_rate", 5e-4, "Adam's learning rate for CPG's picking masks.")
     flags.DEFINE_integer("batch_size", None, "Training batch size (default: the sequence's, 128; CIFAR-100 32).")
+    flags.DEFINE_list("from_results", [], "Run nothing: read these results.json files (with --readme).")
+    flags.DEFINE_string("readme", None, "Rewrite the generated table of this Markdown file from the results.")
     flags.DEFINE_bool("progress", True, "Progress bars.")
 
 
@@ -72,8 +89,9 @@ def config_for(sequence: str, quick: bool, steps_scale: float = 1.0, **overrides
     `overrides` that are not None, step counts multiplied by `steps_scale`."""
     from paenet.cl.benchmark import BenchConfig
     values = {**(QUICK if quick else FULL[sequence]), **{k: v for k, v in overrides.items() if v is not None}}
-    for key in ("train_steps", "steps_per_round", "prune_steps"):
-        values[key] = max(1, round(values[key] * steps_scale))
+    for key in ("train_steps", "steps_per_round", "prune_steps", "eval_every"):
+        if key in values:
+            values[key] = max(1, round(values[key] * steps_scale))
     return BenchConfig(**values)
 
 
@@ -83,6 +101,19 @@ def _scaled(kwargs: dict, scale: float) -> dict:
     scaled = {"widths": tuple(max(1, round(w * scale)) for w in kwargs.get("widths", ())),
               "dense_units": max(1, round(kwargs.get("dense_units", 0) * scale))}
     return {**kwargs, **{k: v for k, v in scaled.items() if k in kwargs}}
+
+
+def seeds() -> list[int]:
+    """The --seeds as integers (--quick without --seeds: seed 0 alone); ValueError naming the flag when
+    one is not."""
+    given = FLAGS.seeds if FLAGS["seeds"].present or not FLAGS.quick else ["0"]
+    try:
+        values = [int(s) for s in given]
+    except ValueError:
+        raise ValueError(f"--seeds={','.join(given)}: must be a list of integers") from None
+    if not values or len(set(values)) != len(values) or min(values) < 0:
+        raise ValueError(f"--seeds={','.join(given)}: must be distinct non-negative integers")
+    return values
 
 
 def check_flags():
@@ -97,51 +128,106 @@ def check_flags():
             raise ValueError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
     if not 0.0 <= FLAGS.margin < 1.0:
         raise ValueError(f"--margin must be in [0, 1), got {FLAGS.margin}")
+    seeds()
+    if FLAGS.from_results and not FLAGS.readme:
+        raise ValueError("--from_results needs --readme (the file whose table it rewrites)")
 
 
-def markdown(rows: list[dict]) -> str:
-    """One table across sequences and methods."""
-    head = ("| sequence | method | avg accuracy | BWT | FWT vs independent | weights × | free | size MB | "
-            "seconds |\n|---|---|---|---|---|---|---|---|---|\n")
-    body = "".join(
-        f"| {r['sequence']} | {r['method']} | {r['avg_accuracy']:.4f} | {r['bwt']:+.4f} | "
-        f"{'' if r['fwt'] is None else format(r['fwt'], '+.4f')} | {r['weights_x']:.2f} | {r['free']:.2f} | "
-        f"{r['size_mb']:.3f} | {r['seconds']:.0f} |\n" for r in rows)
-    return head + body
+def _commit() -> str:
+    """This checkout's commit, marked ``+changes`` when the working tree differs from it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
+
+
+def _plots(name: str, results: dict, caption: str) -> None:
+    """The sequence's two plots, each method's figures averaged over the seeds."""
+    import numpy as np
+
+    from paenet import plots
+    first = next(iter(results.values()))[0]
+    plots.final_accuracy_per_task({m: np.mean([r.final() for r in rs], axis=0).tolist() for m, rs in results.items()},
+                                  first.matrix.task_names,
+                                  os.path.join(FLAGS.output_dir, f"{name}_final_accuracy.png"), caption)
+    plots.accuracy_against_size({m: (float(np.mean([r.size_mb for r in rs])), float(np.mean([r.final().mean() for r in rs])))
+                                 for m, rs in results.items()},
+                                os.path.join(FLAGS.output_dir, f"{name}_accuracy_vs_size.png"), caption)
+
+
+def measure(save) -> dict:
+    """Every sequence x seed x method; the results file's contents, also handed to `save` after each
+    sequence (a long run leaves the sequences it finished)."""
+    from paenet.benchmarks.timing import device_name
+    from paenet.cl.benchmark import BASELINES, check, run_sequence
+    from paenet.cl.sequences import load_sequence
+    from paenet.cl.summary import summarise, validation_noise
+    device = device_name()
+    meta = {"commit": _commit(), "command": " ".join(["python -m paenet.cl_bench", *sys.argv[1:]]),
+            "device": device, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "results_path": os.path.join(FLAGS.output_dir, "results.json"), "seeds": seeds(), "configs": {}}
+    rows, runs = [], []
+    for name in FLAGS.sequences:
+        by_method: dict = {}
+        for seed in seeds():
+            sequence = load_sequence(name, FLAGS.fashion_mnist_dir, seed, FLAGS.quick, data_dir=FLAGS.data_dir)
+            sequence = dataclasses.replace(sequence, backbone_kwargs=_scaled(sequence.backbone_kwargs, FLAGS.width_scale),
+                                           tasks=sequence.tasks[:QUICK_TASKS] if FLAGS.quick else sequence.tasks)
+            config = config_for(name, FLAGS.quick, FLAGS.steps_scale, margin=FLAGS.margin, batch_size=FLAGS.batch_size,
+                                learning_rate=FLAGS.learning_rate, pick_learning_rate=FLAGS.pick_learning_rate)
+            meta["configs"][name] = {**dataclasses.asdict(config), "backbone": sequence.backbone,
+                                     "backbone_kwargs": {k: list(v) if isinstance(v, tuple) else v
+                                                         for k, v in sequence.backbone_kwargs.items()}}
+            baselines = {}
+            for result in run_sequence(sequence, FLAGS.methods, config, FLAGS.progress):
+                if result.method in BASELINES:
+                    baselines[result.method] = result
+                check(result, must_forget=name in MUST_FORGET and not FLAGS.quick,
+                      independent=baselines.get("independent"))
+                if result.method not in FLAGS.methods:
+                    continue
+                row = result.row(baselines, device)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+                runs.append(result.to_dict())
+                by_method.setdefault(result.method, []).append(result)
+        _plots(name, by_method, f"{meta['command']}\ncommit {meta['commit']}, {device}, {meta['date']}")
+        save({"meta": meta, "summary": summarise(rows), "noise": validation_noise(runs), "rows": rows, "runs": runs})
+    summary = summarise(rows)
+    for line in summary:
+        print(json.dumps(line), flush=True)
+    return {"meta": meta, "summary": summary, "noise": validation_noise(runs), "rows": rows, "runs": runs}
 
 
 def run() -> int:
-    from paenet import plots
-    from paenet.benchmarks.timing import device_name
-    from paenet.cl.benchmark import check, run_sequence
-    from paenet.cl.sequences import load_sequence
-    check_flags()
-    device = device_name()
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    rows, details = [], []
-    for name in FLAGS.sequences:
-        sequence = load_sequence(name, FLAGS.fashion_mnist_dir, FLAGS.seed, FLAGS.quick, data_dir=FLAGS.data_dir)
-        sequence = dataclasses.replace(sequence, backbone_kwargs=_scaled(sequence.backbone_kwargs, FLAGS.width_scale))
-        config = config_for(name, FLAGS.quick, FLAGS.steps_scale, margin=FLAGS.margin, batch_size=FLAGS.batch_size,
-                            learning_rate=FLAGS.learning_rate, pick_learning_rate=FLAGS.pick_learning_rate)
-        results, independent = {}, None
-        for result in run_sequence(sequence, FLAGS.methods, config, FLAGS.progress):
-            independent = result if result.method == "independent" else independent
-            row = result.row(independent, device)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-            details.append({**result.to_dict(), "config": dataclasses.asdict(config)})
-            results[result.method] = result
-            check(result, must_forget=name in MUST_FORGET and not FLAGS.quick)
-        names = [t.name for t in sequence.tasks]
-        plots.final_accuracy_per_task({m: r.final().tolist() for m, r in results.items()}, names,
-                                      os.path.join(FLAGS.output_dir, f"{name}_final_accuracy.png"))
-        plots.accuracy_against_size({m: (r.size_mb, float(r.final().mean())) for m, r in results.items()},
-                                    os.path.join(FLAGS.output_dir, f"{name}_accuracy_vs_size.png"))
+    from paenet.cl.summary import markdown, noise_sentence, orderings, readme_section, replace_section
     from paenet.fileio import write_json_atomic
-    write_json_atomic(os.path.join(FLAGS.output_dir, "results.json"), details)
-    with open(os.path.join(FLAGS.output_dir, "results.md"), "w") as f:
-        f.write(markdown(rows))
+    check_flags()
+    if FLAGS.from_results:
+        results = []
+        for path in FLAGS.from_results:
+            with open(path) as f:
+                results.append(json.load(f))
+    else:
+        os.makedirs(FLAGS.output_dir, exist_ok=True)
+
+        def save(results):
+            write_json_atomic(os.path.join(FLAGS.output_dir, "results.json"), results)
+            with open(os.path.join(FLAGS.output_dir, "results.md"), "w") as f:
+                f.write(markdown(results["summary"]) + "\n" + orderings(results["summary"]) + "\n\n"
+                        + noise_sentence(results["noise"], FLAGS.margin) + "\n")
+
+        results = [measure(save)]
+    if FLAGS.readme:
+        with open(FLAGS.readme) as f:
+            text = replace_section(f.read(), readme_section(results))
+        with open(FLAGS.readme, "w") as f:
+            f.write(text)
     return 0
 
 
@@ -152,7 +238,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         sys.exit(run())
-    except (ValueError, BenchmarkFailure, IdxError, FileNotFoundError) as e:
+    except (ValueError, BenchmarkFailure, IdxError, FileNotFoundError, KeyError) as e:
         print(f"paenet.cl_bench: error: {e}", file=sys.stderr)
         sys.exit(1)
 

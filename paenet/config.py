@@ -83,6 +83,13 @@ class PackingPlan:
                                       "phase stops (0: never; PAE: 15 epochs).", rule=NON_NEGATIVE)
     l2: float = option(0.0, "L2 penalty (factor x sum of squares / 2) on the kernel entries the task owns "
                             "(PAE: 5e-4).", rule=NON_NEGATIVE)
+    on_miss: str = option("reserve", "A task that misses its goal at the widest network its method allows: "
+                                     "finished and pruned to release --reserve of the weights it claimed for the "
+                                     "tasks to come (reserve, CPG's rule at the cap), or as its method did before "
+                                     "(method: PackNet keeps it unpruned, PAE and CPG roll it back).",
+                          choices=("reserve", "method"))
+    reserve: float = option(0.5, "With --on_miss=reserve: the share of its claimed weights a task that misses "
+                                 "its goal releases (it keeps the rest).", rule=RATE)
     expansion: ExpansionPolicy = dataclasses.field(default_factory=ExpansionPolicy)
 
     def __post_init__(self):
@@ -98,8 +105,9 @@ class PackingPlan:
     @classmethod
     def from_dict(cls, d: dict) -> "PackingPlan":
         """The plan ``dataclasses.asdict`` wrote (as JSON, in a checkpoint). A plan written before widths
-        were rounded goes on widening as it started: to a multiple of 1."""
-        return cls(**{**d, "targets": tuple(d["targets"]),
+        were rounded goes on widening as it started: to a multiple of 1; one written before the rule at
+        the cap misses as its method did."""
+        return cls(**{"on_miss": "method", **d, "targets": tuple(d["targets"]),
                       "expansion": ExpansionPolicy(**{"multiple": 1, **d["expansion"]})})
 
 

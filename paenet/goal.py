@@ -3,8 +3,9 @@
 claim → train → while the goal is missed: expand (up to the cap) and retrain → prune in rounds of rising
 sparsity, validating after each → keep the most-pruned round that still meets the goal on VALIDATION data
 → evaluate the test split once → finish. The method (``paenet.methods``) decides whether the network may
-grow, whether the task picks among older weights, and what a task that misses its goal at its widest
-does: roll back (nothing of it is kept) or finish unpruned.
+grow and whether the task picks among older weights. A task that misses its goal at its widest is still
+finished, pruned to release the plan's ``reserve`` share of its weights to the tasks to come (CPG's rule
+at the cap); with ``plan.on_miss="method"`` the method decides instead: roll back or finish unpruned.
 
 The loop is a resumable state machine: ``LoopState`` is plain JSON, an observer (the app's workspace)
 checkpoints it together with the model, the optimizer and the data iterator, and
@@ -20,7 +21,7 @@ import numpy as np
 from paenet.config import PackingPlan
 from paenet.evaluation.classification import top1_validator
 from paenet.methods import Method, get_method
-from paenet.methods.base import MISS_KEEP
+from paenet.methods.base import MISS_KEEP, MISS_RESERVE
 from paenet.models.base import TaskSpec
 from paenet.packing import Packer
 from paenet.pruning import round_schedules
@@ -121,7 +122,8 @@ class GoalLoop:
         is called once, at the end.
       state, best_snapshot: a saved ``LoopState`` and kept snapshot to resume from.
       method: a ``paenet.methods.Method`` (instance, class or name).
-      on_miss: overrides the method's ``on_miss`` (a benchmark keeps every task of every method).
+      on_miss: overrides the miss rule: ``"reserve"`` (the plan's, by default: finished, pruned to release
+        ``plan.reserve`` of its weights), or the method's ``on_miss`` when the plan says ``"method"``.
       progress: show progress bars.
     """
 
@@ -130,7 +132,7 @@ class GoalLoop:
                  state: LoopState | None = None, best_snapshot: dict | None = None, method: Method | str = "pae",
                  on_miss: str | None = None, progress: bool = True):
         self.method = get_method(method)
-        self.on_miss = on_miss or self.method.on_miss
+        self.on_miss = on_miss or (MISS_RESERVE if plan.on_miss == MISS_RESERVE else self.method.on_miss)
         self.packer, self.spec, self.train, self.validate = packer, spec, train, validate
         self.goal, self.plan, self.test, self.loss = goal, plan, test, loss
         self.observer = observer or LoopObserver()
@@ -282,10 +284,18 @@ class GoalLoop:
         self.observer.on_best(self, self.best_snapshot)
 
     def _give_up(self):
-        """Goal unreachable: the task is finished unpruned when the method keeps what it cannot improve,
-        else rolled back (an imported task, which has nothing to roll back to, stays as imported)."""
+        """Goal unreachable at the widest network: under the rule at the cap (``reserve``) the task is
+        still finished, pruned to release ``plan.reserve`` of its weights to the tasks to come (CPG);
+        else (and for a task without training data, which cannot be retrained) it is finished unpruned when
+        the method keeps what it cannot improve, or rolled back (an imported task, which has nothing to roll
+        back to, stays as imported)."""
         self.state.expansions = list(self.packer.expansions)
-        if self.on_miss == MISS_KEEP:
+        on_miss = self.method.on_miss if self.on_miss == MISS_RESERVE and self.train is None else self.on_miss
+        if on_miss == MISS_RESERVE:
+            self.state.status, self.state.round = "below_goal", 0
+            self._next("reserve")
+            return
+        if on_miss == MISS_KEEP:
             self.state.status = "below_goal"
             self._keep(0.0, self.state.history[-1][1])
             self._next("finish")
@@ -321,6 +331,25 @@ class GoalLoop:
         self._keep(schedule.final_sparsity, entry["val_accuracy"])
         self.state.round += 1
         self._next("prune")
+
+    def _reserve(self):
+        """Prunes a task that missed its goal in the plan's rounds below ``plan.reserve`` and one to it,
+        keeping the last whatever its accuracy (CPG's ``ratio_allow_for_curr_task``)."""
+        plan, reserve = self.plan, self.plan.reserve
+        targets = [t for t in plan.targets if t < reserve] + ([reserve] if reserve > 0 else [])
+        if self.state.round >= len(targets):
+            if not targets:
+                self._keep(0.0, self.state.history[-1][1])
+            self._next("finish")
+            return
+        schedule = round_schedules(targets, plan.steps_per_round, plan.prune_steps, plan.frequency)[self.state.round]
+        entry = self.trainer.prune_round(self.train, schedule, plan.steps_per_round,
+                                         validation=lambda p: self._validated(f"reserve {schedule.final_sparsity:g}", p),
+                                         start=self.state.phase_step, on_step=self._on_step)
+        self.state.round += 1
+        if self.state.round == len(targets):
+            self._keep(schedule.final_sparsity, entry["val_accuracy"])
+        self._next("reserve")
 
     def _finish(self):
         self.packer.restore_task(self.best_snapshot)

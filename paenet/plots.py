@@ -130,8 +130,9 @@ def roc(fpr, tpr, auc: float, path: str, title: str = "") -> str:
     return _save(figure, path)
 
 
-def final_accuracy_per_task(results: dict, names: list, path: str) -> str:
-    """Final test accuracy of every task, one line per method (`results`: method -> accuracies)."""
+def final_accuracy_per_task(results: dict, names: list, path: str, caption: str = "") -> str:
+    """Final test accuracy of every task, one line per method (`results`: method -> accuracies), under an
+    optional `caption` (where the figures came from)."""
     figure = _figure(1.5 + 0.45 * len(names), 4.0)
     ax = figure.subplots()
     for i, (method, accuracies) in enumerate(results.items()):
@@ -141,11 +142,14 @@ def final_accuracy_per_task(results: dict, names: list, path: str) -> str:
     ax.set_ylabel("test accuracy after the last task")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    if caption:
+        figure.suptitle(caption, fontsize=6)
     return _save(figure, path)
 
 
-def accuracy_against_size(points: dict, path: str) -> str:
-    """Average final accuracy against model size, one point per method (`points`: method -> (MB, acc))."""
+def accuracy_against_size(points: dict, path: str, caption: str = "") -> str:
+    """Average final accuracy against model size, one point per method (`points`: method -> (MB, acc)),
+    under an optional `caption`."""
     figure = _figure(5.5, 4.0)
     ax = figure.subplots()
     for i, (method, (size, accuracy)) in enumerate(points.items()):
@@ -155,4 +159,6 @@ def accuracy_against_size(points: dict, path: str) -> str:
     ax.set_xlabel("model size, MB with masks (log)")
     ax.set_ylabel("average final test accuracy")
     ax.grid(alpha=0.3)
+    if caption:
+        figure.suptitle(caption, fontsize=6)
     return _save(figure, path)

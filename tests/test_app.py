@@ -124,7 +124,7 @@ def test_bad_requests_fail_with_one_line_and_change_nothing(one_task, tmp_path, 
 
 def test_an_unreachable_goal_rolls_back_leaving_the_workspace_byte_identical(one_task, tmp_path, data_dir):
     workspace = _copy(one_task, tmp_path, "rollback")
-    result = _main(workspace, "--task=celebs_identity", "--goal=0.999", "--train_steps=20",
+    result = _main(workspace, "--task=celebs_identity", "--goal=0.999", "--train_steps=20", "--on_miss=method",
                    "--expansion_ratio=1.5", "--expansion_cap=2.0", "--noprogress", data_dir=data_dir)
     assert result.returncode == 2 and _summary(result)["status"] == "goal_unreachable"
     assert _summary(result)["expansions"], "it expanded before giving up"

@@ -5,6 +5,7 @@ import importlib
 import io
 import json
 
+import numpy as np
 import pytest
 
 from paenet import bench
@@ -26,7 +27,7 @@ def test_list_names_every_row_once_and_an_unknown_name_is_one_error_line(capsys)
             "train_step_expanded_vs_plain", "train_step_vs_matmul_peak", "train_step_20_tasks_vs_1",
             "forward_20_tasks_vs_1", "train_step_5_tasks_vs_1", "train_step_3_expansions_vs_0",
             "prune_update_20_tasks_inception_resnet_v1", "input_pipeline_vs_model",
-            "input_pipeline_cached_vs_model"} <= set(listed)
+            "input_pipeline_cached_vs_model", "cl_train_step_vs_keras_fit"} <= set(listed)
     output = capsys.readouterr()
     assert exit_.value.code == 1 and output.out == ""
     assert len(output.err.splitlines()) == 1 and "no_such_row" in output.err and "prune_update" not in output.err
@@ -109,3 +110,17 @@ def test_isolated_run_measures_each_group_in_its_own_process_and_a_failed_one_is
     monkeypatch.setattr(sys, "executable", shutil.which("false"))
     with pytest.raises(bench.MeasurementFailed, match="prune_update: its process exited with status 1"):
         bench.run(quick=True, only=["prune_update"], out=io.StringIO(), isolate=True)
+
+
+def test_the_continual_learning_row_races_the_benchmarks_trainer_against_keras_fit_of_the_same_mlp():
+    from paenet.benchmarks import continual
+    from paenet.benchmarks.timing import measure_rows
+    from paenet.models import MLP, TaskSpec
+    model = MLP(widths=(20,), dense_units=12, tasks=[TaskSpec("t", 10)]).build_variables()
+    plain = continual.plain_mlp(model, 10)
+    masked = sum(int(np.prod(l.kernel.shape)) for l in model.masked_layers()) + sum(
+        int(np.prod(v.shape)) for v in model.task_variables(1, trainable_only=True))
+    assert masked == sum(int(np.prod(v.shape)) for v in plain.trainable_variables)
+    [result] = list(measure_rows(continual.GROUPS, quick=True))
+    assert result["name"] == "cl_train_step_vs_keras_fit" and result["ours"] > 0 and result["reference"] > 0
+    assert "steps_per_execution=5" in result["config"]

@@ -1,5 +1,6 @@
 """``python -m paenet.cl_bench``: every method over a real Fashion-MNIST sequence, its outputs, and the
 guarantees it enforces."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from paenet.cl.benchmark import ALL_METHODS, BenchmarkFailure, MethodResult, check
+from paenet.cl.summary import README_BEGIN, README_END, orderings, readme_section, replace_section, summarise
 from paenet.evaluation.continual import AccuracyMatrix
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,20 +26,32 @@ def _run(*args):
 def test_quick_run_compares_every_method_on_split5(tmp_path):
     result = _run("--quick", "--sequences=split5", f"--output_dir={tmp_path}", "--noprogress")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [r["method"] for r in rows] == list(ALL_METHODS)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    rows, summary = [l for l in lines if "seed" in l], [l for l in lines if "seeds" in l]
+    assert [r["method"] for r in rows] == [s["method"] for s in summary] == list(ALL_METHODS)
     by_method = {r["method"]: r for r in rows}
     for method in ("packnet", "pae", "cpg"):
-        assert by_method[method]["bwt"] == 0.0
+        assert by_method[method]["bwt"] == 0.0 and by_method[method]["forgetting"] == 0.0
         assert 1.0 <= by_method[method]["weights_x"] <= 2.0 and 0.0 <= by_method[method]["free"] < 1.0
-    assert by_method["independent"]["weights_x"] == 5.0
+        assert by_method[method]["size_vs_independent"] < 1.0 and by_method[method]["fwt"] is not None
+    assert by_method["independent"]["weights_x"] == 3.0 and by_method["independent"]["fwt"] == 0.0
     assert by_method["independent"]["size_mb"] > by_method["packnet"]["size_mb"]
+    assert by_method["independent_pruned"]["size_vs_independent_pruned"] == 1.0
     for r in rows:
-        assert 0.0 <= r["avg_accuracy"] <= 1.0 and r["seconds"] > 0 and r["sequence"] == "split5"
+        assert 0.0 <= r["avg_accuracy"] <= 1.0 and r["seconds"] > 0 and r["sequence"] == "split5" and r["seed"] == 0
     details = json.loads((tmp_path / "results.json").read_text())
-    assert len(details) == len(ALL_METHODS) and len(details[0]["accuracy"]) == 5
+    assert details["meta"]["seeds"] == [0] and details["meta"]["command"].startswith("python -m paenet.cl_bench")
+    runs = {r["method"]: r for r in details["runs"]}
+    assert len(details["runs"]) == len(ALL_METHODS) and len(runs["pae"]["accuracy"]) == 3
+    budget = runs["independent"]["per_task"][0]["steps"]
+    assert {t["steps"] for t in runs["finetune"]["per_task"]} == {budget}
+    for method in ("packnet", "pae", "cpg", "independent_pruned"):
+        for task in runs[method]["per_task"]:
+            assert 0 < task["steps"] <= budget and task["status"] in ("goal_met", "below_goal")
+            assert task["owned"] >= 0 and 0.0 <= task["free_after"] < 1.0 and 0.0 <= task["chosen_sparsity"] < 1.0
+        assert runs[method]["per_task"][0]["owned"] > 0
     table = (tmp_path / "results.md").read_text()
-    assert all(f"| split5 | {m} |" in table for m in ALL_METHODS)
+    assert all(f"| split5 | {m} | 1 |" in table for m in ALL_METHODS) and "no ordering is claimed" in table
     for plot in ("split5_final_accuracy.png", "split5_accuracy_vs_size.png"):
         assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -45,18 +59,21 @@ def test_quick_run_compares_every_method_on_split5(tmp_path):
 def test_bad_flags_and_missing_data_are_one_line(tmp_path):
     for args, words in ((["--methods=pae,magic"], "--methods: unknown ['magic']"),
                         (["--sequences=split9"], "--sequences: unknown ['split9']"),
+                        (["--seeds=0,x"], "--seeds=0,x: must be a list of integers"),
+                        (["--seeds=1,1"], "--seeds=1,1: must be distinct"),
                         ([f"--fashion_mnist_dir={tmp_path}"], "dataset-fashion-mnist")):
         result = _run("--quick", f"--output_dir={tmp_path / 'out'}", *args)
         assert result.returncode == 1 and words in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
 
 
-def _result(method, matrix_rows):
+def _result(method, matrix_rows, steps=(10, 10, 10)):
     matrix = AccuracyMatrix(["a", "b", "c"])
     for after, row in enumerate(matrix_rows, 1):
         for task, value in enumerate(row, 1):
             matrix.record(after, task, value)
-    return MethodResult("permuted10", method, matrix, 1.0, 0.0, 1.0, 1.0)
+    return MethodResult("permuted10", method, matrix, 1.0, 0.0, 1.0, 1.0,
+                        tasks=[{"steps": s} for s in steps])
 
 
 def test_check_fails_loudly_when_a_packing_method_forgets_or_finetuning_does_not():
@@ -70,6 +87,25 @@ def test_check_fails_loudly_when_a_packing_method_forgets_or_finetuning_does_not
     check(_result("finetune", exact), must_forget=False)
     check(_result("finetune", [[0.9], [0.5, 0.8], [0.4, 0.6, 0.7]]), must_forget=True)
     assert np.isclose(_result("finetune", [[0.9], [0.5, 0.8], [0.4, 0.6, 0.7]]).matrix.backward_transfer(), -0.35)
+    check(_result("pae", exact, steps=(10, 12, 3)), must_forget=True, independent=_result("independent", exact, (12,) * 3))
+    with pytest.raises(BenchmarkFailure, match=r"tasks \[2\] took more steps than independent's 11"):
+        check(_result("pae", exact, steps=(10, 12, 3)), must_forget=True,
+              independent=_result("independent", exact, (11,) * 3))
+
+
+def test_intervals_and_orderings_follow_the_seeds_numbers():
+    rows = [{"sequence": "s", "method": m, "seed": seed, "avg_accuracy": acc}
+            for m, accs in (("cpg", (0.90, 0.91, 0.92)), ("pae", (0.80, 0.81, 0.82)), ("packnet", (0.79, 0.84, 0.82)))
+            for seed, acc in enumerate(accs)]
+    summary = summarise(rows)
+    cpg = summary[0]["avg_accuracy"]
+    assert summary[0]["seeds"] == [0, 1, 2] and cpg["mean"] == pytest.approx(0.91) and cpg["std"] == pytest.approx(0.01)
+    assert cpg["ci95"] == pytest.approx([0.91 - 4.302653 * 0.01 / 3 ** 0.5, 0.91 + 4.302653 * 0.01 / 3 ** 0.5])
+    assert summary[0]["bwt"]["mean"] is None
+    sentence = orderings(summary)
+    assert "cpg > packnet, cpg > pae;" in sentence and "overlap for packnet and pae" in sentence
+    assert "pae > packnet" not in sentence and "packnet > pae" not in sentence
+    assert "no ordering is claimed" in orderings(summarise(rows[:1]))
 
 
 @pytest.mark.parametrize("flagfile", sorted((REPO / "experiments" / "cl_bench").glob("*.flags")),
@@ -93,3 +129,46 @@ def test_every_sequence_has_a_full_configuration_and_its_backbone_scales():
         assert set(scaled) == set(spec.quick_backbone_kwargs)
         assert scaled.get("widths") == tuple(2 * w for w in spec.quick_backbone_kwargs.get("widths", ()))
     assert cl_bench._scaled(SEQUENCES["cifar100_resnet18"].quick_backbone_kwargs, 2.0)["widths"] == (8, 8, 16, 16)
+
+
+def test_every_flag_file_the_code_and_readme_name_exists():
+    import re
+    texts = [p.read_text() for p in (REPO / "README.md", REPO / "paenet" / "cl_bench.py",
+                                     *(REPO / "paenet" / "cl").glob("*.py"), *(REPO / "experiments" / "cl_bench").glob("*"))]
+    named = {m for text in texts for m in re.findall(r"experiments/[\w/]+\.flags", text)}
+    assert named and [n for n in named if not (REPO / n).is_file()] == []
+
+
+def test_the_readme_table_is_the_one_generated_from_the_committed_results():
+    """docs/cl_bench*/results.json are the measurements; README.md must show exactly what they generate
+    (python -m paenet.cl_bench --from_results=FILE,... --readme=README.md, the files in name order)."""
+    files = sorted((REPO / "docs").glob("cl_bench*/results.json"))
+    results = [json.loads(f.read_text()) for f in files]
+    section = readme_section(results)
+    assert files and section in (REPO / "README.md").read_text()
+    for r in results:
+        for s in r["summary"]:
+            assert f"| {s['sequence']} | {s['method']} | {len(s['seeds'])} | {s['avg_accuracy']['mean']:.4f}" in section
+        assert r["meta"]["commit"] in section and r["meta"]["command"] in section
+
+
+def test_replacing_the_generated_section_keeps_the_rest_and_refuses_a_file_without_one():
+    text = f"intro\n{README_BEGIN}\nold\n{README_END}\noutro\n"
+    assert replace_section(text, f"{README_BEGIN}\nnew\n{README_END}") == f"intro\n{README_BEGIN}\nnew\n{README_END}\noutro\n"
+    with pytest.raises(ValueError, match="no generated section"):
+        replace_section("intro\n", "x")
+
+
+def test_the_budget_covers_every_step_a_packing_method_can_take_and_the_reserve_leaves_room_for_the_rest():
+    from paenet.cl.benchmark import BenchConfig, max_expansions, reserve_for
+    from paenet.cl.sequences import Sequence, TaskData
+    config = BenchConfig(train_steps=10, targets=(0.5, 0.75), steps_per_round=4, prune_steps=2)
+    assert config.task_budget(2) == 10 * 3 + 3 * 4
+    images, labels = np.zeros((4, 784), np.uint8), np.arange(4) % 2
+    task = TaskData("t", ("a", "b"), (784,), {s: images for s in ("train", "val", "test")},
+                    {s: labels for s in ("train", "val", "test")})
+    sequence = Sequence("s", "", "mlp", dict(input_shape=(784,), widths=(20,), dense_units=8), (task,), 0, True)
+    # Only the hidden layer widens (by sqrt(1.5): 20 -> 25 -> 31 -> 38 units, 1.25x, 1.55x, 1.90x the weights).
+    assert max_expansions(sequence, dataclasses.replace(config, expansion_ratio=1.5, expansion_cap=2.0)) == 3
+    assert max_expansions(sequence, dataclasses.replace(config, expansion_ratio=1.5, expansion_cap=1.3)) == 1
+    assert [reserve_for(t, 4) for t in (1, 2, 3, 4)] == [3 / 4, 2 / 3, 1 / 2, 0.0]

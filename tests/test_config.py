@@ -63,6 +63,9 @@ def test_a_checkpointed_plan_reads_back():
     assert PackingPlan.from_dict(written) == plan
     del written["expansion"]["multiple"]       # written before widths were rounded: it goes on as it began
     assert PackingPlan.from_dict(written).expansion.multiple == 1
+    assert plan.on_miss == "reserve" and PackingPlan.from_dict(written).on_miss == "reserve"
+    del written["on_miss"], written["reserve"]  # written before the rule at the cap: it misses as its method did
+    assert PackingPlan.from_dict(written).on_miss == "method"
 
 
 def test_precision_and_epsilon_reach_a_new_workspace(tmp_path):

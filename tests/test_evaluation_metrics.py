@@ -89,6 +89,12 @@ def test_accuracy_matrix_metrics():
     assert matrix.forgetting() == pytest.approx(((0.9 - 0.8) + (0.8 - 0.75)) / 2)
     assert matrix.forward_transfer([0.88, 0.82, 0.65]) == pytest.approx((0.02 - 0.02 + 0.05) / 3)
     assert json.loads(json.dumps(matrix.to_dict()))["accuracy"][0] == [0.9, None, None]
+    with pytest.raises(ValueError, match="R.j - 1, j. of every task"):
+        matrix.gem_forward_transfer([0.1, 0.2, 0.3])
+    matrix.record_before(2, 0.4)
+    matrix.record_before(3, 0.25)
+    assert matrix.gem_forward_transfer([0.5, 0.3, 0.35]) == pytest.approx(((0.4 - 0.3) + (0.25 - 0.35)) / 2 + 0.0)
+    assert matrix.gem_forward_transfer([0.5, 0.2, 0.2]) == pytest.approx((0.2 + 0.05) / 2)
     with pytest.raises(ValueError, match="task .3. <= after .2."):
         matrix.record(2, 3, 0.5)
     incomplete = AccuracyMatrix(["a", "b"])

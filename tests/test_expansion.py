@@ -169,7 +169,7 @@ def test_an_unreachable_goal_rolls_the_task_back_byte_identically(data_dir, tmp_
     packer, _ = _face_task_unpruned(data_dir)
     save_packing(packer, tmp_path / "before")
     train, val, _ = _split(real_images.celebs_identity(data_dir, SIZE))
-    plan = PackingPlan(train_steps=30, expansion=ExpansionPolicy("uniform", ratio=1.5, cap=2.0))
+    plan = PackingPlan(train_steps=30, expansion=ExpansionPolicy("uniform", ratio=1.5, cap=2.0), on_miss="method")
     outcome = pack_task(packer, TaskSpec("celebs_identity", 5), train, val, Goal(absolute=0.99), plan)
     assert outcome.status == "goal_unreachable" and outcome.record is None and outcome.expansions
     assert packer.active_task is None and packer.model.num_tasks == 1 and len(packer.records) == 1

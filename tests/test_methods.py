@@ -78,6 +78,16 @@ def test_the_training_recipe_keeps_earlier_tasks_exact_and_resumes_after_a_kill(
     _exact_and_resumable(tmp_path, monkeypatch, "pae", (10, 25), plan=recipe)
 
 
+def test_the_rule_at_the_cap_keeps_earlier_tasks_exact_and_resumes_after_a_kill(tmp_path, monkeypatch):
+    """Goal 1.0, missed: both tasks go through the reserve rounds (0.3, 0.5, then 0.6); killed in training
+    and in the second reserve round, then resumed: the same end."""
+    plan = PackingPlan(train_steps=20, targets=(0.3, 0.5), steps_per_round=10, prune_steps=5, frequency=5,
+                       on_miss="reserve", reserve=0.6)
+    _exact_and_resumable(tmp_path, monkeypatch, "packnet", (15, 35), plan=plan, goal=1.0)
+    record = _packing(tmp_path / "straight")["state"][1]
+    assert record["metrics"]["chosen_sparsity"] == 0.6 and [r["sparsity"] for r in record["pruning"]] == [0.3, 0.5, 0.6]
+
+
 def _exact_and_resumable(tmp_path, monkeypatch, method, stops, **changes):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert app.pack(_settings(straight, "synth_a", method, **changes))[0] == app.GOAL_MET
@@ -110,13 +120,13 @@ def _exact_and_resumable(tmp_path, monkeypatch, method, stops, **changes):
     assert [k for k, v in expected["variables"].items() if resumed["variables"][k] != v] == []
 
 
-def _unreachable(method, on_miss=None):
+def _unreachable(method, on_miss=None, plan_miss="method", reserve=0.5):
     """Task 2 with random labels and a goal of 1.0: no width reaches it."""
     packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(SIZE, SIZE, 3), name="m"))
     images, labels = _images(1, 3)
     data = array_dataset(images, labels, 32, training=True, seed=0)
-    plan = PackingPlan(train_steps=3, targets=(0.5,), steps_per_round=2, prune_steps=1, frequency=1,
-                       expansion=ExpansionPolicy("uniform", 1.9, 2.0))
+    plan = PackingPlan(train_steps=3, targets=(0.3, 0.5, 0.9), steps_per_round=2, prune_steps=1, frequency=1,
+                       expansion=ExpansionPolicy("uniform", 1.9, 2.0), on_miss=plan_miss, reserve=reserve)
     pack_task(packer, TaskSpec("one", 3), data, array_dataset(images, labels, 32), Goal(absolute=0.0), plan)
     digest = packer.records[0].digest
     noise = np.random.default_rng(3).integers(0, 3, len(labels))
@@ -143,6 +153,21 @@ def test_cpg_picks_and_grows_and_can_keep_what_it_cannot_improve():
     packer, outcome = _unreachable("cpg", on_miss="keep")
     assert outcome.status == "below_goal" and len(outcome.expansions) >= 1 and outcome.record.method == "cpg"
     assert packer.model.pick_tasks == (2,)
+
+
+@pytest.mark.parametrize("method", ["packnet", "pae", "cpg"])
+def test_every_method_finishes_a_task_that_misses_at_its_widest_pruned_to_the_reserve(method):
+    """CPG's rule at the cap: never dropped, never kept whole; it keeps at most 1 - reserve of what it
+    claimed (one weight per layer of rounding), after rounds below the reserve and one to it."""
+    packer, outcome = _unreachable(method, plan_miss="reserve", reserve=0.6)
+    assert outcome.status == "below_goal" and len(packer.records) == 2
+    record = outcome.record
+    assert record.metrics["chosen_sparsity"] == 0.6 and [r["sparsity"] for r in record.pruning] == [0.3, 0.5, 0.6]
+    assert bool(outcome.expansions) == (method != "packnet")
+    for key, space in record.space.items():
+        assert record.owned[key] <= 0.4 * space + 1 and record.owned[key] >= 0.4 * space - 1
+    masks = [layer.mask.numpy() for layer in packer.model.masked_layers()]
+    assert sum(int((m == 0).sum()) for m in masks) >= 0.6 * sum(record.space.values()) - len(masks)
 
 
 def test_a_workspace_refuses_a_method_that_needs_another_sharing(tmp_path):

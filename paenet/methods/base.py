@@ -5,6 +5,7 @@ METHODS: dict[str, type["Method"]] = {}
 
 MISS_ROLL_BACK = "roll_back"
 MISS_KEEP = "keep"
+MISS_RESERVE = "reserve"       # the plan's rule at the cap (paenet.goal): finished, pruned to a reserve
 
 
 class Method:
