@@ -196,7 +196,6 @@ def pack(s: Settings) -> tuple[int, dict]:
 
     from paenet.distribute import make_strategy
     from paenet.goal import GoalLoop, LoopState
-    from paenet.models import TaskSpec
     from paenet.models.base import dtype_policy
     from paenet.monitor import WorkspaceObserver
     from paenet.tasks import TaskContext
@@ -245,7 +244,7 @@ def pack(s: Settings) -> tuple[int, dict]:
             raise UsageError(f"task {imported.name!r} was imported without a head, so it cannot train on the "
                              f"training data it has now: create the workspace with that data (for the face task, "
                              f"--face_train) or move the data away")
-        spec = TaskSpec(definition.name, definition.num_classes)
+        spec = definition.spec(data)
         if active:
             loop = _resume(workspace, finished, active, spec, data, s, config["optimizer"])
         else:

@@ -65,16 +65,21 @@ def largest_change(matrix: np.ndarray) -> float:
     return max(changes) if changes else float("nan")
 
 
+def _classes(spec) -> str:
+    """A task's classes by name (its count where it has no names)."""
+    return f"{spec.num_classes}: {', '.join(spec.class_names)}" if spec.class_names else str(spec.num_classes)
+
+
 def _tasks_section(model, records) -> list:
     by_task = {r.task: r for r in records}
     rows = []
     for task, spec in enumerate(model.task_specs, start=1):
         r = by_task.get(task)
         if r is None:
-            rows.append([task, spec.name, spec.num_classes, "", "", "active, not finished", ""])
+            rows.append([task, spec.name, _classes(spec), "", "", "active, not finished", ""])
             continue
         metrics = ", ".join(f"{k}={_number(v)}" for k, v in sorted(r.metrics.items()))
-        rows.append([task, r.name, r.num_classes, sum(r.owned.values()), f"{model_size.pruned_fraction(r):.1%}",
+        rows.append([task, r.name, _classes(spec), sum(r.owned.values()), f"{model_size.pruned_fraction(r):.1%}",
                      metrics, r.digest[:12]])
     return [Heading("Tasks"),
             Table(["task", "name", "classes", "owned weights", "pruned", "metrics", "digest"], rows)]
