@@ -1,12 +1,14 @@
 """One SavedModel that serves every task of a packed model, and ``python -m paenet.export``.
 
 The SavedModel holds each variable the served tasks read exactly once: the shared masked kernels, their
-uint8 masks, and each task's own BatchNorm, biases and head. It has one serving signature per task, named
-by the task, taking ``images`` (float32 [None, H, W, 3] at the model's ``image_shape``, already
-standardised): a feature task (no classes, or FaceNet's face task, whose head only retrains it) returns
-``embeddings`` (for FaceNet the L2-normalised 512-d embedding; otherwise the features the model gives), a
-classifier returns ``probabilities`` (softmax of its logits). The first task's signature is also
-``serving_default``, which TF Serving needs.
+uint8 masks, and each task's own BatchNorm, biases and head. Each task has a serving signature named by
+the task, taking ``images`` (float32 [None, H, W, 3] at the model's ``image_shape``, already
+standardised), and ``<task>_uint8`` and ``<task>_bytes`` taking uint8 images of any size and encoded
+image files, with the task's preprocessing in the graph (``paenet.serving``): a feature task (no classes,
+or FaceNet's face task, whose head only retrains it) returns ``embeddings`` (for FaceNet the
+L2-normalised 512-d embedding; otherwise the features the model gives), a classifier returns
+``probabilities`` (softmax of its logits) and ``classes`` (its class names). The first task's signature
+is also ``serving_default``, which TF Serving needs.
 
 Exactness: loaded with ``tf.saved_model.load``, every signature is bit-identical to the in-memory model
 run as a ``tf.function`` (as ``paenet.training`` evaluates it). Eager calls can differ in the last bits
@@ -26,9 +28,9 @@ from __future__ import annotations
 import os
 
 import keras
-import tensorflow as tf
 from absl import app, flags, logging
 
+from paenet import serving
 from paenet.checkpoint import load_packing
 from paenet.compressed import save_compressed
 from paenet.evaluation import model_size
@@ -41,13 +43,6 @@ COMPRESSED = "compressed.npz"
 SIZES = "sizes.json"
 # Attributes of the exported object that a signature named after a task would overwrite.
 RESERVED_NAMES = ("variables", "trainable_variables", "non_trainable_variables", "serving_default")
-
-
-def serves_embeddings(model, task: int) -> bool:
-    """Whether task `task` serves features: a task without classes, or one whose head only trains it
-    (FaceNet's face task, ``InceptionResnetV1.serves_embeddings``)."""
-    serves = getattr(model, "serves_embeddings", None)
-    return serves(task) if serves is not None else not model.task_specs[task - 1].num_classes
 
 
 def select_tasks(model, tasks=None) -> list[int]:
@@ -65,20 +60,11 @@ def select_tasks(model, tasks=None) -> list[int]:
     return numbers
 
 
-def serving_function(model, task: int):
-    """Task `task`'s serving function: images -> {"embeddings" or "probabilities": float32 outputs}."""
-    if serves_embeddings(model, task):
-        head = {"outputs": "embeddings"} if model.task_specs[task - 1].num_classes else {}
-        return lambda images: {"embeddings": tf.cast(model(images, task=task, training=False, **head), tf.float32)}
-    return lambda images: {"probabilities": tf.nn.softmax(tf.cast(model(images, task=task, training=False),
-                                                                  tf.float32))}
-
-
-def export_savedmodel(model, output_dir: str, tasks=None, records=None) -> str:
-    """Writes one SavedModel serving `tasks` of `model` (numbers or names; default all) to `output_dir`,
-    replacing what was there; returns its path. The finished tasks' `records`, when given, are verified
-    first: a model whose finished task changed in memory is refused (IntegrityError) before anything
-    is written."""
+def export_savedmodel(model, output_dir: str, tasks=None, records=None, inputs=serving.SIGNATURE_INPUTS) -> str:
+    """Writes one SavedModel serving `tasks` of `model` (numbers or names; default all) from `inputs`
+    (``paenet.serving``: float, uint8, bytes) to `output_dir`, replacing what was there; returns its path.
+    The finished tasks' `records`, when given, are verified first: a model whose finished task changed
+    in memory is refused (IntegrityError) before anything is written."""
     if records is not None:
         verify(model, records)
     numbers = select_tasks(model, tasks)
@@ -87,10 +73,16 @@ def export_savedmodel(model, output_dir: str, tasks=None, records=None) -> str:
         if not name.isidentifier() or name.startswith("_") or name in RESERVED_NAMES:
             raise ValueError(f"task name {name!r} cannot name a signature: use a Python identifier that "
                              f"does not start with '_' and is none of {RESERVED_NAMES}")
-    images = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
-    archive = keras.export.ExportArchive()
+    endpoints = {}
     for t in numbers:
-        archive.add_endpoint(model.task_specs[t - 1].name, serving_function(model, t), input_signature=[images])
+        for name, endpoint in serving.signatures(model, t, inputs).items():
+            if name in endpoints or name in RESERVED_NAMES:
+                raise ValueError(f"signature {name!r} of task {model.task_specs[t - 1].name!r} clashes with "
+                                 "another task's or a reserved name: rename the task")
+            endpoints[name] = endpoint
+    archive = keras.export.ExportArchive()
+    for name, (function, input_signature) in endpoints.items():
+        archive.add_endpoint(name, function, input_signature=input_signature)
     return write_replacing(output_dir, lambda tmp: archive.write_out(tmp, verbose=False))
 
 
