@@ -41,6 +41,7 @@ from paenet.workspace import EXPORTS, locate
 SAVEDMODEL = "savedmodel"
 COMPRESSED = "compressed.npz"
 SIZES = "sizes.json"
+LITERT, LITERT_INT8 = "model.tflite", "model_int8.tflite"
 # Attributes of the exported object that a signature named after a task would overwrite.
 RESERVED_NAMES = ("variables", "trainable_variables", "non_trainable_variables", "serving_default")
 
@@ -87,11 +88,14 @@ def export_savedmodel(model, output_dir: str, tasks=None, records=None, inputs=s
 
 
 def export_workspace(workspace: str, output: str | None = None, compressed: bool = False,
-                     tasks=None) -> dict:
+                     tasks=None, litert: str | None = None, int8: bool = False, representative=None,
+                     force_int8: bool = False) -> dict:
     """Exports the finished tasks of `workspace` (a workspace or a bare packing folder), or the named
     `tasks` among them, to `output` (default ``WORKSPACE/exports``); returns what ``sizes.json`` holds.
 
-    The compressed file holds the whole packing, every task; the SavedModel serves the chosen tasks.
+    The compressed file holds the whole packing, every task; the SavedModel serves the chosen tasks, and
+    so does ``model.tflite`` with `litert` (a ``paenet.litert`` layout), or ``model_int8.tflite`` with
+    `int8`, checked (and int8 calibrated) on `representative` (``task=DIR`` or ``DIR`` for every task).
     """
     located = locate(workspace)
     packer = load_packing(located.packing)
@@ -109,8 +113,45 @@ def export_workspace(workspace: str, output: str | None = None, compressed: bool
     if compressed:
         path = save_compressed(packer.model, packer.records, os.path.join(output, COMPRESSED))
         sizes["compressed_bytes"] = model_size.bytes_on_disk(path)
+    if litert or int8:
+        sizes["litert"] = _export_litert(packer.model, output, tasks or finished, litert or "constants", int8,
+                                         representative, force_int8)
     write_json_atomic(os.path.join(output, SIZES), sizes)
     return sizes
+
+
+def representative_folders(model, numbers, entries) -> dict:
+    """Task number -> folder from ``--representative`` entries: ``task=DIR``, or ``DIR`` for every task."""
+    names = {model.task_specs[t - 1].name: t for t in numbers}
+    folders = {}
+    for entry in entries or ():
+        name, separator, folder = entry.partition("=")
+        if not separator:
+            name, folder = "", entry
+        if name and name not in names:
+            raise ValueError(f"--representative={entry}: {name!r} is not an exported task; they are {list(names)}")
+        if not os.path.isdir(folder):
+            raise ValueError(f"--representative={entry}: {folder}: no such folder")
+        folders.update({t: folder for t in ([names[name]] if name else numbers)})
+    missing = [name for name, t in names.items() if t not in folders]
+    if folders and missing:
+        raise ValueError(f"--representative names no folder for tasks {missing}")
+    return folders
+
+
+def _export_litert(model, output, tasks, layout, int8, representative, force_int8) -> dict:
+    from paenet import litert
+    numbers = select_tasks(model, tasks)
+    folders = representative_folders(model, numbers, representative)
+    if int8 and not folders:
+        raise ValueError("--int8 needs --representative: a folder of each task's images (task=DIR or DIR)")
+    images = (litert.sample_images(folders, model.image_shape[0]) if folders
+              else {t: litert.noise_images(model) for t in numbers})
+    result = litert.export(model, os.path.join(output, LITERT_INT8 if int8 else LITERT), numbers, layout, images,
+                           int8, force_int8)
+    if int8:       # the float model's figures beside the int8 model's
+        result["float_check"] = litert.check(litert.convert(model, numbers, "constants"), model, numbers, images)
+    return result
 
 
 def format_sizes(sizes: dict) -> str:
@@ -125,6 +166,13 @@ def format_sizes(sizes: dict) -> str:
     lines.append(f"SavedModel: {sizes['savedmodel_bytes']} bytes")
     if "compressed_bytes" in sizes:
         lines.append(f"compressed: {sizes['compressed_bytes']} bytes")
+    if "litert" in sizes:
+        lite = sizes["litert"]
+        lines.append(f"LiteRT ({lite['layout']}{', int8' if lite['int8'] else ''}): {lite['bytes']} bytes")
+        for name, figures in lite["check"].items():
+            before = lite.get("float_check", {}).get(name)
+            lines.append(f"  {name}: max |LiteRT - SavedModel| {figures['max_abs_diff']:.3g}, agreement "
+                         f"{figures['agreement']:.4f}" + (f" (float: {before['agreement']:.4f})" if before else ""))
     return "\n".join(lines)
 
 
@@ -136,6 +184,15 @@ def define_flags():
     flags.DEFINE_bool("compressed", False, "Also write compressed.npz: masks packed to the bits they need, "
                                            "free (pruned) weights not stored.")
     flags.DEFINE_list("tasks", None, "Names of the finished tasks to serve (default: every finished task).")
+    flags.DEFINE_bool("litert", False, "Also write model.tflite: one LiteRT signature per task (paenet.litert).")
+    flags.DEFINE_enum("litert_layout", "shared", ["shared", "constants"],
+                      "shared: each kernel and mask stored once, selected at run time; constants: each task's "
+                      "kernels as constants (faster, larger).")
+    flags.DEFINE_bool("int8", False, "Write model_int8.tflite instead: int8 post-training quantisation (constants "
+                                     "layout), calibrated on --representative, refused below the stated agreement.")
+    flags.DEFINE_bool("force_int8", False, "Write the int8 model even when a task falls below the agreement.")
+    flags.DEFINE_list("representative", None, "task=DIR (or DIR for every task): images of each task's own data, "
+                                              "to check the LiteRT model on and calibrate int8.")
 
 
 def main(argv):
@@ -143,8 +200,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     FLAGS = flags.FLAGS
     from paenet.cli import report_errors
-    sizes = report_errors("paenet.export", lambda: export_workspace(FLAGS.workspace, FLAGS.output,
-                                                                     FLAGS.compressed, FLAGS.tasks))
+    if FLAGS.int8 and FLAGS.litert and FLAGS.litert_layout != "constants":
+        raise app.UsageError("--int8 quantises the constants layout: pass --litert_layout=constants or no --litert")
+    sizes = report_errors("paenet.export", lambda: export_workspace(
+        FLAGS.workspace, FLAGS.output, FLAGS.compressed, FLAGS.tasks, FLAGS.litert and FLAGS.litert_layout,
+        FLAGS.int8, FLAGS.representative, FLAGS.force_int8))
     print(format_sizes(sizes))
 
 
