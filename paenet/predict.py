@@ -25,6 +25,7 @@ from absl import app, flags
 
 ALIGN_SIZE, ALIGN_MARGIN = 160, 32      # data_prep.align's defaults, as the demo's and LFW's faces
 MAX_PIXELS = 50_000_000
+PREDICTIONS, LINES = "predictions", "predictions.jsonl"   # WORKSPACE/predictions/: the report shows them
 
 
 class Predictor:

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +108,19 @@ def test_command_line(workspace, tmp_path):
         assert failed.returncode == 1
         (error,) = failed.stderr.strip().splitlines()[-1:]
         assert error.startswith("paenet.predict: ") and message in error, failed.stderr[-2000:]
+
+
+def test_the_report_shows_the_workspaces_predictions(workspace, tmp_path):
+    from paenet.predict import LINES, PREDICTIONS
+    from paenet.report import write_report
+    folder = os.path.join(workspace["workspace"], PREDICTIONS)
+    os.makedirs(folder, exist_ok=True)
+    run([ASTRONAUT], workspace=workspace["workspace"], annotate_dir=folder, output=os.path.join(folder, LINES),
+        progress=False)
+    paths = write_report(workspace["workspace"], str(tmp_path / "report"))
+    markdown = open(paths["markdown"]).read()
+    assert "## Prediction on a photo" in markdown and "![faces and answers on skimage_astronaut.jpg]" in markdown
+    with open(tmp_path / "report" / "prediction_skimage_astronaut.jpg", "rb") as f:
+        assert f.read(3) == b"\xff\xd8\xff"                         # the annotated JPEG, beside the report
+    (line,) = _lines(Path(folder) / LINES)
+    assert f"age: {line['tasks']['age']['label']}" in markdown
