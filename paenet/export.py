@@ -21,7 +21,9 @@ twice (as the Keras variable and as the ``tf.Variable`` the functions capture).
 
 The command exports a workspace's finished tasks to ``WORKSPACE/exports/``: ``savedmodel/``, with
 ``--compressed`` also ``compressed.npz`` (``paenet.compressed``), and ``sizes.json`` (the paper's
-accounting and the real bytes, ``paenet.model_size``), which it also prints.
+accounting and the real bytes, ``paenet.model_size``), which it also prints; with ``--litert`` also
+``model.tflite`` (``paenet.litert``: a signature per task, shared or per-task-constants layout), with
+``--int8`` ``model_int8.tflite``.
 """
 from __future__ import annotations
 

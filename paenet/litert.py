@@ -104,10 +104,11 @@ def convert(model, tasks, layout: str = "shared", representative=None) -> bytes:
         return converter.convert()
 
 
-def interpreter(flat: bytes):
-    """A ``ai_edge_litert`` interpreter of the model bytes `flat`."""
+def interpreter(flat: bytes, threads: int | None = None):
+    """An ``ai_edge_litert`` interpreter of the model bytes `flat` on `threads` threads (default: every
+    core, as TensorFlow uses them; LiteRT's own default is one)."""
     from ai_edge_litert.interpreter import Interpreter
-    return Interpreter(model_content=flat)
+    return Interpreter(model_content=flat, num_threads=threads or os.cpu_count())
 
 
 def run(flat_or_interpreter, name: str, images) -> dict:
