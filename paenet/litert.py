@@ -112,7 +112,7 @@ def interpreter(flat: bytes, threads: int | None = None):
 
 
 def run(flat_or_interpreter, name: str, images) -> dict:
-    """Signature `name` of a LiteRT model on float32 `images`, one image at a time resized in (any batch)."""
+    """Signature `name` of a LiteRT model (bytes or interpreter) on float32 `images` (any batch size)."""
     it = interpreter(flat_or_interpreter) if isinstance(flat_or_interpreter, bytes) else flat_or_interpreter
     return it.get_signature_runner(name)(images=np.asarray(images, np.float32))
 
