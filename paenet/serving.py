@@ -82,14 +82,16 @@ def decode(encoded, image_size: int, crop: float = 1.0):
 
 
 def signatures(model, task: int, kinds=SIGNATURE_INPUTS) -> dict:
-    """{signature name: (function, [input TensorSpec])} of task `task` for the input `kinds`."""
+    """{signature name: (function, [input TensorSpec])} of task `task` for the input `kinds`. Every one
+    calls the same traced float function, so that an export traces (and stores) the model once per task."""
     spec = model.task_specs[task - 1]
-    outputs, size = task_outputs(model, task), int(model.image_shape[0])
+    images = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
+    outputs, size = tf.function(task_outputs(model, task), input_signature=[images]), int(model.image_shape[0])
     crop = float(spec.input_crop)
     made = {}
     for kind in kinds:
         if kind == FLOAT:
-            made[spec.name] = (outputs, [tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")])
+            made[spec.name] = (outputs, [images])
         elif kind == UINT8:
             made[spec.name + SUFFIXES[UINT8]] = (lambda images: outputs(prepare(images, size, crop)),
                                                 [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
