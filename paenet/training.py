@@ -166,27 +166,10 @@ class Trainer:
         return top1_accuracy(self.packer.model, self.packer.active_task if task is None else task, dataset)
 
 
-def traced(model, key, build):
-    """``build()``'s ``tf.function`` over `model`, made once per model, `key` and distribution strategy and
-    kept on the model: evaluating a model again reuses its traced graph (its variables are read at each
-    call) instead of tracing the whole network anew, which costs Inception-ResNet-v1 6-11 s a time on a
-    busy 2-core machine, where the demo evaluates dozens of times."""
-    functions = model.__dict__.get("_paenet_traced")
-    if functions is None:
-        functions = {}
-        object.__setattr__(model, "_paenet_traced", functions)   # untracked: no checkpoint or export sees it
-    key = (key, id(tf.distribute.get_strategy()))
-    if key not in functions:
-        functions[key] = build()
-    return functions[key]
-
-
 def make_predict_fn(model, task: int, jit_compile: bool = False):
-    """A ``tf.function`` giving task `task`'s outputs in inference mode (one per model, ``traced``)."""
+    """A ``tf.function`` giving task `task`'s outputs in inference mode."""
     task = model.check_task(task)
-    return traced(model, ("predict", task, jit_compile),
-                  lambda: tf.function(lambda x: model(x, task=task, training=False), jit_compile=jit_compile,
-                                      reduce_retracing=True))
+    return tf.function(lambda x: model(x, task=task, training=False), jit_compile=jit_compile)
 
 
 def predict(model, task: int, dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -18,10 +18,8 @@ from paenet.evaluation.verification import evaluate_verification, flip_concat
 def embedding_function(model, task: int):
     """``f(images) -> embeddings`` (NumPy) of task `task` of `model`, for standardised images: the one
     embedding forward pass that the face task, ``paenet.evaluate`` and ``paenet.embed`` share."""
-    from paenet.training import traced
-    forward = traced(model, ("embeddings", task), lambda: tf.function(
-        lambda x: model(x, task=task, training=False, outputs="embeddings"),
-        input_signature=[tf.TensorSpec([None, *model.image_shape], tf.float32)]))
+    forward = tf.function(lambda x: model(x, task=task, training=False, outputs="embeddings"),
+                          input_signature=[tf.TensorSpec([None, *model.image_shape], tf.float32)])
     return lambda images: forward(tf.cast(images, tf.float32)).numpy()
 
 
