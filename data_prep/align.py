@@ -12,6 +12,8 @@ to ``--image_size`` (``data_prep.face_crop``). Use 182/44 for training data and 
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import dataclasses
 import logging
 import multiprocessing
@@ -161,4 +163,5 @@ if __name__ == "__main__":
     flags.DEFINE_integer("margin", 32, "Pixels added around the detected box in total: 32 for LFW, 44 for "
                                        "training data.")
     flags.DEFINE_integer("workers", os.cpu_count() or 1, "Processes, each with its own detector.")
-    app.run(main)
+    from paenet.cli import flags_parser
+    app.run(main, flags_parser=flags_parser())

@@ -7,6 +7,8 @@ Prints one JSON object: the data set, where it was written, and the examples per
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import json
 
 from absl import app, flags
@@ -44,4 +46,5 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    from paenet.cli import flags_parser
+    app.run(main, flags_parser=flags_parser())

@@ -7,6 +7,12 @@ Each run packs the two tiny tasks of tests/tiny_tasks.py (a new workspace, then 
 training, pruning rounds and finishing all happen in the window) and is SIGKILLed `kills` times at
 random moments, each rerun resuming the last; the script prints one line per run and the count.
 tests/test_reliability_kill.py runs the same with a few kills.
+
+    python3 experiments/kill_runs.py --expansions --root=/tmp/kills
+
+kills a run that expands (a goal the task misses at every width: three expansion rounds, then a roll back)
+just before each expansion round in turn, every rerun resuming the last, and compares the end (the summary
+line and the workspace) with the uninterrupted run's.
 """
 from __future__ import annotations
 
@@ -26,10 +32,37 @@ TINY = ["--task_module=tiny_tasks", "--goal=0.6", "--image_size=16", "--widths=4
         "--prune_frequency=1", "--checkpoint_every=4", "--noprogress"]
 
 
-def start(workspace, task: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "TF_CPP_MIN_LOG_LEVEL": "3"}
+# tiny_b missing its goal at every width: three expansion rounds within the cap, then rolled back (exit 2).
+GROWING = [*TINY[:1], "--task_module=kill_at_step", "--goal=1.0", *TINY[2:6], "--train_steps=3",
+           "--targets=0.5", "--steps_per_round=4", "--prune_steps=2", "--prune_frequency=1", "--checkpoint_every=4",
+           "--noprogress", "--expansion_ratio=1.25", "--expansion_cap=2.6", "--expansion_multiple=1"]
+GROWING_ROUNDS = 3
+
+
+def start(workspace, task: str, flags=TINY, env=None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "TF_CPP_MIN_LOG_LEVEL": "3",
+           **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "paenet.main", f"--workspace={workspace}", f"--task={task}",
-                             *TINY], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *flags], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def expansion_kills(root: Path) -> tuple[str, str]:
+    """The summary lines of an uninterrupted growing run and of one killed just before each of its
+    expansion rounds in turn (each rerun resuming the last); raises if a kill missed its round."""
+    reference = start(root / "reference", "tiny_b", GROWING)
+    out, err = reference.communicate(timeout=900)
+    if reference.returncode != 2:
+        raise RuntimeError(f"the growing run ended {reference.returncode}, not 2 (rolled back): {err[-3000:]}")
+    for round_ in range(1, GROWING_ROUNDS + 1):
+        killed = start(root / "killed", "tiny_b", GROWING, {"PAENET_KILL_AT_EXPANSION": str(round_)})
+        _, err = killed.communicate(timeout=900)
+        if killed.returncode != 9:
+            raise RuntimeError(f"the run to kill before expansion {round_} ended {killed.returncode}: {err[-3000:]}")
+    resumed = start(root / "killed", "tiny_b", GROWING)
+    last, err = resumed.communicate(timeout=900)
+    if resumed.returncode != 2:
+        raise RuntimeError(f"the resumed run ended {resumed.returncode}, not 2: {err[-3000:]}")
+    return out.strip().splitlines()[-1], last.strip().splitlines()[-1]
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -74,9 +107,15 @@ def _packed(workspace, task: str) -> bool:
             and task in [r["name"] for r in packed_records(Path(workspace) / "packing") or []])
 
 
-def main(runs: int, kills: int, root: Path, seed: int) -> int:
+def main(runs: int, kills: int, root: Path, seed: int, expansions: bool = False) -> int:
     rng = np.random.default_rng(seed)
     shutil.rmtree(root, ignore_errors=True)
+    if expansions:
+        reference, killed = expansion_kills(root)
+        same = reference == killed and contents(root / "reference") == contents(root / "killed")
+        print(f"killed before each of {GROWING_ROUNDS} expansion rounds: {'identical' if same else 'DIFFERENT'}\n"
+              f"uninterrupted: {reference}\nkilled:        {killed}")
+        return 0 if same else 1
     began = time.time()
     for task in ("tiny_a", "tiny_b"):
         finish(start(root / "reference", task))
@@ -100,5 +139,6 @@ if __name__ == "__main__":
     parser.add_argument("--kills", type=int, default=3, help="kills per task of a run")
     parser.add_argument("--root", type=Path, default=Path("/tmp/paenet_kills"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--expansions", action="store_true", help="kill before each expansion round instead")
     args = parser.parse_args()
-    sys.exit(main(args.runs, args.kills, args.root, args.seed))
+    sys.exit(main(args.runs, args.kills, args.root, args.seed, args.expansions))

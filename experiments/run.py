@@ -14,8 +14,9 @@ FotW gender).
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,5 +119,4 @@ def main(argv):
 if __name__ == "__main__":
     define_flags()
     flags.mark_flags_as_required(["experiment", "facenet", "face_pairs"])
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     app.run(main)

@@ -1,6 +1,6 @@
 """Packing one task into a workspace, end to end: what ``python -m paenet.main`` and the demo run.
 
-``pack(settings)`` locks the workspace, creates it when new (a small CNN, or FaceNet imported as task 1
+``pack(settings)`` locks the workspace, creates it when new (a registered backbone, FaceNet imported as task 1
 "face"), resumes an interrupted run from its last checkpoint or starts the task's goal loop, and on
 success saves the finished state, evaluates every task packed so far (the accuracy matrix) and returns a
 summary. The workspace's own ``workspace.json`` fixes the network, optimizer, batch size, seed and fold;
@@ -72,9 +72,20 @@ def validate(s: Settings) -> None:
         raise UsageError("--workspace=: a folder is required")
     if os.path.exists(s.workspace) and not os.path.isdir(s.workspace):
         raise UsageError(f"--workspace={s.workspace}: is a file, not a workspace folder")
+    check_base(s)
     if s.method not in METHODS:
         raise UsageError(f"--method={s.method}: must be one of {', '.join(sorted(METHODS))} (or a method "
                          "registered by a --task_module)")
+
+
+def check_base(s: Settings) -> None:
+    """--base names a registered backbone (a --task_module may register one) that takes the options given."""
+    from paenet import tasks  # noqa: F401  (the face task registers facenet)
+    from paenet.models import BACKBONES
+    if s.base not in BACKBONES:
+        raise UsageError(f"--base={s.base}: must be one of {', '.join(sorted(BACKBONES))} (or a backbone "
+                         "registered by a --task_module)")
+    BACKBONES[s.base].check(s)
 
 
 def _as_json(obj) -> dict:
@@ -89,54 +100,43 @@ def check_method(name: str, config: dict):
     except KeyError as e:
         raise UsageError(e.args[0]) from None
     created = config.get("method", "pae")
+    if created == name and not method.compatible_with(created, config["sharing"]):
+        raise UsageError(f"--method={name} needs --sharing={method.sharing}, not --sharing={config['sharing']}")
     if not method.compatible_with(created, config["sharing"]):
         raise UsageError(f"--method={name} cannot pack into this workspace: it was created for method {created!r} "
                          f"with sharing {config['sharing']!r} (use a new workspace)")
     return method
 
 
-def _create(workspace, s: Settings):
-    """Writes a new workspace: its config, and its network (FaceNet imported as active task 1 "face",
-    or a small CNN without tasks)."""
+def _create(workspace, s: Settings, check):
+    """Writes a new workspace: its config, and its network (``--base``, a registered backbone: a new one
+    without tasks, or one imported with its tasks, FaceNet's as active task 1 "face"). ``check(config)``
+    runs before anything is written (validate, then create)."""
+    from paenet.models import get_backbone
     from paenet.packing import Packer
     config = {"format_version": 1, "base": s.base, "method": s.method, "sharing": s.sharing, "seed": s.seed,
               "fold": s.fold, "precision": s.precision,
               "optimizer": optimizer_config(s), "batch_size": s.batch_size, "task_parts": s.task_parts}
-    if s.base == "facenet":
-        from paenet.facenet_import import load_facenet
-        from paenet.tasks import face
-        classes = face.training_classes(s.data_dir, s.task_options)     # a face head only to retrain it
-        imported = load_facenet(s.facenet, logits=classes, sharing=s.sharing, name="paenet")
-        model = imported.model if s.bn_momentum is None else imported.model.rebuild(bn_momentum=s.bn_momentum)
-        packer = Packer(model, config["optimizer"])
-        packer.resume_task(1)
-        config.update(image_size=model.input_size, facenet=str(imported.path), facenet_format=imported.format,
-                      bn_momentum=model.bn_momentum)
-    else:                           # (Settings admits small_cnn and facenet only)
-        from paenet.models import create_backbone
-        model = create_backbone(s.base, widths=list(s.widths), dense_units=s.dense_units, dropout=s.dropout,
-                                name="paenet", input_shape=(s.image_size, s.image_size, 3), sharing=s.sharing)
-        packer = Packer(model, config["optimizer"])
-        config.update(image_size=s.image_size, widths=list(s.widths), dense_units=s.dense_units)
+    model, made = get_backbone(s.base).create(s, name="paenet")
+    packer = Packer(model, config["optimizer"])
+    if model.num_tasks:
+        packer.resume_task(1)       # an imported task goes on as the active task
+    config.update(made)
+    check(config)
     workspace.save_finished(packer)
     workspace.write_config(config)       # last: a workspace without its config is still new
 
 
-def _create_new(workspace, s: Settings, made: bool):
+def _create_new(workspace, s: Settings, check):
     """``_create`` where no workspace is (refused beside finished tasks), seeded so that one seed gives
-    one workspace; a folder this run made is removed again if creating fails."""
+    one workspace."""
     import keras
 
     from paenet.models.base import dtype_policy
     workspace.check_new()
     keras.utils.set_random_seed(s.seed)
-    try:
-        with dtype_policy(s.precision):
-            _create(workspace, s)
-    except Exception:               # (a kill leaves the folder to the rerun, which creates it afresh)
-        if made:
-            shutil.rmtree(workspace.path, ignore_errors=True)
-        raise
+    with dtype_policy(s.precision):
+        _create(workspace, s, check)
 
 
 def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimizer):
@@ -145,6 +145,7 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
     from paenet.goal import Goal, GoalLoop, LoopState
     from paenet.monitor import WorkspaceObserver
     state = LoopState.from_dict(active["loop"])
+    best = workspace.checkpoints.load_best(active["best"]) if active["best"] else None   # before any log is made
     observer = WorkspaceObserver(workspace, {k: active[k] for k in ("task", "goal", "plan", "method") if k in active},
                                  s.checkpoint_every,
                                  global_step=active["global_step"], best=active["best"])
@@ -152,7 +153,6 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
                 plan=PackingPlan.from_dict(active["plan"]), test=data.test, loss=data.loss, observer=observer,
                 state=state, method=active.get("method", "pae"), progress=s.progress)
     checkpoints = workspace.checkpoints
-    best = checkpoints.load_best(active["best"]) if active["best"] else None
     if state.stage == "baseline":
         loop = GoalLoop(finished, best_snapshot=best, **args)
     else:
@@ -174,37 +174,55 @@ def evaluate_all(packer, context, after: str, workspace) -> list[dict]:
     for record in packer.records:
         data = tasks.get(record.name).load(context)
         if data.roc is not None:
-            write_json_atomic(str(workspace.path / LFW_ROC), data.roc(packer.model, record.task))
+            write_json_atomic(str(workspace.path / LFW_ROC), {"task": record.name, "data": data.data.get("test"),
+                                                              **data.roc(packer.model, record.task)})
         for split, fn in (("val", data.validate), ("test", data.test)):
             if fn is not None:
                 entries.append({"after_task": len(packer.records), "after": after, "task": record.task,
                                 "name": record.name, "split": split, "metric": "accuracy",
-                                "value": float(fn(packer.model, record.task))})
+                                "value": float(fn(packer.model, record.task)),
+                                **({"data": data.data[split]} if split in data.data else {})})
     return entries
 
 
 def pack(s: Settings) -> tuple[int, dict]:
-    """Packs task `s.task` into workspace `s.workspace`; returns (exit status, summary)."""
+    """Packs task `s.task` into workspace `s.workspace`; returns (exit status, summary). A new workspace
+    is written only once the request is complete and the task's data load (validate, then create): an
+    error before it is complete leaves no folder behind."""
     from paenet import tasks
     validate(s)
     try:
         definition = tasks.get(s.task)
     except KeyError as e:
         raise UsageError(e.args[0]) from None
-    import keras
-    import tensorflow as tf
-
     from paenet.distribute import make_strategy
-    from paenet.goal import GoalLoop, LoopState
-    from paenet.models.base import dtype_policy
-    from paenet.monitor import WorkspaceObserver
-    from paenet.tasks import TaskContext
     from paenet.workspace import Workspace
     workspace = Workspace(s.workspace)
     strategy = None if s.distribution == "none" else make_strategy(s.distribution)    # before any TF op
     made = not workspace.path.exists()
     if made:
         goal_of(s)                  # a new workspace's folder is made only for a complete request
+    try:
+        return _pack(s, definition, workspace, strategy)
+    except Exception:   # an error before the workspace was complete leaves nothing (a kill: the rerun creates it)
+        if made and not workspace.exists():
+            shutil.rmtree(workspace.path, ignore_errors=True)
+        raise
+
+
+def _pack(s: Settings, definition, workspace, strategy) -> tuple[int, dict]:
+    import keras
+    import tensorflow as tf
+
+    from paenet.goal import GoalLoop, LoopState
+    from paenet.models.base import dtype_policy
+    from paenet.monitor import WorkspaceObserver
+    from paenet.tasks import TaskContext
+
+    def context_of(config):
+        return TaskContext(s.data_dir, config["image_size"], config["batch_size"], config["seed"], config["fold"],
+                           dict(s.task_options), s.progress)
+
     with workspace.locked(), contextlib.ExitStack() as scope:
         active = workspace.checkpoints.latest_state() if workspace.exists() else None
         goal = None if active else goal_of(s)
@@ -213,7 +231,8 @@ def pack(s: Settings) -> tuple[int, dict]:
             raise UsageError(f"--distribution={s.distribution}: a batch of {batch} does not split over "
                              f"{strategy.num_replicas_in_sync} replicas")
         if not workspace.exists():
-            _create_new(workspace, s, made)
+            check_method(s.method, {"method": s.method, "sharing": s.sharing})
+            _create_new(workspace, s, lambda config: definition.load(context_of(config)))   # its data loads
         config = workspace.config()
         precision = config.get("precision", "float32")
         if strategy is not None:
@@ -236,8 +255,7 @@ def pack(s: Settings) -> tuple[int, dict]:
         resuming = active is not None and active["task"] == definition.name
         if definition.name in [r.name for r in finished.records] and not resuming:
             raise UsageError(f"task {definition.name!r} is packed in {workspace.path} already")
-        context = TaskContext(s.data_dir, config["image_size"], config["batch_size"], config["seed"],
-                              config["fold"], dict(s.task_options))
+        context = context_of(config)
         data = definition.load(context)
         imported = finished.model.task_specs[finished.active_task - 1] if finished.active_task else None
         if imported is not None and imported.num_classes == 0 and data.train is not None:

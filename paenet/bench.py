@@ -8,6 +8,8 @@ the pruning update after 20 tasks took 123 ms in a one-process full run, 96 ms i
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import dataclasses
 import importlib
 import json
@@ -89,4 +91,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from paenet.cli import flags_parser
+    app.run(main, flags_parser=flags_parser())

@@ -83,7 +83,7 @@ def load_packing(directory, optimizer="adam", **kwargs) -> Packer:
     prefix = os.path.join(directory, VARIABLES)
     try:
         tf.train.Checkpoint(variables=model.checkpoint_variables()).read(prefix).assert_consumed()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:    # (IndexError: a truncated file)
         raise IntegrityError(f"{prefix}: damaged, or not the checkpoint of this model: {error_line(e)}") from e
     return Packer.from_state(model, state, optimizer, **kwargs)
 
@@ -231,5 +231,5 @@ def _read_state(prefix: str, check: bool = True) -> dict:
             tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=list(dtypes), shape_and_slices=[""] * len(dtypes),
                                  dtypes=list(dtypes.values()))
         return json.loads(reader.get_tensor(STATE_KEY).decode())
-    except (tf.errors.OpError, ValueError, UnicodeDecodeError) as e:
+    except (tf.errors.OpError, ValueError, IndexError, UnicodeDecodeError) as e:
         raise IntegrityError(f"{prefix}: unreadable checkpoint ({error_line(e)})") from e

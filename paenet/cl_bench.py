@@ -13,6 +13,8 @@ or fine-tuning did not forget on ``permuted10``).
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import dataclasses
 import json
 import os
@@ -33,6 +35,7 @@ FULL = {
                            targets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), expansion_ratio=1.5,
                            expansion_cap=1.5),
 }
+FULL["cifar100_resnet18"] = FULL["cifar100_cpg20"]
 # The sequences a plain run measures (CIFAR-100 needs the user's download and a GPU).
 DEFAULT_SEQUENCES = ("split5", "permuted10", "permuted20_small")
 QUICK = dict(train_steps=12, steps_per_round=4, prune_steps=2, prune_frequency=1, targets=(0.5,), batch_size=32,
@@ -77,8 +80,9 @@ def config_for(sequence: str, quick: bool, steps_scale: float = 1.0, **overrides
 def _scaled(kwargs: dict, scale: float) -> dict:
     if scale == 1.0:
         return kwargs
-    widths = [max(1, round(w * scale)) for w in kwargs.get("widths", ())]
-    return {**kwargs, "widths": tuple(widths), "dense_units": max(1, round(kwargs["dense_units"] * scale))}
+    scaled = {"widths": tuple(max(1, round(w * scale)) for w in kwargs.get("widths", ())),
+              "dense_units": max(1, round(kwargs.get("dense_units", 0) * scale))}
+    return {**kwargs, **{k: v for k, v in scaled.items() if k in kwargs}}
 
 
 def check_flags():
@@ -155,4 +159,5 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    from paenet.cli import flags_parser
+    app.run(main, flags_parser=flags_parser())

@@ -97,6 +97,7 @@ def load_compressed(path: str):
             raise IntegrityError(f"{path}: not a {FORMAT} file of version {VERSION}")
         with dtype_policy_of(header["records"]):
             model = keras.saving.deserialize_keras_object(header["model"]).build_variables()
+        model.frozen_tasks = 0      # its tasks are being written: finished again once verified below
         layers = {layer_key(l): l for l in model.masked_layers()}
         if [m["key"] for m in header["masked"]] != list(layers):
             raise IntegrityError(f"{path}: masked layers {[m['key'] for m in header['masked']]} do not match "
@@ -130,4 +131,5 @@ def load_compressed(path: str):
                 v.assign(_member(archive, f"variable/{variable_key(v)}", path))
     records = [TaskRecord.from_dict(r) for r in header["records"]]
     verify(model, records)
+    model.mark_finished(records)
     return model, records

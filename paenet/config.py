@@ -114,7 +114,9 @@ class Settings:
                                         "../shared/data), or TFDS's data folder for the paper's tasks.")
     task_options: dict = dataclasses.field(default_factory=dict)       # set by the task's own flags
     # A new workspace's network.
-    base: str = option("small_cnn", "Base network of a new workspace.", choices=("small_cnn", "facenet"))
+    base: str = option("small_cnn", "Base network of a new workspace: a registered backbone (--list_backbones), "
+                                     "facenet to import --facenet.")
+    backbone_options: dict = dataclasses.field(default_factory=dict)    # --backbone_option NAME=VALUE: the base's own
     facenet: str | None = option(None, "base=facenet: FaceNet checkpoint (prefix or folder), .pb or .tflite.")
     bn_momentum: float | None = option(None, "base=facenet: BatchNorm moving-average decay while a task trains "
                                              "(default FaceNet's 0.995; short runs need e.g. 0.9).", rule=RATE)
@@ -243,6 +245,23 @@ def define_flags(flag_values=None, cls=Settings) -> None:
             flags.DEFINE_list(name, [str(v) for v in default], help, flag_values=flag_values)
         else:
             flags.DEFINE_string(name, default, help, flag_values=flag_values)
+
+
+# ``--help`` groups the settings as the README presents them: a group starts at the field named here and
+# holds the fields declared after it (sections such as the plan included) up to the next group's start.
+HELP_GROUPS = {"workspace": "workspace and task", "data_dir": "data", "base": "a new workspace's network",
+               "optimizer": "training", "method": "method", "goal": "goal and plan",
+               "distribution": "distribution and running"}
+
+
+def flag_groups(cls=Settings) -> list[tuple[str, list[str]]]:
+    """(group title, its flag names) for every flag of `cls`, in declaration order (``HELP_GROUPS``)."""
+    groups: list[tuple[str, list[str]]] = []
+    for path, field, _ in _flag_fields(cls):
+        if path[0] in HELP_GROUPS and (not groups or groups[-1][0] != HELP_GROUPS[path[0]]):
+            groups.append((HELP_GROUPS[path[0]], []))
+        groups[-1][1].append(_flag_name(field))
+    return groups
 
 
 def from_flags(flag_values, task_options: dict | None = None, cls=Settings):

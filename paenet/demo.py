@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -74,6 +75,8 @@ def run(workspace: str, progress: bool = True) -> int:
     cache = sources.cache_dir()
     model = sources.facenet_tflite(cache)
     data = prepare_data(cache, progress)
+    # The demo gives the face task no VGGFace2 folders on purpose (steps 1 and 3): not a warning to its user.
+    logging.getLogger("paenet.tasks.face").setLevel(logging.ERROR)
     for task in TASKS:
         settings = Settings(workspace=workspace, data_dir=str(data), facenet=str(model), progress=progress,
                             task_options={"face_pairs": str(data / "ckplus")}, **COMMON, **task)

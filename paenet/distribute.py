@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
 
 import tensorflow as tf
 from tensorflow.python.distribute.numpy_dataset import SingleDevice
 
-from paenet.config import DISTRIBUTIONS
+from paenet.config import DISTRIBUTIONS, UsageError
 
 
 
@@ -46,8 +48,28 @@ def make_strategy(distribution: str, devices: tuple | None = None) -> tf.distrib
     if distribution == "mirrored":
         return tf.distribute.MirroredStrategy(list(devices) if devices else None)
     if distribution == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        check_tf_config()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except (ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"--distribution=multi_worker: TF_CONFIG does not describe a cluster: {e}") from None
     raise ValueError(f"--distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
+
+
+def check_tf_config() -> None:
+    """Refuses, in one line, a ``TF_CONFIG`` that is not a JSON object with a ``cluster`` object and a
+    ``task`` object (TensorFlow would fail with a traceback); an unset one is a single worker."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return
+    try:
+        tf_config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--distribution=multi_worker: TF_CONFIG is not valid JSON ({e})") from None
+    if not (isinstance(tf_config, dict) and isinstance(tf_config.get("cluster", {}), dict)
+            and isinstance(tf_config.get("task", {}), dict)):
+        raise UsageError('--distribution=multi_worker: TF_CONFIG must be a JSON object like {"cluster": '
+                         '{"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}')
 
 
 @contextlib.contextmanager

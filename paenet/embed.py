@@ -16,6 +16,8 @@ standardisation, (x − 127.5) / 128. The same is available as ``embed_images``.
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import os
 
 import keras
@@ -109,4 +111,5 @@ def main(argv):
 if __name__ == "__main__":
     define_flags()
     flags.mark_flags_as_required(["checkpoint", "images", "output"])
-    app.run(main)
+    from paenet.cli import flags_parser
+    app.run(main, flags_parser=flags_parser())

@@ -82,8 +82,10 @@ def frozen_shapes_for(model, active_task: int) -> dict:
 def expand(model, widths: dict[str, int], active_task: int):
     """A wider copy of `model` with `widths` (layers not named keep theirs); `model` is left untouched.
 
-    The new weights are free (mask 0): the caller lets `active_task` claim them.
+    The new weights are free (mask 0): the caller lets `active_task` claim them; a finished
+    `active_task` is refused (FinishedTaskError): it would compute with the new width.
     """
+    model.check_unfinished(active_task, "expand")
     current = model.width_config()
     unknown = set(widths) - set(current)
     if unknown:

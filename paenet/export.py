@@ -27,16 +27,18 @@ accounting and the real bytes, ``paenet.model_size``), which it also prints; wit
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import os
 
 import keras
-from absl import app, flags, logging
+from absl import app, flags
 
 from paenet import serving
 from paenet.checkpoint import load_packing
 from paenet.compressed import save_compressed
 from paenet.evaluation import model_size
-from paenet.fileio import write_json_atomic, write_replacing
+from paenet.fileio import recover_replaced, write_json_atomic, write_replacing
 from paenet.records import verify
 from paenet.workspace import EXPORTS, locate
 
@@ -63,13 +65,30 @@ def select_tasks(model, tasks=None) -> list[int]:
     return numbers
 
 
+def _ordered_archive(model):
+    """Keras's export archive, storing the variables in `model`'s own order. Keras lists them as the
+    traced functions hold them, in the order of a set of object ids, so each export of the same model
+    numbered them differently and its bytes changed (``ExportArchive`` is a factory, hence the wrap of
+    the instance's private step rather than a subclass)."""
+    archive = keras.export.ExportArchive()
+    order = {id(getattr(v, "value", v)): i for i, v in enumerate(model.variables)}
+    track = archive._filter_and_track_resources
+
+    def track_in_order():
+        track()
+        tracked = archive._tf_trackable
+        tracked._all_variables = sorted(tracked._all_variables, key=lambda v: order.get(id(v), len(order)))
+
+    archive._filter_and_track_resources = track_in_order
+    return archive
+
+
 def export_savedmodel(model, output_dir: str, tasks=None, records=None, inputs=serving.SIGNATURE_INPUTS) -> str:
     """Writes one SavedModel serving `tasks` of `model` (numbers or names; default all) from `inputs`
     (``paenet.serving``: float, uint8, bytes) to `output_dir`, replacing what was there; returns its path.
-    The finished tasks' `records`, when given, are verified first: a model whose finished task changed
-    in memory is refused (IntegrityError) before anything is written."""
-    if records is not None:
-        verify(model, records)
+    The finished tasks are verified first, against their `records` or else the digests the model holds: a
+    model whose finished task changed in memory is refused (IntegrityError) before anything is written."""
+    verify(model, records)
     numbers = select_tasks(model, tasks)
     for t in numbers:
         name = model.task_specs[t - 1].name
@@ -83,7 +102,7 @@ def export_savedmodel(model, output_dir: str, tasks=None, records=None, inputs=s
                 raise ValueError(f"signature {name!r} of task {model.task_specs[t - 1].name!r} clashes with "
                                  "another task's or a reserved name: rename the task")
             endpoints[name] = endpoint
-    archive = keras.export.ExportArchive()
+    archive = _ordered_archive(model)
     for name, (function, input_signature) in endpoints.items():
         archive.add_endpoint(name, function, input_signature=input_signature)
     return write_replacing(output_dir, lambda tmp: archive.write_out(tmp, verbose=False))
@@ -108,6 +127,8 @@ def export_workspace(workspace: str, output: str | None = None, compressed: bool
     if unfinished:
         raise ValueError(f"tasks {unfinished} are not finished tasks of {located.packing}; finished: {finished}")
     output = located.output(output, EXPORTS)
+    for name in (SAVEDMODEL, COMPRESSED, SIZES):
+        recover_replaced(os.path.join(output, name))       # what a killed export left aside
     path = export_savedmodel(packer.model, os.path.join(output, SAVEDMODEL), tasks or finished, packer.records)
     sizes = {"tasks": list(tasks or finished),
              "paper_accounting": model_size.paper_accounting(packer.model, packer.records, packer.base_parameters),
@@ -115,6 +136,8 @@ def export_workspace(workspace: str, output: str | None = None, compressed: bool
     if compressed:
         path = save_compressed(packer.model, packer.records, os.path.join(output, COMPRESSED))
         sizes["compressed_bytes"] = model_size.bytes_on_disk(path)
+    elif os.path.exists(os.path.join(output, COMPRESSED)):
+        os.remove(os.path.join(output, COMPRESSED))   # an earlier export's: it may hold other weights
     if litert or int8:
         sizes["litert"] = _export_litert(packer.model, output, tasks or finished, litert or "constants", int8,
                                          representative, force_int8)
@@ -179,7 +202,6 @@ def format_sizes(sizes: dict) -> str:
 
 
 def define_flags():
-    logging.set_verbosity(logging.WARNING)   # saving logs INFO lines about its internals; --verbosity=0 shows them
     flags.DEFINE_string("workspace", None, "A PAENet workspace folder, or a bare packing folder.")
     flags.DEFINE_string("output", None, "Folder to export to (default: WORKSPACE/exports; required for a "
                                         "bare packing folder). Its savedmodel/ and compressed.npz are replaced.")
@@ -212,4 +234,5 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    from paenet.cli import flags_parser
+    app.run(main, flags_parser=flags_parser())

@@ -8,11 +8,22 @@ import shutil
 import tempfile
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()     # what open() gives a new file: mkstemp's 0600 would hide it from the group
+
+
 def write_json_atomic(path: str, obj) -> None:
-    """Writes `obj` as JSON to `path` so that a crash leaves either the old file or the new one."""
+    """Writes `obj` as JSON to `path` so that a crash leaves either the old file or the new one; the
+    file's mode is the one ``open`` gives (0644 under the usual umask)."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=_scratch_prefix(path), dir=directory)     # (recover_replaced finds it)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True)
             f.flush()
@@ -47,7 +58,8 @@ def _scratch_prefix(path: str) -> str:
 
 
 def interrupted_replacements(path: str) -> list[str]:
-    """The scratch folders an interrupted ``write_replacing(path, ...)`` left beside `path`."""
+    """The scratch folders an interrupted ``write_replacing(path, ...)`` (or files an interrupted
+    ``write_json_atomic(path, ...)``) left beside `path`."""
     directory, prefix = os.path.dirname(os.path.abspath(path)), _scratch_prefix(path)
     return sorted(os.path.join(directory, n) for n in os.listdir(directory)
                   if n.startswith(prefix)) if os.path.isdir(directory) else []
@@ -60,6 +72,9 @@ def recover_replaced(path: str) -> bool:
     (the workspace lock). Returns whether `path` was put back."""
     restored = False
     for scratch in interrupted_replacements(path):
+        if not os.path.isdir(scratch):
+            os.unlink(scratch)
+            continue
         old = os.path.join(scratch, "old")
         if not os.path.lexists(path) and os.path.lexists(old):
             os.rename(old, path)

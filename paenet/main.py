@@ -9,6 +9,9 @@ workspace is as before), 1 on an error, whose one-line message names the problem
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
+import dataclasses
 import json
 import sys
 
@@ -28,6 +31,10 @@ def define_flags():
                                      "then export and report; needs nothing but the package registry.")
     flags.DEFINE_bool("list_tasks", False, "Print the registered tasks and exit.")
     flags.DEFINE_multi_string("task_module", [], "Python module(s) to import first: they register user tasks.")
+    flags.DEFINE_bool("list_backbones", False, "Print the registered backbones (--base) with their own options "
+                                               "and exit.")
+    flags.DEFINE_multi_string("backbone_option", [], "NAME=VALUE: an option of the --base backbone beyond the "
+                                                     "common flags (--list_backbones shows them).")
     flags.DEFINE_string("face_val", None, "face task: a folder of aligned identities, <identity>/<image>, that "
                                           "LFW does not hold, for its validation pairs (default "
                                           "DATA_DIR/vggface2_test_aligned).")
@@ -46,9 +53,22 @@ def define_flags():
     config.define_flags()
 
 
+def help_groups() -> list[tuple[str, list[str]]]:
+    """``--help``'s groups: every setting of ``paenet.config``, this command's own flags with them."""
+    own = {"workspace and task": ["demo", "list_tasks", "task_module"], "data": list(TASK_OPTIONS),
+           "a new workspace's network": ["list_backbones", "backbone_option"]}
+    return [(title, names + own.get(title, [])) for title, names in config.flag_groups()]
+
+
 def settings_from_flags() -> config.Settings:
     options = {name: getattr(FLAGS, name) for name in TASK_OPTIONS if getattr(FLAGS, name) is not None}
-    return config.from_flags(FLAGS, options)
+    backbone_options = {}
+    for item in FLAGS.backbone_option:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise UsageError(f"--backbone_option={item}: must be NAME=VALUE")
+        backbone_options[name] = value
+    return dataclasses.replace(config.from_flags(FLAGS, options), backbone_options=backbone_options)
 
 
 def run() -> int:
@@ -59,6 +79,14 @@ def run() -> int:
         for name in tasks.names():
             d = tasks.get(name)
             print(f"{name}\t{d.num_classes} classes\t{d.description}")
+        return 0
+    if FLAGS.list_backbones:
+        from paenet.models import BACKBONES
+        for name, backbone in sorted(BACKBONES.items()):
+            options = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                                for k, v in backbone.cls.OPTIONS.items())
+            made = "imported from a file" if backbone.load else f"options: {options or 'none'}"
+            print(f"{name}\t{backbone.cls.__name__}\t{made}")
         return 0
     if FLAGS.demo:
         if not FLAGS.workspace:
@@ -73,22 +101,24 @@ def run() -> int:
 
 
 def main(argv):
-    from absl import logging
-
     from paenet.facenet_import import FacenetImportError
     from paenet.records import IntegrityError
     from paenet.workspace import WorkspaceError
-    logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    import tensorflow as tf
+
+    from paenet.fileio import error_line
     try:
         sys.exit(run())
-    except (UsageError, KeyError, OSError, IntegrityError, WorkspaceError, FacenetImportError) as e:
-        message = e.args[0] if isinstance(e, (UsageError, KeyError)) else str(e)
+    except (UsageError, KeyError, OSError, IntegrityError, WorkspaceError, FacenetImportError,
+            tf.errors.OpError) as e:        # (OpError: a full disk, an unreadable file, as paenet.cli)
+        message = e.args[0] if isinstance(e, (UsageError, KeyError)) else error_line(e)
         print(f"paenet.main: error: {message}", file=sys.stderr)
         sys.exit(1)
 
 
 if __name__ == "__main__":
+    from paenet.cli import flags_parser
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=flags_parser(help_groups))

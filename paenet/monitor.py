@@ -77,6 +77,8 @@ class WorkspaceObserver(LoopObserver):
         self.workspace.save_active(packer, state, self.global_step, iterator)
 
     def _log_ownership(self, model):
+        if not model.masked_layers():       # the first task of a new workspace rolled back: nothing is owned
+            return
         counts = np.stack(list(ownership(model).values()))            # [layer, owner]
         shares = counts / counts.sum(axis=1, keepdims=True)
         overall = counts.sum(axis=0) / counts.sum()

@@ -44,6 +44,7 @@ class ExactFreezingOptimizer:
         self._weights = []
         self._picks = []
         self._masks = {}
+        self._model = None
 
     @property
     def config(self) -> dict:
@@ -70,8 +71,9 @@ class ExactFreezingOptimizer:
     def start_task(self, model, task: int):
         """Prepares fresh inner optimizers for `task`: the model's masked kernels plus the task's own
         trainable variables (no other task's BatchNorm, biases or head is ever passed to it), and the
-        task's picking masks if it picks."""
-        task = model.check_task(task)
+        task's picking masks if it picks. A finished task is refused (FinishedTaskError)."""
+        task = model.check_unfinished(task, "ExactFreezingOptimizer.start_task")
+        self._model = model
         layers = model.masked_layers()
         self.task = task
         self.inner = keras.optimizers.deserialize(self._config)
@@ -98,8 +100,11 @@ class ExactFreezingOptimizer:
         return self.inner.scale_loss(loss) if isinstance(self.inner, keras.optimizers.LossScaleOptimizer) else loss
 
     def apply_gradients(self, grads_and_vars):
-        """One step of the inner optimizer, then every entry not owned by the active task restored."""
+        """One step of the inner optimizer, then every entry not owned by the active task restored.
+        Refused once the task is finished (checked eagerly, or when a ``tf.function`` traces it;
+        ``paenet.training.make_train_step`` checks every call)."""
         self._check_started()
+        self._model.check_unfinished(self.task, "apply_gradients")
         known = {id(v) for v in self.trainable_variables}
         picks = {id(v) for v in self._picks}
         pairs, pick_pairs, frozen = [], [], []

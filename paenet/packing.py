@@ -11,6 +11,9 @@ packer.
 """
 from __future__ import annotations
 
+import hashlib
+
+import keras
 import numpy as np
 
 from paenet.expansion import ExpansionPolicy, expand, masked_parameters, propose_widths
@@ -27,8 +30,10 @@ def claim_free_weights(model, task: int, reinitialize: bool = False) -> dict[str
     """Gives every free kernel weight (mask 0) to `task`; returns how many were claimed per layer.
 
     Claimed weights keep their values (0.0 after an earlier pruning) unless `reinitialize`, which draws
-    them afresh from each layer's kernel initializer.
+    them afresh from each layer's kernel initializer. A finished task claims nothing (FinishedTaskError):
+    a free weight claimed would enter its kernel.
     """
+    model.check_unfinished(task, "claim_free_weights")
     claimed = {}
     for layer in model.masked_layers():
         mask = layer.mask.numpy()
@@ -43,11 +48,23 @@ def claim_free_weights(model, task: int, reinitialize: bool = False) -> dict[str
     return claimed
 
 
+def seed_from_state(model, *facts) -> None:
+    """Seeds every random draw that follows (``keras.utils.set_random_seed``) from a digest of `model`'s
+    values and `facts`: what an expansion draws (the new weights' initial values) then comes from the
+    state a checkpoint holds, so a run resumed just before it draws what the uninterrupted run drew,
+    however many draws either process made before."""
+    h = hashlib.sha256(repr(facts).encode())
+    for v in model.variables:
+        h.update(np.ascontiguousarray(v.numpy()).tobytes())
+    keras.utils.set_random_seed(int.from_bytes(h.digest()[:4], "little"))
+
+
 class Packer:
     """Packs tasks into `model` one after another.
 
     Args:
-      model: a ``PackableModel`` (with no tasks yet, or with the finished tasks of `records`).
+      model: a ``PackableModel`` (with no tasks yet, or with the finished tasks of `records`, which are
+        verified and adopted: finished from this moment, every public writer refuses them).
       optimizer: a Keras optimizer (instance, name or config) or an ``ExactFreezingOptimizer``; a fresh
         copy is made for every task.
       records: the ``TaskRecord`` of every finished task of `model`.
@@ -64,6 +81,9 @@ class Packer:
         self.optimizer = (optimizer if isinstance(optimizer, ExactFreezingOptimizer)
                           else ExactFreezingOptimizer(optimizer))
         self.records = list(records)
+        if self.records:
+            verify(model, self.records)
+            model.mark_finished(self.records)
         self.reinitialize_claimed = reinitialize_claimed
         if task_parts not in ("fresh", "inherit"):
             raise ValueError(f"task_parts must be 'fresh' or 'inherit', got {task_parts!r}")
@@ -120,6 +140,7 @@ class Packer:
         task = self.check_active()
         if self.pruner is not None:
             raise RuntimeError("expand before the pruning phase of a task, not during it")
+        seed_from_state(self.model, "expand", task, len(self.expansions))
         wider = expand(self.model, propose_widths(self.model, policy, task), task)
         parameters = masked_parameters(wider)
         if parameters > policy.cap * self.base_parameters:
@@ -137,6 +158,8 @@ class Packer:
         a reloaded unfinished task), the active task, with a fresh optimizer."""
         if self.active_task is not None:
             raise RuntimeError(f"task {self.active_task} is active already")
+        if isinstance(task, int) and 1 <= task <= self.model.frozen_tasks:
+            self.model.check_unfinished(task, "resume_task")
         if task != len(self.records) + 1 or task > self.model.num_tasks:
             raise ValueError(f"only task {len(self.records) + 1}, the first unfinished one, can be active")
         self._activate(task)
@@ -168,11 +191,45 @@ class Packer:
 
     def restore_task(self, snapshot: dict[str, np.ndarray]) -> None:
         """Puts the active task back to `snapshot` (weights it released since are its own again);
-        the pruning log keeps every round that ran."""
-        self.check_active()
+        the pruning log keeps every round that ran. A snapshot that would change a finished task (one
+        taken during an earlier task) is refused, FinishedTaskError naming the task, before anything
+        is written."""
+        task = self.check_active()
         variables = keyed_variables(self.model)
+        own = {variable_key(v) for v in self.model.task_variables(task) + self.model.pick_variables(task)}
+        for layer in self.model.masked_layers():
+            kernel, mask = variable_key(layer.kernel), variable_key(layer.mask)
+            own |= {kernel, mask}
+            if kernel in snapshot or mask in snapshot:
+                self._check_restore_keeps_finished(layer, snapshot.get(kernel), snapshot.get(mask))
+        for key in snapshot:
+            if key not in own:
+                owner = next((t for t in range(1, self.model.num_tasks + 1) if key in {
+                    variable_key(v) for v in self.model.task_variables(t) + self.model.pick_variables(t)}), None)
+                if owner is not None:
+                    self.model.check_unfinished(owner, "restore_task with a snapshot from an earlier task")
+                raise ValueError(f"restore_task: {key} is not task {task}'s to restore: the snapshot was not "
+                                 "taken during this task")
         for key, value in snapshot.items():
             variables[key].assign(value)
+
+    def _check_restore_keeps_finished(self, layer, kernel, mask) -> None:
+        # Every entry a finished task owns now or in the snapshot must keep its owner and its bits.
+        now_mask = layer.mask.numpy()
+        mask = now_mask if mask is None else np.asarray(mask)
+        kernel_now = layer.kernel.numpy()
+        kernel = kernel_now if kernel is None else np.asarray(kernel)
+        if mask.shape != now_mask.shape or kernel.shape != kernel_now.shape:
+            raise ValueError(f"restore_task: {layer_key(layer)} has shape {now_mask.shape}, the snapshot "
+                             f"{mask.shape}: the snapshot was taken before an expansion or of another model")
+        finished = self.model.frozen_tasks
+        held = ((now_mask >= 1) & (now_mask <= finished)) | ((mask >= 1) & (mask <= finished))
+        changed = held & ((mask != now_mask) | (kernel.view(f"u{kernel.itemsize}")
+                                                 != kernel_now.view(f"u{kernel.itemsize}")))
+        if changed.any():
+            now = now_mask[changed]
+            owners = np.where((now >= 1) & (now <= finished), now, mask[changed])
+            self.model.check_unfinished(int(owners.min()), "restore_task with a snapshot from an earlier task")
 
     def finish(self, metrics: dict | None = None, method: str = "pae") -> TaskRecord:
         """Ends the active task: its weights, picks and task-specific parts are frozen from now on."""
@@ -189,7 +246,7 @@ class Packer:
             metrics=dict(metrics or {}), pruning=list(self.rounds), expansions=list(self.expansions),
             compute_dtype=self.model.dtype_policy.name)
         self.records.append(record)
-        self.model.frozen_tasks = task
+        self.model.mark_finished(self.records)
         self._end_task()
         return record
 
@@ -221,9 +278,7 @@ class Packer:
         if state.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"packing state format {state.get('format_version')} is not {FORMAT_VERSION}")
         records = [TaskRecord.from_dict(r) for r in state["records"]]
-        verify(model, records)
-        model.frozen_tasks = len(records)
-        packer = cls(model, optimizer, records, **kwargs)
+        packer = cls(model, optimizer, records, **kwargs)        # verifies and adopts the records
         packer.base_parameters = state["base_parameters"]
         if state["active_task"] is not None:
             packer.resume_task(state["active_task"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -22,8 +21,8 @@ def _save(figure: Figure, path: str) -> str:
 
 
 def accuracy_matrix(matrices: dict, names: list, path: str) -> str:
-    """Heat maps of accuracy (rows: after packing task j; columns: task i), one per split;
-    unmeasured entries (NaN) stay blank."""
+    """Heat maps of accuracy (rows: after packing task j; columns: task i), one per split; unmeasured
+    entries (NaN) stay blank, those of a task without that split say so."""
     n = len(names)
     figure = _figure(1.0 + 4.5 * len(matrices), 1.5 + 0.45 * n)
     for ax, (split, matrix) in zip(np.atleast_1d(figure.subplots(1, len(matrices))), matrices.items()):
@@ -32,6 +31,8 @@ def accuracy_matrix(matrices: dict, names: list, path: str) -> str:
             if not np.isnan(value):
                 ax.text(i, j, f"{value:.3f}", ha="center", va="center", fontsize=8,
                         color="white" if value < 0.6 else "black")
+            elif j >= i and np.isnan(matrix[:, i]).all():
+                ax.text(i, j, f"no {split}\nsplit", ha="center", va="center", fontsize=7, color="grey")
         ax.set_xticks(range(n), names, rotation=45, ha="right")
         ax.set_yticks(range(n), [f"after {j + 1}: {name}" for j, name in enumerate(names)])
         ax.set_xlabel("task evaluated")
@@ -41,40 +42,61 @@ def accuracy_matrix(matrices: dict, names: list, path: str) -> str:
 
 
 def ownership(counts: dict, names: list, path: str) -> str:
-    """Per masked layer, the share of its kernel entries each task owns, stacked, with the free share."""
-    layers = list(counts)
-    shares = np.array([counts[k] / max(1, counts[k].sum()) for k in layers])   # [layer, owner]
-    figure = _figure(8.0, 1.5 + 0.22 * len(layers))
+    """Per group of masked layers (`counts`: label -> kernel entries per owner, free first), the share of
+    its kernel entries each task owns, stacked and labelled, under a first bar for the whole network."""
+    labels = ["whole network", *counts]
+    totals = np.sum(list(counts.values()), axis=0)
+    shares = np.array([c / max(1, c.sum()) for c in [totals, *counts.values()]])   # [group, owner]
+    figure = _figure(9.0, 1.2 + 0.3 * len(labels))
     ax = figure.subplots()
-    left = np.zeros(len(layers))
+    left = np.zeros(len(labels))
     colours = ["white"] + [f"C{t % 10}" for t in range(len(names))]
     for owner, label in enumerate(["free", *names]):
-        ax.barh(layers, shares[:, owner], left=left, label=label, color=colours[owner],
+        ax.barh(labels, shares[:, owner], left=left, label=label, color=colours[owner],
                 edgecolor="grey", linewidth=0.3)
+        for y, (x, share) in enumerate(zip(left, shares[:, owner])):
+            if share >= 0.06:
+                ax.text(x + share / 2, y, f"{share:.0%}", ha="center", va="center", fontsize=7,
+                        color="black" if owner == 0 else "white")
         left += shares[:, owner]
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of the layer's kernel weights")
+    ax.set_xlabel("share of the kernel weights")
     ax.tick_params(axis="y", labelsize=7)
-    ax.legend(loc="lower right", fontsize=8)
+    figure.legend(loc="outside upper center", ncols=len(names) + 1, fontsize=8)
     return _save(figure, path)
 
 
-def pruning_rounds(rounds: dict, path: str) -> str:
-    """Target sparsity and validation accuracy after each pruning round, one line per task
-    (`rounds`: task name -> the pruning entries of its record)."""
-    figure = _figure(8.0, 5.0)
-    sparsity_ax, accuracy_ax = figure.subplots(2, 1, sharex=True)
-    for name, entries in rounds.items():
-        steps = range(1, len(entries) + 1)
-        sparsity_ax.plot(steps, [e["sparsity"] for e in entries], marker="o", label=name)
+def pruning_rounds(rounds: dict, marks: dict, path: str) -> str:
+    """Validation accuracy against target sparsity after each pruning round, one panel per task
+    (`rounds`: task name -> the pruning entries of its record), with the task's goal as a dashed line
+    and the round it kept ringed (`marks`: task name -> (goal, chosen sparsity), either may be None)."""
+    columns = min(3, len(rounds))
+    rows = -(-len(rounds) // columns)
+    figure = _figure(1.0 + 3.2 * columns, 0.6 + 2.8 * rows)
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False).ravel())
+    for ax, (name, entries) in zip(axes, rounds.items()):
+        sparsity = [e["sparsity"] for e in entries]
         accuracy = [e.get("val_accuracy", np.nan) for e in entries]
-        accuracy_ax.plot(steps, accuracy, marker="o", label=name)
-    sparsity_ax.set_ylabel("target sparsity")
-    accuracy_ax.set_ylabel("validation accuracy")
-    accuracy_ax.set_xlabel("pruning round")
-    accuracy_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    sparsity_ax.legend(fontsize=8)
+        ax.plot(sparsity, accuracy, marker="o", color="C0", label="validation accuracy")
+        goal, chosen = marks.get(name, (None, None))
+        if goal is not None:
+            ax.axhline(goal, linestyle="--", color="C3", linewidth=1, label=f"goal {goal:.3f}")
+        kept = [(s, a) for s, a in zip(sparsity, accuracy)
+                if chosen is not None and np.isclose(s, chosen) and np.isfinite(a)]
+        if not np.isfinite(accuracy).any():
+            ax.text(0.5, 0.75, "rounds not validated", transform=ax.transAxes, ha="center", color="grey")
+        if kept:
+            ax.scatter(*kept[-1], s=160, facecolors="none", edgecolors="C2", linewidths=2,
+                       label=f"kept: {kept[-1][0]:.2f}", zorder=3)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("target sparsity of the round")
+        ax.set_ylabel("validation accuracy")
+        ax.set_xlim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    for ax in axes[len(rounds):]:
+        ax.set_visible(False)
     return _save(figure, path)
 
 
@@ -93,10 +115,11 @@ def model_size(rows: list, mb: int, path: str) -> str:
     return _save(figure, path)
 
 
-def roc(fpr, tpr, auc: float, path: str) -> str:
-    """A ROC curve with its area under the curve."""
+def roc(fpr, tpr, auc: float, path: str, title: str = "") -> str:
+    """A ROC curve with its area under the curve; `title` names the task and its data."""
     figure = _figure(5.0, 5.0)
     ax = figure.subplots()
+    ax.set_title(title, fontsize=10)
     ax.plot(fpr, tpr, label=f"AUC = {auc:.4f}")
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
     ax.set_xlim(0, 1)

@@ -268,12 +268,12 @@ class TaskPruner:
     """Prunes task `task` of `model` layer by layer, each to the same target sparsity of its own space.
 
     The space of every layer is fixed when the pruner is made: make it when the task's pruning phase
-    begins. Where the space is under half of a layer (a network shared by many tasks) the pruner keeps
+    begins (a finished task is refused: FinishedTaskError). Where the space is under half of a layer (a network shared by many tasks) the pruner keeps
     its flat indices and reads and writes those entries alone.
     """
 
     def __init__(self, model, task: int):
-        self.task = model.check_task(task)
+        self.task = model.check_unfinished(task, "TaskPruner")
         self.layers = {layer_key(l): l for l in model.masked_layers()}
         self.space, self._indices = {}, {}
         for key, layer in self.layers.items():

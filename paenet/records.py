@@ -84,8 +84,14 @@ def owned_counts(model, task: int) -> dict[str, int]:
     return {layer_key(l): int(np.count_nonzero(l.mask.numpy() == task)) for l in model.masked_layers()}
 
 
-def verify(model, records) -> None:
-    """Raises IntegrityError naming every finished task whose digest no longer matches."""
+def verify(model, records=None) -> None:
+    """Raises IntegrityError naming every finished task whose digest no longer matches its record; with
+    no `records`, the digests the model holds for its finished tasks (``PackableModel.task_digests``,
+    set when a ``Packer`` finished or adopted them), so that a change made behind every guard (a raw
+    ``tf.Variable.assign``) is named wherever the records are not at hand."""
+    if records is None:
+        records = [TaskRecord(t, model.task_specs[t - 1].name, 0, model.sharing, digest, {})
+                   for t, digest in enumerate(model.task_digests, start=1)]
     failed = []
     for record in records:
         if record.task > model.num_tasks or model.task_specs[record.task - 1].name != record.name:

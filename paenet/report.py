@@ -10,6 +10,8 @@ every finished task's digest first.
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import os
 
 import numpy as np
@@ -21,9 +23,10 @@ from paenet.evaluation import model_size
 from paenet.document import Heading, Image, Paragraph, Table, to_html, to_markdown
 from paenet.export import COMPRESSED, SAVEDMODEL
 from paenet.records import read_json
-from paenet.workspace import EVALUATIONS, EXPORTS, LFW_ROC, REPORT, WorkspaceError, locate
+from paenet.workspace import EVALUATIONS, EXPORTS, LFW_ROC, REPORT, WorkspaceError, locate, read_evaluations
 
 EVALUATION_KEYS = ("after_task", "task", "name", "split", "metric", "value")
+NO_TEST = "no test split"
 
 
 def _number(value) -> str:
@@ -38,9 +41,7 @@ def read_accuracy(path: str, names: list) -> tuple[dict, int]:
     """Accuracy matrices by split from an ``evaluations.json``: ``m[j - 1, i - 1]`` is task i after packing
     task j (NaN where not measured; a later entry replaces an earlier one). Also returns how many entries
     were left out because they name a task this packing does not have at that number."""
-    entries = read_json(path)
-    if not isinstance(entries, list):
-        raise WorkspaceError(f"{path}: expected a JSON list of evaluation entries")
+    entries = read_evaluations(path)
     matrices, stale = {}, 0
     for n, entry in enumerate(entries):
         missing = [k for k in EVALUATION_KEYS if k not in entry]
@@ -63,6 +64,31 @@ def largest_change(matrix: np.ndarray) -> float:
     changes = [abs(matrix[j, i] - matrix[i, i]) for i in range(len(matrix)) for j in range(i + 1, len(matrix))
                if not np.isnan(matrix[j, i]) and not np.isnan(matrix[i, i])]
     return max(changes) if changes else float("nan")
+
+
+def split_data(entries: list, names: list) -> dict:
+    """(task number, split) -> what the split's data is, in words, from the latest ``evaluations.json``
+    entry that says so."""
+    data = {}
+    for entry in entries:
+        i = int(entry.get("task", 0))
+        if entry.get("data") and 1 <= i <= len(names) and names[i - 1] == entry.get("name"):
+            data[(i, entry["split"])] = entry["data"]
+    return data
+
+
+def _data_section(names, entries) -> list:
+    if not isinstance(entries, list):
+        return []             # none yet, or a damaged file that the accuracy section reports
+    data = split_data(entries, names)
+    tested = {int(e["task"]) for e in entries if e.get("split") == "test"}
+    rows = [[task, name, data.get((task, "val"), "not recorded"),
+             data.get((task, "test"), "not recorded") if task in tested else NO_TEST]
+            for task, name in enumerate(names, start=1)]
+    return [Heading("Data"),
+            Paragraph("What each task's accuracies below were computed on: its validation split selects the "
+                      "pruning round it keeps, its test split is evaluated once per packing step."),
+            Table(["task", "name", "validation", "test"], rows)]
 
 
 def _classes(spec) -> str:
@@ -118,9 +144,11 @@ def _accuracy_section(located, names, output) -> list:
     if not matrices:
         return blocks + [Paragraph(f"`{EVALUATIONS}` holds no accuracy of this packing's tasks.")]
     plots.accuracy_matrix(matrices, names, os.path.join(output, "accuracy_matrix.png"))
-    blocks.append(Image("accuracy_matrix.png", "accuracy of task i after packing task j"))
+    blocks += [Image("accuracy_matrix.png", "accuracy of task i after packing task j"),
+               Paragraph("Each task on its own data (the Data section): `val` its validation split, `test` its "
+                         "test split. Cells above the diagonal are tasks not packed yet.")]
     for split, matrix in matrices.items():
-        rows = [[f"after {j + 1}: {names[j]}"] + ["" if np.isnan(v) else f"{v:.4f}" for v in matrix[j]]
+        rows = [[f"after {j + 1}: {names[j]}"] + [_cell(matrix, j, i) for i in range(len(names))]
                 for j in range(len(names))]
         blocks += [Paragraph(f"Split `{split}`: largest change of a task's accuracy after it was packed: "
                              f"{largest_change(matrix):.4g}."),
@@ -131,12 +159,45 @@ def _accuracy_section(located, names, output) -> list:
     return blocks
 
 
+def _cell(matrix, j: int, i: int) -> str:
+    """Task i's accuracy after packing task j, or why there is none."""
+    if not np.isnan(matrix[j, i]):
+        return f"{matrix[j, i]:.4f}"
+    if i > j:
+        return ""
+    return NO_TEST if np.isnan(matrix[:, i]).all() else "not measured"
+
+
+def stage(layer_key: str) -> str:
+    """The block or stage a masked layer belongs to: the first part of its key (``Repeat_1.block17_3.``
+    ... -> ``Repeat_1``)."""
+    return layer_key.split(".")[0]
+
+
 def _ownership_section(model, names, output) -> list:
+    import csv
     counts = model_size.ownership(model)
-    plots.ownership(counts, names, os.path.join(output, "ownership.png"))
-    rows = [[key, int(c.sum()), *(int(n) for n in c)] for key, c in counts.items()]
-    return [Heading("Ownership per layer"), Image("ownership.png", "share of each layer's weights per task"),
-            Table(["layer", "weights", "free", *names], rows)]
+    stages: dict = {}
+    for key, c in counts.items():
+        stages.setdefault(stage(key), []).append(c)
+    by_stage = {s: np.sum(c, axis=0) for s, c in stages.items()}
+    labels = [f"{s} ({len(stages[s])} layer{'s' * (len(stages[s]) > 1)}, {int(by_stage[s].sum()):,} weights)"
+              for s in stages]
+    plots.ownership(dict(zip(labels, by_stage.values())), names, os.path.join(output, "ownership.png"))
+    with open(os.path.join(output, "ownership.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["layer", "stage", "weights", "free", *names])
+        writer.writerows([key, stage(key), int(c.sum()), *(int(n) for n in c)] for key, c in counts.items())
+    shares = np.array([c / c.sum() for c in counts.values()])
+    overall = np.sum(list(counts.values()), axis=0) / sum(int(c.sum()) for c in counts.values())
+    spread = float(np.abs(shares - overall).max())
+    return [Heading("Ownership by stage"),
+            Image("ownership.png", "share of each stage's kernel weights per task"),
+            Paragraph(f"Whole network: " + ", ".join(f"{label} {share:.1%}" for label, share
+                                                     in zip(["free", *names], overall))
+                      + f". The {len(counts)} masked layers in {len(stages)} stages; every layer's shares are "
+                      f"within {spread:.2%} of these (each task prunes every layer to the same target). "
+                      f"Per layer: `ownership.csv`.")]
 
 
 def _pruning_section(records, output) -> list:
@@ -144,13 +205,21 @@ def _pruning_section(records, output) -> list:
     blocks = [Heading("Pruning rounds")]
     if not rounds:
         return blocks + [Paragraph("No task was pruned in rounds.")]
-    plots.pruning_rounds(rounds, os.path.join(output, "pruning.png"))
-    rows = [[name, n, _number(e["sparsity"]), _number(e.get("val_accuracy", "")), _number(e.get("loss", ""))]
+    marks = {r.name: (r.metrics.get("goal"), r.metrics.get("chosen_sparsity")) for r in records if r.pruning}
+    plots.pruning_rounds(rounds, marks, os.path.join(output, "pruning.png"))
+    rows = [[name, n, _number(e["sparsity"]), _number(e.get("val_accuracy", "")), _loss(e)]
             for name, entries in rounds.items() for n, e in enumerate(entries, start=1)]
-    return blocks + [Image("pruning.png", "target sparsity and validation accuracy per pruning round"),
-                     Paragraph("Every round that ran is listed; a task keeps the most pruned round that met its "
-                               "goal (its `chosen_sparsity` metric)."),
-                     Table(["task", "round", "target sparsity", "val accuracy", "loss"], rows)]
+    return blocks + [Image("pruning.png", "validation accuracy per pruning round, the goal and the chosen round"),
+                     Paragraph("Every round that ran is listed, with its validation accuracy on the task's "
+                               "validation split (the Data section); a task keeps the most pruned round that met "
+                               "its goal (its `chosen_sparsity` metric). A round's loss is its training steps' "
+                               "mean; a task pruned without retraining has none."),
+                     Table(["task", "round", "target sparsity", "val accuracy", "training loss"], rows)]
+
+
+def _loss(entry: dict) -> str:
+    loss = entry.get("loss")
+    return _number(loss) if isinstance(loss, (int, float)) and np.isfinite(loss) else "no training steps"
 
 
 def _expansions_section(records) -> list:
@@ -193,8 +262,21 @@ def _roc_section(located, output) -> list:
     missing = [k for k in ("fpr", "tpr", "auc") if k not in roc]
     if missing:
         raise WorkspaceError(f"{path}: lacks {missing}")
-    plots.roc(roc["fpr"], roc["tpr"], float(roc["auc"]), os.path.join(output, "lfw_roc.png"))
-    return [Heading("LFW ROC"), Image("lfw_roc.png", "LFW ROC"), Paragraph(f"AUC = {float(roc['auc']):.4f}.")]
+    task, data = roc.get("task"), roc.get("data")
+    named = f"{task} on {_short(data)}" if task and data else task or "the verification task"
+    plots.roc(roc["fpr"], roc["tpr"], float(roc["auc"]), os.path.join(output, "verification_roc.png"), named)
+    on = (f"its test split, {data}" if data else
+          "its test split (which data was not recorded: the workspace predates that; the Data section may say)")
+    return [Heading(f"Verification ROC of {named}"), Image("verification_roc.png", f"ROC of {named}"),
+            Paragraph(f"The ROC of {f'`{task}`' if task else 'the verification task'} on {on}. "
+                      f"AUC = {float(roc['auc']):.4f}.")]
+
+
+def _short(data: str) -> str:
+    """A split's data named by its folder: ``folds 6-10 of /x/ckplus/pairs.txt`` -> ``ckplus/pairs.txt``."""
+    words = data.split()
+    path = next((w for w in reversed(words) if os.sep in w), None)
+    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path)) if path else data
 
 
 def write_report(workspace: str, output: str | None = None) -> dict:
@@ -212,7 +294,10 @@ def write_report(workspace: str, output: str | None = None) -> dict:
                         f"input {'x'.join(map(str, model.image_shape))}, sharing `{model.sharing}`, "
                         f"{masked} masked weights in {len(model.masked_layers())} layers, "
                         f"{len(records)} finished tasks: {', '.join(r.name for r in records)}.")]
-    for section in (_tasks_section(model, records), _accuracy_section(located, names, output),
+    evaluations = located.file(EVALUATIONS)
+    entries = read_json(evaluations) if evaluations else None
+    for section in (_tasks_section(model, records), _data_section(names, entries),
+                    _accuracy_section(located, names, output),
                     _ownership_section(model, names, output), _pruning_section(records, output),
                     _expansions_section(records), _size_section(located, packer, output),
                     _roc_section(located, output), _prediction_section(located, output)):
@@ -241,4 +326,5 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    from paenet.cli import flags_parser
+    app.run(main, flags_parser=flags_parser())

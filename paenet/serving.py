@@ -29,10 +29,6 @@ SIGNATURE_INPUTS = (FLOAT, UINT8, BYTES)
 SUFFIXES = {FLOAT: "", UINT8: "_uint8", BYTES: "_bytes"}
 
 
-def signature_name(task_name: str, kind: str) -> str:
-    return task_name + SUFFIXES[kind]
-
-
 def serves_embeddings(model, task: int) -> bool:
     """Whether task `task` serves features: a task without classes, or one whose head only trains it
     (FaceNet's face task, ``InceptionResnetV1.serves_embeddings``)."""

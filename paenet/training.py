@@ -2,6 +2,9 @@
 packer's active task (``Trainer``), and top-1 evaluation."""
 from __future__ import annotations
 
+import functools
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -35,7 +38,7 @@ def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool
     share's loss divided by the number of replicas (a Keras ``Loss`` divides itself, as Keras's convention is;
     a plain function is divided here), so the all-reduced gradient is that of the loss over the global batch
     (equal shares: a global batch that the replicas divide); the step returns that global loss
-    (``paenet.distribute``)."""
+    (``paenet.distribute``). Called after `task` finished, the step refuses (FinishedTaskError)."""
     if optimizer.task != task:
         raise ValueError(f"the optimizer was started for task {optimizer.task}, not task {task}")
     loss_fn = loss_fn or classification_loss()
@@ -57,7 +60,7 @@ def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool
         return loss
 
     if strategy is None:
-        return tf.function(replica_step, jit_compile=jit_compile)
+        return _refusing_once_finished(tf.function(replica_step, jit_compile=jit_compile), model, task)
 
     def share_step(x, y):
         size = tf.shape(x)[0] // replicas
@@ -68,7 +71,17 @@ def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool
     def step(x, y):
         return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(share_step, (x, y)), axis=None)
 
-    return step
+    return _refusing_once_finished(step, model, task)
+
+
+def _refusing_once_finished(step, model, task: int):
+    """`step`, refused (FinishedTaskError) once `task` is finished: a compiled step checks nothing in
+    Python after its first trace."""
+    def guarded(x, y):
+        model.check_unfinished(task, "a train step made by make_train_step")
+        return step(x, y)
+
+    return guarded
 
 
 class Trainer:
@@ -129,7 +142,8 @@ class Trainer:
         batches = self.batches(dataset)
         if start == 0:
             self.phase_loss = [0.0, 0]
-        for step in tqdm(range(start, steps), desc=f"task {task} {description}", initial=start, total=steps,
+        name = packer.model.task_specs[task - 1].name
+        for step in tqdm(range(start, steps), desc=f"{name} {description}", initial=start, total=steps,
                          disable=not self.progress, leave=False):
             target = schedule.target(step) if schedule else None
             if target is not None:
@@ -172,9 +186,39 @@ def make_predict_fn(model, task: int, jit_compile: bool = False):
     return tf.function(lambda x: model(x, task=task, training=False), jit_compile=jit_compile)
 
 
+_INFERENCE = weakref.WeakKeyDictionary()   # model -> {(task, outputs): (structure, tf.function)}
+
+
+def inference_function(model, task: int, outputs: str | None = None):
+    """Task `task`'s forward pass in inference mode as a ``tf.function`` (``outputs`` as ``model`` takes
+    it; batches of any size), made once per model, task and structure and then reused: evaluating after
+    every pruning round or phase keeps its traces instead of tracing a new function each time (the cost
+    that TensorFlow's retracing warning points at). The structure is everything the traced graph depends
+    on: the variables and the tasks' settings; a change of any makes a new function."""
+    task = model.check_task(task)
+    structure = (tuple(id(v) for v in model.variables), model.task_specs, model.pick_tasks, model.sharing,
+                 repr(model.frozen_shapes))
+    functions = _INFERENCE.setdefault(model, {})
+    made = functions.get((task, outputs))
+    if made is None or made[0] != structure:
+        options = {} if outputs is None else {"outputs": outputs}
+        # A partial, not a lambda: TensorFlow counts the traces of every function made from one code object
+        # together, so that tracing each of several models once (cl_bench's independent models) read as
+        # one function retracing; a partial is counted on its own.
+        forward = tf.function(functools.partial(_inference, model, task, options),
+                              input_signature=[tf.TensorSpec([None, *model.image_shape], tf.float32)])
+        made = functions[(task, outputs)] = (structure, forward)
+    return made[1]
+
+
+def _inference(model, task: int, options: dict, x):
+    return model(x, task=task, training=False, **options)
+
+
 def predict(model, task: int, dataset) -> tuple[np.ndarray, np.ndarray]:
     """Outputs and labels for every sample of `dataset` (batches of (x, y)), none dropped."""
-    fn = make_predict_fn(model, task)
+    forward = inference_function(model, task)
+    fn = lambda x: forward(tf.cast(x, tf.float32))   # noqa: E731
     outputs, labels = [], []
     for x, y in dataset:
         outputs.append(np.asarray(fn(x)))

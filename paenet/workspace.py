@@ -148,14 +148,28 @@ class Workspace:
 
     def evaluations(self) -> list[dict]:
         path = self.path / EVALUATIONS
-        return read_json(str(path)) if path.exists() else []
+        return read_evaluations(str(path)) if path.exists() else []
 
     def add_evaluations(self, entries: list[dict]) -> None:
         """Adds a row of the accuracy matrix, replacing one of the same packing step (a finish that is
-        completed again after a kill writes the same row once)."""
+        completed again after a kill writes the same row once); the file carries a checksum of its
+        entries."""
         steps = {e["after_task"] for e in entries}
         kept = [e for e in self.evaluations() if e["after_task"] not in steps]
-        write_json_atomic(str(self.path / EVALUATIONS), kept + entries)
+        rows = {"entries": kept + entries}
+        write_json_atomic(str(self.path / EVALUATIONS), {**rows, "checksum": json_checksum(rows)})
+
+
+def read_evaluations(path: str) -> list[dict]:
+    """The entries of an ``evaluations.json``, once its checksum matches (IntegrityError naming it
+    otherwise). A bare list, as written before the file carried a checksum, is read as it is."""
+    content = read_json(path)
+    if isinstance(content, list):
+        return content
+    entries = check_json_checksum(content, path).get("entries")
+    if not isinstance(entries, list):
+        raise WorkspaceError(f"{path}: expected a list of evaluation entries")
+    return entries
 
 
 @dataclasses.dataclass(frozen=True)

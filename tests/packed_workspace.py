@@ -56,10 +56,11 @@ def make_workspace(root: str) -> dict:
             trainer.train(train, 4)
         trainer.prune_rounds(train, targets=[0.3, 0.6], steps_per_round=4, prune_steps=2, frequency=1,
                             validation=val if spec.num_classes else None)
-        packer.finish({"val_accuracy": trainer.evaluate(val)})
+        packer.finish({"val_accuracy": trainer.evaluate(val), "goal": 0.1, "chosen_sparsity": 0.6})
         for t in range(1, task + 1):
             evaluations += [{"after_task": task, "task": t, "name": packer.model.task_specs[t - 1].name,
-                             "split": split, "metric": "accuracy", "value": trainer.evaluate(validation[t], t)}
+                             "split": split, "metric": "accuracy", "value": trainer.evaluate(validation[t], t),
+                             "data": f"the {split} images of {packer.model.task_specs[t - 1].name}"}
                             for split in ("val", "test")]
     workspace = os.path.join(root, "workspace")
     save_packing(packer, os.path.join(workspace, "packing"))
@@ -67,5 +68,6 @@ def make_workspace(root: str) -> dict:
         json.dump(evaluations, f)
     fpr = np.linspace(0, 1, 21)
     with open(os.path.join(workspace, "lfw_roc.json"), "w") as f:
-        json.dump({"fpr": fpr.tolist(), "tpr": np.sqrt(fpr).tolist(), "auc": 2 / 3}, f)
+        json.dump({"task": "face", "data": "folds 6-10 of /data/ckplus/pairs.txt", "fpr": fpr.tolist(),
+                   "tpr": np.sqrt(fpr).tolist(), "auc": 2 / 3}, f)
     return {"packer": packer, "workspace": workspace, "images": images[64:]}

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from paenet.workspace import Workspace
+
 REPO = Path(__file__).resolve().parents[1]
 PACK = ["--goal=0.8", "--train_steps=100", "--targets=0.3,0.6", "--steps_per_round=40", "--prune_steps=20",
         "--prune_frequency=5", "--checkpoint_every=20", "--noprogress"]
@@ -147,7 +149,7 @@ def test_tensorboard_events_hold_the_training_story(one_task):
 
 
 def test_the_accuracy_matrix_is_recorded(one_task):
-    entries = json.loads((one_task / "evaluations.json").read_text())
+    entries = Workspace(one_task).evaluations()
     assert [(e["after_task"], e["task"], e["split"]) for e in entries] == [(1, 1, "val")]
     assert entries[0]["value"] >= 0.8
 
@@ -180,7 +182,7 @@ def test_facenet_workspace_prunes_the_imported_face_task_to_its_turning_point(tm
     record = state["records"][0]
     assert record["name"] == "face" and record["metrics"]["test_accuracy"] >= 0.85
     assert all(abs(s - chosen) < 0.01 for s in record["sparsity"].values())
-    entries = json.loads((workspace / "evaluations.json").read_text())
+    entries = Workspace(workspace).evaluations()
     assert {(e["name"], e["split"]) for e in entries} == {("face", "val"), ("face", "test")}
     roc = json.loads((workspace / "lfw_roc.json").read_text())
     assert len(roc["fpr"]) == len(roc["tpr"]) == 1001 and 0.9 <= roc["auc"] <= 1.0

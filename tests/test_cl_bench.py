@@ -82,3 +82,14 @@ def test_flag_files_parse_and_open_with_their_command(flagfile):
     result = subprocess.run([sys.executable, "-c", parse], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_every_sequence_has_a_full_configuration_and_its_backbone_scales():
+    from paenet import cl_bench
+    from paenet.cl.sequences import SEQUENCES
+    for name, spec in SEQUENCES.items():
+        assert cl_bench.config_for(name, quick=False).train_steps > 0
+        scaled = cl_bench._scaled(spec.quick_backbone_kwargs, 2.0)
+        assert set(scaled) == set(spec.quick_backbone_kwargs)
+        assert scaled.get("widths") == tuple(2 * w for w in spec.quick_backbone_kwargs.get("widths", ()))
+    assert cl_bench._scaled(SEQUENCES["cifar100_resnet18"].quick_backbone_kwargs, 2.0)["widths"] == (8, 8, 16, 16)

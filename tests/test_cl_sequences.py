@@ -11,7 +11,7 @@ from data_prep.build import build
 from paenet.cl import TaskData, load_sequence, split_fashion_mnist
 from paenet.cl.sequences import QUICK_TEST_PER_CLASS, QUICK_TRAIN_PER_CLASS, permutations
 from paenet.data.idx import FASHION_MNIST_FILES
-from paenet.models import MLP, SmallCNN, VGG16BN
+from paenet.models import MLP, SmallCNN, VGG16BN, create_backbone
 from test_builders_cl import ARCHIVE, COARSE, FINE, cifar_members, write_archive
 from test_idx import idx_bytes
 
@@ -179,6 +179,10 @@ def test_cifar100_cpg20_tasks_are_superclasses(tmp_path):
     quick = load_sequence("cifar100_cpg20", data_dir=str(tmp_path / "tfds"), val_fraction=0.34, quick=True)
     model = VGG16BN(**quick.backbone_kwargs, tasks=[t.spec for t in quick.tasks])
     x, _ = next(iter(quick.tasks[19].dataset("train", 4, training=True)))
+    assert model(x, task=20).shape == (4, 5)
+    resnet = load_sequence("cifar100_resnet18", data_dir=str(tmp_path / "tfds"), val_fraction=0.34, quick=True)
+    assert [t.name for t in resnet.tasks] == COARSE and resnet.backbone == "resnet18"
+    model = create_backbone(resnet.backbone, **resnet.backbone_kwargs, tasks=[t.spec for t in resnet.tasks])
     assert model(x, task=20).shape == (4, 5)
 
 

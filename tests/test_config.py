@@ -11,6 +11,7 @@ from absl import flags
 import tiny_tasks  # noqa: F401  (registers tiny_a)
 from paenet import app, config
 from paenet.config import ExpansionPolicy, PackingPlan, Settings, UsageError
+from tiny_models import TINY
 
 
 def _flag_values():
@@ -68,8 +69,8 @@ def test_precision_and_epsilon_reach_a_new_workspace(tmp_path):
     """--precision fixes the policy a workspace's tasks compute under (recorded per task) without
     changing the process's own; --adam_epsilon is the optimizer's; mixed_float16 scales the loss."""
     before = keras.config.dtype_policy().name
-    settings = Settings(workspace=str(tmp_path / "w"), task="tiny_a", image_size=16, widths=(4, 8),
-                        dense_units=16, batch_size=16, goal=0.0, precision="mixed_bfloat16", adam_epsilon=0.1,
+    settings = Settings(workspace=str(tmp_path / "w"), task="tiny_a", **TINY["small_cnn"], batch_size=16, goal=0.0,
+                        precision="mixed_bfloat16", adam_epsilon=0.1,
                         progress=False, plan=PackingPlan(train_steps=2, targets=(0.5,), steps_per_round=2,
                                                          prune_steps=1, frequency=1))
     status, summary = app.pack(settings)

@@ -1,5 +1,6 @@
 """The SavedModel export serves every task bit-identically and stores each variable once; the compressed
 export rebuilds the model exactly in fewer bytes; the paper's size accounting matches a hand computation."""
+import json
 import math
 import os
 import subprocess
@@ -261,3 +262,37 @@ def test_command_line(packed, tmp_path):
     failed = _command(f"--workspace={tmp_path / 'missing'}")
     assert failed.returncode != 0
     assert failed.stderr.strip().splitlines()[-1] == f"paenet.export: {tmp_path / 'missing'}: no such workspace folder"
+
+
+def test_an_unchanged_export_repeats_its_bytes_and_leaves_no_stale_file(packed, tmp_path):
+    """Two exports in fresh processes: the same bytes but fingerprint.pb's uuid, which TensorFlow draws
+    at random at every save (so the SavedModel's byte count may differ by its digits); files mode 0644
+    under the usual umask; an export without --compressed removes an earlier compressed.npz."""
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    from paenet.fileio import FILE_MODE
+    packing = os.path.join(packed["workspace"], "packing")
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out in (first, second):
+        done = _command(f"--workspace={packing}", f"--output={out}", "--compressed")
+        assert done.returncode == 0, done.stderr
+    files = sorted(str(p.relative_to(first)) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(second)) for p in second.rglob("*") if p.is_file())
+    fingerprints = []
+    for name in files:
+        a, b = (first / name).read_bytes(), (second / name).read_bytes()
+        assert (first / name).stat().st_mode & 0o777 == FILE_MODE, name
+        if name.endswith("fingerprint.pb"):
+            fingerprints = [fingerprint_pb2.FingerprintDef.FromString(x) for x in (a, b)]
+            for f in fingerprints:
+                f.ClearField("uuid")
+            assert fingerprints[0] == fingerprints[1]
+        elif name == "sizes.json":
+            sizes = [json.loads(x) for x in (a, b)]
+            assert abs(sizes[0].pop("savedmodel_bytes") - sizes[1].pop("savedmodel_bytes")) <= 2
+            assert sizes[0] == sizes[1]
+        else:
+            assert a == b, name
+    assert fingerprints and (first / COMPRESSED).exists()
+    export_workspace(packing, str(first))
+    assert not (first / COMPRESSED).exists() and (first / SAVEDMODEL).is_dir()

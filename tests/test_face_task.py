@@ -11,6 +11,7 @@ from paenet import tasks
 from paenet.data.pairs import draw_pairs, generate_pairs, identity_images, read_pairs, write_pairs
 from paenet.evaluation import lfw
 from paenet.tasks.face import validation_pairs
+from paenet.models import TaskSpec
 
 LFW_PEOPLE = ["Aaron_Eckhart", "Abel_Pacheco", "Bill_Gates", "Zico", "Madonna", "Ben_Affleck"]
 
@@ -65,7 +66,8 @@ def test_validation_never_reads_a_test_pair_and_the_test_is_every_lfw_pair(tmp_p
     assert data.train is None
     assert data.sizes == {"train": 0, "val_pairs": 20, "val_identities_left_out": 2, "test_pairs": 20,
                           "test_folds": 10}
-    packer = types.SimpleNamespace(model=types.SimpleNamespace(image_shape=(32, 32, 3)), active_task=1)
+    model = types.SimpleNamespace(image_shape=(32, 32, 3), task_specs=(TaskSpec("face", 0),))
+    packer = types.SimpleNamespace(model=model, active_task=1)
 
     assert 0.0 <= data.validate(packer.model, packer.active_task) <= 1.0
     (validation_reads,) = reads

@@ -8,6 +8,7 @@ import tensorflow as tf
 from paenet.layers import (MAX_TASKS, MaskedConv2D, MaskedDense, TaskBatchNorm, TaskHeads,
                            effective_kernel)
 from paenet.models import SmallCNN, TaskSpec
+from tiny_models import tiny_cnn
 
 RNG = np.random.default_rng(0)
 
@@ -154,7 +155,7 @@ def test_layers_round_trip_their_config(layer):
 
 
 def _model_with_state(tasks=3):
-    model = SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="m",
+    model = tiny_cnn(name="m",
                      tasks=[TaskSpec(f"t{i}", i + 1) for i in range(1, tasks + 1)]).build_variables()
     for v in model.variables:
         if v.dtype == "uint8":

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from paenet.models import SmallCNN, TaskSpec
+from paenet.models import TaskSpec
 from paenet.optim import ExactFreezingOptimizer
 from paenet.pruning import TaskPruner
 from paenet.training import make_train_step
+from tiny_models import tiny_cnn
 
 RNG = np.random.default_rng(1)
 
@@ -23,7 +24,7 @@ OPTIMIZERS = {
 
 def _two_task_model():
     """Task 1 owns a random half of every kernel, task 2 the rest; some entries are free (mask 0, 0.0)."""
-    model = SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="m",
+    model = tiny_cnn(name="m",
                      tasks=[TaskSpec("one", 3), TaskSpec("two", 3)]).build_variables()
     for layer in model.masked_layers():
         mask = RNG.choice(np.array([0, 1, 2], np.uint8), size=layer.mask.shape, p=[0.1, 0.45, 0.45])

@@ -3,13 +3,14 @@ import keras
 import numpy as np
 
 from paenet.checkpoint import load_packing, save_packing
-from paenet.models import SmallCNN, TaskSpec, variable_key
+from paenet.models import TaskSpec, variable_key
 from paenet.packing import Packer
+from tiny_models import tiny_cnn
 
 
 def test_deserialised_model_has_its_variables():
     """Keras marks a deserialised model built: ``build_from_config`` must create the variables."""
-    model = SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), tasks=[TaskSpec("a", 3)])
+    model = tiny_cnn(tasks=[TaskSpec("a", 3)])
     model.build_variables()
     copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
     assert copy.built
@@ -17,7 +18,7 @@ def test_deserialised_model_has_its_variables():
 
 
 def test_packer_save_load_round_trip(tmp_path):
-    packer = Packer(SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3)))
+    packer = Packer(tiny_cnn())
     packer.start_task(TaskSpec("a", 3))
     packer.prune(0.5)
     record = packer.finish()

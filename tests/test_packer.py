@@ -6,12 +6,13 @@ import tensorflow as tf
 from paenet.models import SmallCNN, TaskSpec
 from paenet.packing import Packer
 from paenet.training import Trainer
+from tiny_models import tiny_cnn
 
 RNG = np.random.default_rng(2)
 
 
 def _one_task_packer(task_parts):
-    packer = Packer(SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="p"), "adam",
+    packer = Packer(tiny_cnn(name="p"), "adam",
                     task_parts=task_parts)
     packer.start_task(TaskSpec("one", 3))
     x = RNG.normal(size=(8, 16, 16, 3)).astype(np.float32)

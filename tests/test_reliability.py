@@ -21,9 +21,9 @@ from paenet.records import IntegrityError  # noqa: E402
 from paenet.training import Trainer  # noqa: E402
 from paenet.workspace import Workspace, WorkspaceError  # noqa: E402
 from paenet.config import PackingPlan  # noqa: E402
+from tiny_models import TINY as TINY_BACKBONES, tiny_cnn  # noqa: E402
 
-TINY = dict(image_size=16, widths=(4, 8), dense_units=16, batch_size=16, goal=0.6, checkpoint_every=4,
-            progress=False,
+TINY = dict(**TINY_BACKBONES["small_cnn"], batch_size=16, goal=0.6, checkpoint_every=4, progress=False,
             plan=PackingPlan(train_steps=8, targets=(0.3, 0.6), steps_per_round=6, prune_steps=3, frequency=1))
 
 
@@ -165,10 +165,10 @@ def test_an_unreadable_active_file_is_an_integrity_error_not_a_restart(reference
         [best] = (ws / "active").glob("best-*.npz")
         flip(best)
         expected = rf"active/{best.name}: unreadable"
-    before = contents(ws)
+    before, logs = contents(ws), sorted((ws / "active").rglob("*"))
     with pytest.raises(IntegrityError, match=expected):
         pack(ws, "tiny_a")
-    assert contents(ws) == before
+    assert contents(ws) == before and sorted((ws / "active").rglob("*")) == logs    # no events file added
 
 
 @pytest.mark.parametrize("name, damage", [
@@ -177,7 +177,9 @@ def test_an_unreadable_active_file_is_an_integrity_error_not_a_restart(reference
     ("packing/model.json", lambda p: p.write_text(p.read_text().replace('"dropout": 0.2', '"dropout": 0.3'))),
     ("packing/variables/variables.data-00000-of-00001", flip),
     ("packing/variables/variables.index", lambda p: p.write_bytes(p.read_bytes()[:-20])),
+    ("packing/variables/variables.data-00000-of-00001", lambda p: p.write_bytes(p.read_bytes()[:-200])),
     ("workspace.json", lambda p: p.write_text(p.read_text().replace('"fold": 0', '"fold": 1'))),
+    ("evaluations.json", lambda p: p.write_text(re.sub(r'"value": [0-9.]+', '"value": 0.5', p.read_text()))),
 ])
 def test_a_damaged_or_edited_workspace_file_is_an_integrity_error_naming_it(reference, tmp_path, name, damage):
     ws = copy(reference["workspace"], tmp_path)
@@ -246,7 +248,7 @@ def test_a_task_computes_under_its_own_dtype_policy_whatever_the_global_one(tmp_
     x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype(np.float32)
     try:
         keras.config.set_dtype_policy(finished_under)
-        packer = Packer(SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), name="p"))
+        packer = Packer(tiny_cnn(name="p"))
         packer.start_task(TaskSpec("one", 3))
         trainer = Trainer(packer, progress=False)
         trainer.train(tf.data.Dataset.from_tensors((x, np.arange(8) % 3)), 3)
@@ -259,8 +261,10 @@ def test_a_task_computes_under_its_own_dtype_policy_whatever_the_global_one(tmp_
         assert np.array_equal(loaded.model(x, task=1).numpy(), expected)
         loaded.start_task(TaskSpec("two", 2))            # a rebuilt model keeps the policy
         assert np.array_equal(loaded.model(x, task=1).numpy(), expected)
-        elsewise = SmallCNN.from_config(loaded.model.get_config()).build_variables()   # the global policy
-        elsewise.set_weights(loaded.model.get_weights())
+        config = loaded.model.get_config()
+        assert SmallCNN.from_config(config).dtype_policy.name == finished_under      # the config keeps it
+        elsewise = SmallCNN.from_config({k: v for k, v in config.items() if k != "dtype_policy"}).build_variables()
+        elsewise.set_weights(loaded.model.get_weights())                              # the global policy
         with pytest.raises(IntegrityError, match="digest mismatch"):
             verify(elsewise, loaded.records)
     finally:

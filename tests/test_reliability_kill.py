@@ -1,6 +1,7 @@
 """SIGKILL at random moments of a real ``python -m paenet.main`` run (a new workspace: creation, training,
 two pruning rounds, finishing): rerun after each kill, it ends byte-identical to an uninterrupted run.
 experiments/kill_runs.py runs the same at a larger count."""
+import json
 import signal
 import sys
 import time
@@ -28,3 +29,12 @@ def test_runs_killed_at_random_moments_end_as_the_uninterrupted_run(tmp_path):
     moment = np.random.default_rng(seed).uniform(0.3 * span, span)
     kill_runs.killed_run(killed, "tiny_a", [moment])
     assert kill_runs.contents(killed) == kill_runs.contents(tmp_path / "reference"), (seed, moment)
+
+
+def test_a_run_killed_before_each_expansion_round_ends_as_the_uninterrupted_run(tmp_path):
+    """Killed (the process ends at once) just before expansion round 1, its rerun just before round 2, that
+    one's just before round 3: the last rerun ends with the uninterrupted run's summary and workspace."""
+    reference, killed = kill_runs.expansion_kills(tmp_path)
+    assert json.loads(killed) == json.loads(reference)
+    assert len(json.loads(reference)["expansions"]) == kill_runs.GROWING_ROUNDS
+    assert kill_runs.contents(tmp_path / "killed") == kill_runs.contents(tmp_path / "reference")

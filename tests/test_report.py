@@ -1,22 +1,26 @@
 """The report: Markdown and HTML with the same content, every plot a real PNG, every table true to the
 workspace it describes."""
+import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from packed_workspace import make_workspace
 from paenet.evaluation import model_size
 from paenet.export import export_workspace
-from paenet.report import largest_change, read_accuracy, write_report
+from paenet.models import layer_key
+from paenet.report import largest_change, read_accuracy, stage, write_report
 from paenet.workspace import WorkspaceError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLOTS = {"accuracy_matrix.png", "ownership.png", "pruning.png", "model_size.png", "lfw_roc.png"}
+PLOTS = {"accuracy_matrix.png", "ownership.png", "pruning.png", "model_size.png", "verification_roc.png"}
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +82,16 @@ def test_accuracy_matrix_comes_from_the_evaluations(reported):
 
 def test_ownership_size_expansion_and_roc_sections(reported):
     model, markdown = reported["packer"].model, reported["markdown"]
-    for layer in model.masked_layers():
+    with open(os.path.join(reported["workspace"], "report", "ownership.csv")) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["layer", "stage", "weights", "free", "face", "age", "gender"]
+    assert len(rows) == 1 + len(model.masked_layers())
+    for layer, row in zip(model.masked_layers(), rows[1:]):
         counts = np.bincount(layer.mask.numpy().ravel(), minlength=4)
-        assert _row(layer.name, layer.mask.numpy().size, *counts) in markdown
+        assert row == [layer_key(layer), stage(layer_key(layer)), *map(str, [layer.mask.numpy().size, *counts])]
+    with Image.open(os.path.join(reported["workspace"], "report", "ownership.png")) as picture:
+        assert picture.height <= 1000        # one screen, however many layers
+    assert "Per layer: `ownership.csv`" in markdown
     mb = model_size.MB
     for r in reported["sizes"]["paper_accounting"]:
         assert _row(r["task"], r["name"], r["owned_weights"], f"{r['module_bytes'] / mb:.3f}",
@@ -91,7 +102,29 @@ def test_ownership_size_expansion_and_roc_sections(reported):
     (event,) = reported["packer"].records[2].expansions
     assert _row("gender", 1, "uniform", 1.5, event["parameters"],
                 ", ".join(f"{k}={w}" for k, w in event["widths"].items())) in markdown
-    assert "AUC = 0.6667." in markdown
+    assert "## Verification ROC of face on ckplus/pairs.txt" in markdown
+    assert "on its test split, folds 6-10 of /data/ckplus/pairs.txt. AUC = 0.6667." in markdown
+
+
+def test_every_section_names_its_data_and_no_table_shows_nan(reported):
+    markdown = reported["markdown"]
+    for name in ("face", "age", "gender"):
+        t = ["face", "age", "gender"].index(name) + 1
+        assert _row(t, name, f"the val images of {name}", f"the test images of {name}") in markdown
+    assert "on the task's validation split (the Data section)" in markdown
+    assert not re.search(r"\bnan\b", markdown, re.I)
+
+
+def test_a_task_without_a_test_split_says_so(reported, tmp_path):
+    workspace = tmp_path / "workspace"
+    shutil.copytree(reported["workspace"], workspace)
+    entries = json.loads((workspace / "evaluations.json").read_text())
+    (workspace / "evaluations.json").write_text(json.dumps(
+        [e for e in entries if not (e["name"] == "gender" and e["split"] == "test")]))
+    markdown = open(write_report(str(workspace), str(tmp_path / "report"))["markdown"]).read()
+    assert _row(3, "gender", "the val images of gender", "no test split") in markdown
+    assert re.search(r"\| after 3: gender \| [0-9.]+ \| [0-9.]+ \| no test split \|", markdown)
+    assert not re.search(r"\bnan\b", markdown, re.I)
 
 
 def test_read_accuracy_leaves_out_stale_entries_and_names_bad_ones(tmp_path):
@@ -124,8 +157,8 @@ def test_command_line_on_a_bare_packing_folder(reported, tmp_path):
     done = _command(f"--workspace={packing}", f"--output={tmp_path}")
     assert done.returncode == 0, done.stderr
     markdown = (tmp_path / "report.md").read_text()
-    assert "No `evaluations.json` in the workspace" in markdown and "LFW ROC" not in markdown
-    assert {p.name for p in tmp_path.glob("*.png")} == PLOTS - {"accuracy_matrix.png", "lfw_roc.png"}
+    assert "No `evaluations.json` in the workspace" in markdown and "Verification ROC" not in markdown
+    assert {p.name for p in tmp_path.glob("*.png")} == PLOTS - {"accuracy_matrix.png", "verification_roc.png"}
     failed = _command(f"--workspace={packing}")
     assert failed.returncode != 0
     assert failed.stderr.strip().splitlines()[-1] == \

@@ -14,7 +14,8 @@ github GilLevi/AgeGenderDeepLearning ``Folds/``; LMTCNN uses the same):
   original text.
 * ``gender`` = 0 for ``m``, 1 for ``f``; -1 (unlabelled) for ``u`` and blank.
 * A row with neither label is dropped (counted in the build log); a task reads only the rows whose label
-  for it is >= 0.
+  for it is >= 0. A row cut short before its gender is skipped and named (file and line) in a warning,
+  as AffectNet's and FER-2013's are: its missing labels are damage, not the "unlabelled" of the rules.
 
 Examples per fold with these rules (checked against the published ``test_fold_is_k/{age,gender}_test.txt``,
 which hold the same images with the same labels):
@@ -51,6 +52,8 @@ Register at the Adience site and download the face images and the fold files; ex
 
 Either image folder may be replaced by its output of `python -m data_prep.align` (same layout, .png).
 """
+
+_LABELLED_FIELDS = ("user_id", "original_image", "face_id", "age", "gender")   # what a row needs
 
 # config name -> (image folder, file name prefix)
 _IMAGE_LAYOUTS = {"aligned": ("aligned", "landmark_aligned_face"),
@@ -95,6 +98,9 @@ class PaenetAdience(ManualBuilder):
     def _rows(images, prefix, path, log):
         with open(path, newline="", encoding="utf-8") as f:
             for line_no, row in enumerate(csv.DictReader(f, delimiter="\t"), start=2):
+                if any(row.get(field) is None for field in _LABELLED_FIELDS):
+                    log.skip("rows cut short", f"{path.name} line {line_no}")
+                    continue
                 row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
                 age, gender = age_group(row["age"]), gender_label(row["gender"])
                 if age < 0 and gender < 0:

@@ -9,6 +9,8 @@ Logical devices must be set before TensorFlow starts, so the row is measured in 
 """
 from __future__ import annotations
 
+from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see paenet/quiet.py)
+
 import json
 import subprocess
 import sys

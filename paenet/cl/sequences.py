@@ -19,6 +19,7 @@ images are evaluated once per task. The sequences (``SEQUENCES``):
   scripts), labels their rank within it; masked VGG16-BN; training batches randomly flipped and cropped
   from 4-pixel padding as CPG's. Read from the ``paenet_cifar100`` TFDS data set that
   ``python -m data_prep.build cifar100 --manual_dir=DIR --data_dir=DATA_DIR`` prepares.
+  ``cifar100_resnet18``: the same tasks on the masked CIFAR ResNet-18.
 
 Images stay uint8 in memory (a permuted sequence holds one copy, whatever its length); the tf.data
 pipeline gathers a batch, scales it to float32 [0, 1], permutes its pixels or augments it. With ``quick`` a
@@ -228,6 +229,9 @@ SEQUENCES = {
         "CPG's CIFAR-100: 20 tasks of the 5 classes of one superclass, on the masked VGG16-BN",
         "cifar100", "vgg16_bn", dict(input_shape=(32, 32, 3)),
         dict(input_shape=(32, 32, 3), widths=(4,) * 13, dense_units=16), _superclasses),
+    "cifar100_resnet18": SequenceSpec(
+        "CPG's CIFAR-100 sequence on the masked CIFAR ResNet-18", "cifar100", "resnet18",
+        dict(input_shape=(32, 32, 3)), dict(input_shape=(32, 32, 3), widths=(4, 4, 8, 8)), _superclasses),
 }
 
 

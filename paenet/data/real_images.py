@@ -14,12 +14,17 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from paenet.sources import cache_dir
+
 
 def default_data_dir() -> Path:
-    """``$PAENET_DATA_DIR``, else ``../shared/data`` beside the repository."""
+    """``$PAENET_DATA_DIR``, else ``../shared/data`` beside the repository when it is there, else the
+    images the demo cached (``lfw_subset/`` and ``ckplus/`` in ``$PAENET_CACHE/demo-data``) when they are."""
     if os.environ.get("PAENET_DATA_DIR"):
         return Path(os.environ["PAENET_DATA_DIR"])
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data"
+    demo = cache_dir() / "demo-data"
+    return demo if not shared.is_dir() and demo.is_dir() else shared
 
 
 @dataclasses.dataclass
@@ -54,7 +59,8 @@ def load_image(path, size: int) -> np.ndarray:
 
 def _require(path: Path) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run ../shared/data/fetch (see ../shared/data/README.md)")
+        raise FileNotFoundError(f"{path} is missing: `python -m paenet.main --demo --workspace=demo_workspace` "
+                                "caches lfw_subset and ckplus, ../shared/data/fetch lays out every set")
     return path
 
 

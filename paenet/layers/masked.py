@@ -50,6 +50,20 @@ def check_task(task, num_tasks: int) -> int:
     return int(task)
 
 
+class FinishedTaskError(RuntimeError):
+    """A call would change a finished task's kernel entries, mask, picks, BatchNorm, biases or head."""
+
+
+def check_unfinished(task: int, frozen_tasks: int, action: str, name: str | None = None) -> int:
+    """Returns `task` once it is not one of the finished tasks 1..`frozen_tasks`; FinishedTaskError in one
+    line naming the task and the refused `action` otherwise."""
+    if task <= frozen_tasks:
+        named = f"task {task}" + (f" ({name})" if name else "")
+        raise FinishedTaskError(f"{named} is finished: {action} would change it, and a finished task never "
+                                "changes (start a new task instead)")
+    return task
+
+
 def check_num_tasks(num_tasks: int) -> int:
     if not 0 <= num_tasks <= MAX_TASKS:
         raise ValueError(
@@ -158,6 +172,7 @@ class MaskedKernelLayer(keras.layers.Layer):
         # Both set by the model before it builds the layer (PackableModel), not part of the layer config.
         self.task_shapes = ()
         self.pick_tasks = ()
+        self.frozen_tasks = 0       # tasks 1..frozen_tasks are finished (PackableModel.frozen_tasks)
 
     def kernel_shape(self, input_shape) -> tuple:
         raise NotImplementedError
@@ -201,7 +216,9 @@ class MaskedKernelLayer(keras.layers.Layer):
 
     def store_pick_bits(self, task: int, bits: np.ndarray) -> None:
         """Sets task `task`'s picking mask to exactly 1.0 where `bits` (over the entries it may pick from,
-        at its shape) and 0.0 everywhere else: how a finished task's picks are kept."""
+        at its shape) and 0.0 everywhere else: how a finished task's picks are kept (refused once it
+        is finished)."""
+        check_unfinished(check_task(task, self.num_tasks), self.frozen_tasks, "store_pick_bits")
         picks = self.pick_variable(task)
         value = np.zeros(picks.shape, np.float32)
         value[leading(bits.shape)] = bits & self.pickable(task)

@@ -19,7 +19,8 @@ class TaskBatchNorm(keras.layers.Layer):
 
     Defaults are FaceNet's: no gamma (``scale=False``), epsilon 1e-3, moving-average decay 0.995. In
     training mode the active task normalises with batch statistics and updates its own moving averages;
-    no other task's variables are read or written.
+    no other task's variables are read or written. A finished task (``frozen_tasks``, which the model
+    sets) always normalises in inference mode: its moving statistics never change.
     """
 
     def __init__(self, num_tasks: int = 1, momentum: float = 0.995, epsilon: float = 1e-3,
@@ -29,6 +30,7 @@ class TaskBatchNorm(keras.layers.Layer):
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self.scale = bool(scale)
+        self.frozen_tasks = 0       # tasks 1..frozen_tasks are finished (PackableModel.frozen_tasks)
 
     def build(self, input_shape):
         if input_shape[-1] is None:
@@ -51,6 +53,7 @@ class TaskBatchNorm(keras.layers.Layer):
 
     def call(self, inputs, task: int, training: bool = False):
         check_task(task, self.num_tasks)
+        training = training and task > self.frozen_tasks
         gamma, beta, mean, variance = self._parameters(task, inputs.shape[-1])
         if training and mean.shape[0] != self.moving_mean_t1.shape[0]:
             raise ValueError(f"{self.name}: task {task} is frozen at {mean.shape[0]} channels; only the "

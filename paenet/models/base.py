@@ -16,7 +16,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from paenet.layers import MaskedKernelLayer, TaskBatchNorm, TaskHeads, check_task
+from paenet.layers import MaskedKernelLayer, TaskBatchNorm, TaskHeads, check_task, check_unfinished
 from paenet.layers.masked import MAX_TASKS, check_sharing, leading
 
 
@@ -73,6 +73,12 @@ class TaskSpec:
         return d if isinstance(d, cls) else cls(**d)
 
 
+def given(settings, *names: str) -> dict:
+    """The app's settings among `names` that have a value (not None), by name: the constructor keywords
+    of a backbone that reads them under their own names."""
+    return {n: getattr(settings, n) for n in names if getattr(settings, n) is not None}
+
+
 def variable_key(variable) -> str:
     """A variable's name inside its model, without the model's own name (stable across rebuilds)."""
     return variable.path.split("/", 1)[-1]
@@ -103,11 +109,24 @@ class PackableModel(keras.Model):
     ``call(inputs, task, training)`` and extend ``get_config``.
     """
 
+    # The backbone's own options for the app (``--backbone_option=NAME=VALUE``), beside those its
+    # settings give (``settings_arguments``): constructor keywords with defaults, whose types read values.
+    OPTIONS: dict = {}
+
+    @classmethod
+    def settings_arguments(cls, settings) -> dict:
+        """Constructor keywords that the app's settings (``paenet.config.Settings``) give a new
+        workspace's network: its input shape; a subclass adds the settings it reads."""
+        return {"input_shape": (settings.image_size, settings.image_size, 3)}
+
     def __init__(self, tasks=(), sharing: str = "cumulative", input_shape=(64, 64, 3), frozen_shapes=None,
-                 pick_tasks=(), frozen_tasks: int = 0, **kwargs):
+                 pick_tasks=(), frozen_tasks: int = 0, task_digests=(), **kwargs):
         super().__init__(**kwargs)
-        # Tasks 1 .. frozen_tasks are finished: a call for one of them never trains (``__call__``).
+        # Tasks 1 .. frozen_tasks are finished: a call for one of them never trains (``__call__``), and
+        # every public writer refuses them (``check_unfinished``). ``task_digests`` are their records'
+        # digests, held so that a model checks itself where no records are at hand (``records.verify``).
         self.frozen_tasks = int(frozen_tasks)
+        self.task_digests = tuple(task_digests)
         self.task_specs = tuple(TaskSpec.from_dict(t) for t in tasks)
         if len(self.task_specs) > MAX_TASKS:
             raise ValueError(f"at most {MAX_TASKS} tasks fit a uint8 ownership mask; "
@@ -138,6 +157,27 @@ class PackableModel(keras.Model):
         if kwargs.get("training") and isinstance(task, int) and task <= self.frozen_tasks:
             kwargs["training"] = False
         return super().__call__(*args, **kwargs)
+
+    @property
+    def frozen_tasks(self) -> int:
+        return self._frozen_tasks
+
+    @frozen_tasks.setter
+    def frozen_tasks(self, value: int):
+        self._frozen_tasks = int(value)
+        for layer in self._flatten_layers(include_self=False):
+            if isinstance(layer, (MaskedKernelLayer, TaskBatchNorm)):
+                layer.frozen_tasks = self._frozen_tasks      # the layers' own guards read it
+
+    def mark_finished(self, records) -> None:
+        """Tasks 1..len(`records`) are finished from now on, with the digests of their ``TaskRecord``s."""
+        self.task_digests = tuple(r.digest for r in records)
+        self.frozen_tasks = len(records)
+
+    def check_unfinished(self, task, action: str) -> int:
+        """`task`, checked, once it is not finished; FinishedTaskError naming it and `action` otherwise."""
+        task = self.check_task(task)
+        return check_unfinished(task, self.frozen_tasks, action, self.task_specs[task - 1].name)
 
     @property
     def num_tasks(self) -> int:
@@ -176,7 +216,7 @@ class PackableModel(keras.Model):
         """Sets task `target`'s BatchNorm and biases to task `source`'s values (heads stay as they are):
         with claimed weights at 0.0, task `target` then starts computing task `source`'s features."""
         self.check_task(source)
-        self.check_task(target)
+        self.check_unfinished(target, "inherit_task_parts")
         for layer in self._flatten_layers(include_self=False):
             if isinstance(layer, TASK_PARTS) and layer.built and not isinstance(layer, TaskHeads):
                 for src, dst in zip(layer.task_variables(source), layer.task_variables(target)):
@@ -207,6 +247,7 @@ class PackableModel(keras.Model):
         for layer in self._flatten_layers(include_self=False):
             if isinstance(layer, MaskedKernelLayer):
                 layer.pick_tasks = self.pick_tasks
+        self.frozen_tasks = self.frozen_tasks       # reaches the layers made since
         self.call(tf.zeros((1, *self.image_shape)), task=self.num_tasks, training=False)
         for layer in self.masked_layers():
             shapes = self.frozen_shapes["kernels"].get(layer_key(layer), [])
@@ -225,8 +266,14 @@ class PackableModel(keras.Model):
 
     def with_tasks(self, tasks, pick_tasks=None) -> "PackableModel":
         """A new model like this one with the task list `tasks` (and, if given, the picking tasks
-        `pick_tasks`), holding every value of this one."""
-        changes = {"tasks": [TaskSpec.from_dict(t).to_dict() for t in tasks]}
+        `pick_tasks`), holding every value of this one. It keeps every finished task as it is: one
+        renamed, dropped or made to pick (or not) is refused (FinishedTaskError)."""
+        tasks = [TaskSpec.from_dict(t) for t in tasks]
+        for t in range(1, self.frozen_tasks + 1):
+            picking = t in (self.pick_tasks if pick_tasks is None else pick_tasks)
+            if t > len(tasks) or tasks[t - 1] != self.task_specs[t - 1] or picking != (t in self.pick_tasks):
+                self.check_unfinished(t, "with_tasks")
+        changes = {"tasks": [t.to_dict() for t in tasks]}
         if pick_tasks is not None:
             changes["pick_tasks"] = list(pick_tasks)
         return self.rebuild(**changes)
@@ -251,7 +298,17 @@ class PackableModel(keras.Model):
         return {"name": self.name, "tasks": [t.to_dict() for t in self.task_specs],
                 "sharing": self.sharing, "input_shape": list(self.image_shape),
                 "frozen_shapes": self.frozen_shapes, "pick_tasks": list(self.pick_tasks),
-                "frozen_tasks": self.frozen_tasks}
+                "frozen_tasks": self.frozen_tasks, "task_digests": list(self.task_digests),
+                "dtype_policy": self.dtype_policy.name}
+
+    @classmethod
+    def from_config(cls, config):
+        """The model of `config`, built under the dtype policy it was saved with (a ``.keras`` file
+        loaded in a process under another policy computes as its tasks were recorded)."""
+        config = dict(config)
+        policy = config.pop("dtype_policy", None)
+        with dtype_policy(policy or keras.config.dtype_policy()):
+            return cls(**config)
 
 
 def copy_values(src: keras.Model, dst: keras.Model):

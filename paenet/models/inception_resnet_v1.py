@@ -36,7 +36,7 @@ import re
 import keras
 
 from paenet.layers import MaskedConv2D, MaskedDense, TaskBatchNorm, TaskHeads
-from paenet.models.base import PackableModel, variable_key
+from paenet.models.base import PackableModel, given, variable_key
 
 ROOT = "InceptionResnetV1"           # FaceNet's outer variable scope
 BN_EPSILON = 1e-3                    # FaceNet's batch_norm_params
@@ -420,6 +420,15 @@ class InceptionResnetV1(PackableModel):
         (FaceNet: 0.995, for runs of many thousand steps; short CPU runs need a faster one). Finished
         tasks never update theirs, so it may change between tasks.
     """
+
+    OPTIONS = {"width_multiplier": 1.0, "block_counts": FACENET_BLOCKS}
+
+    @classmethod
+    def settings_arguments(cls, settings) -> dict:
+        """The input size, the Bottleneck's width from ``dense_units`` (the feature layer) and the keep
+        probability from ``dropout``."""
+        return {"input_size": settings.image_size, "embedding_size": settings.dense_units,
+                "keep_probability": 1.0 - settings.dropout, **given(settings, "bn_momentum")}
 
     def __init__(self, input_size: int = 160, width_multiplier: float = 1.0, widths: dict | None = None,
                  embedding_size: int = 512, keep_probability: float = 0.8, block_counts=FACENET_BLOCKS,

@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 
 from paenet.layers import MaskedDense, TaskBatchNorm, TaskHeads
-from paenet.models.base import PackableModel
+from paenet.models.base import PackableModel, given
 
 
 @keras.saving.register_keras_serializable(package="paenet")
@@ -20,6 +20,8 @@ class MLP(PackableModel):
     widths are the width config); ``dense`` keeps its width because every task's head reads it, as
     SmallCNN's does.
     """
+
+    OPTIONS = {"batch_norm": True}
 
     def __init__(self, widths=(312,), dense_units: int = 128, batch_norm: bool = True, dropout: float = 0.0,
                  bn_momentum: float = 0.9, **kwargs):
@@ -39,6 +41,11 @@ class MLP(PackableModel):
                 setattr(self, f"{name}_bn", TaskBatchNorm(self.num_tasks, self.bn_momentum, name=f"{name}_bn"))
         self.drop = keras.layers.Dropout(self.dropout_rate, name="dropout")
         self.heads = TaskHeads([t.num_classes for t in self.task_specs], name="heads", dtype="float32")
+
+    @classmethod
+    def settings_arguments(cls, settings) -> dict:
+        return {**super().settings_arguments(settings),
+                **given(settings, "widths", "dense_units", "dropout", "bn_momentum")}
 
     def _layer_units(self) -> list[tuple[str, int]]:
         return [*((f"hidden{i}", w) for i, w in enumerate(self.widths, 1)), ("dense", self.dense_units)]

@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 from paenet.layers import MaskedConv2D, MaskedDense, TaskBatchNorm, TaskHeads
-from paenet.models.base import PackableModel
+from paenet.models.base import PackableModel, given
 
 
 @keras.saving.register_keras_serializable(package="paenet")
@@ -20,6 +20,9 @@ class SmallCNN(PackableModel):
                  bn_momentum: float = 0.9, **kwargs):
         super().__init__(**kwargs)
         self.widths = tuple(int(w) for w in widths)
+        if min(self.image_shape[:2]) < 2 ** len(self.widths):
+            raise ValueError(f"input size {min(self.image_shape[:2])} is halved once per layer of --widths "
+                             f"({len(self.widths)}), so it needs at least {2 ** len(self.widths)}")
         self.dense_units = int(dense_units)
         self.dropout_rate = float(dropout)
         # Short CPU runs need faster-moving statistics than FaceNet's 0.995.
@@ -33,6 +36,11 @@ class SmallCNN(PackableModel):
         self.dense_bn = TaskBatchNorm(self.num_tasks, self.bn_momentum, name="dense_bn")
         self.drop = keras.layers.Dropout(self.dropout_rate, name="dropout")
         self.heads = TaskHeads([t.num_classes for t in self.task_specs], name="heads", dtype="float32")
+
+    @classmethod
+    def settings_arguments(cls, settings) -> dict:
+        return {**super().settings_arguments(settings),
+                **given(settings, "widths", "dense_units", "dropout", "bn_momentum")}
 
     def call(self, inputs, task=None, training=False):
         task = self.check_task(task)

@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 from paenet.layers import MaskedConv2D, MaskedDense, TaskBatchNorm, TaskHeads
-from paenet.models.base import PackableModel
+from paenet.models.base import PackableModel, given
 
 # VGG16's 13 convolutions ("configuration D"); a 2x2 max-pool follows each block's last one.
 VGG16_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
@@ -46,6 +46,11 @@ class VGG16BN(PackableModel):
         self.fc2 = MaskedDense(self.dense_units[1], use_bias=True, name="fc2", **shared)
         self.drop = keras.layers.Dropout(self.dropout_rate, name="dropout")
         self.heads = TaskHeads([t.num_classes for t in self.task_specs], name="heads", dtype="float32")
+
+    @classmethod
+    def settings_arguments(cls, settings) -> dict:
+        return {**super().settings_arguments(settings),
+                **given(settings, "widths", "dense_units", "dropout", "bn_momentum")}
 
     def call(self, inputs, task=None, training=False):
         task = self.check_task(task)

@@ -11,14 +11,16 @@ from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, registe
 
 
 def classification_data(images: np.ndarray, labels: np.ndarray, context: TaskContext,
-                        val_fraction: float = 0.25, class_names=()) -> TaskData:
-    """A seeded, stratified train/validation split of in-memory images, as TaskData. (These sets are too
-    small for a separate test split: the validation split selects, and nothing is reported as test.)"""
+                        val_fraction: float = 0.25, source: str = "the task's images", class_names=()) -> TaskData:
+    """A seeded, stratified train/validation split of in-memory images (`source` says what they are, `class_names`
+    name their classes), as TaskData. (These sets are too small for a separate test split: the validation split
+    selects, and nothing is reported as test.)"""
     train, val = stratified_split(labels, val_fraction, context.seed)
     val_ds = array_dataset(images[val], labels[val], max(context.batch_size, 64))
     return TaskData(train=array_dataset(images[train], labels[train], context.batch_size, training=True,
                                         seed=context.seed),
                     validate=top1_validator(val_ds), sizes={"train": len(train), "val": len(val)},
+                    data={"val": f"{len(val)} images of {source}: a seeded {val_fraction:.0%} per class"},
                     class_names=tuple(class_names))
 
 
@@ -29,7 +31,8 @@ def _real_image_task(name: str, description: str, loader, num_classes: int, rela
     def load(context: TaskContext) -> TaskData:
         data = loader(context.data_dir, context.image_size)
         labels = relabel(data) if relabel else data.labels
-        return classification_data(data.images, labels, context, class_names=() if relabel else data.class_names)
+        return classification_data(data.images, labels, context, source=description,
+                                   class_names=() if relabel else data.class_names)
     return TaskDefinition(name, num_classes, description, load, tuple(class_names))
 
 

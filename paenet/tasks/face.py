@@ -38,6 +38,7 @@ import numpy as np
 
 from paenet.data import pipeline, real_images
 from paenet.data.pairs import draw_pairs, identity_images, read_pairs, resolve_pairs
+from paenet.models import InceptionResnetV1, register_backbone
 from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
 
 logger = logging.getLogger("paenet.tasks.face")
@@ -52,24 +53,29 @@ CROP_MARGIN = 182 / 160         # FaceNet's training faces: 182 px, cropped to 1
 _reported = set()               # folders already reported missing (say it once per process)
 
 
-def verifier(image_dir, pairs_file, folds=None, result: str = "accuracy_mean"):
+def verifier(image_dir, pairs_file, folds=None, result: str = "accuracy_mean", phase: str = "test",
+             progress: bool = True):
     """``f(model, task)``: the LFW protocol over `folds` (default all), its mean accuracy (or its ROC,
-    with ``result="roc"``)."""
+    with ``result="roc"``); with `progress`, a bar named after the task and `phase`."""
     from paenet.evaluation.lfw import evaluate_lfw
-    return _verify(lambda embed, size: evaluate_lfw(image_dir, pairs_file, embed, image_size=size, folds=folds,
-                                                    roc=result == "roc")[result])
+    return _verify(lambda embed, size, bar: evaluate_lfw(image_dir, pairs_file, embed, image_size=size, folds=folds,
+                                                         roc=result == "roc", progress=bar)[result],
+                   phase, progress)
 
 
-def pair_verifier(pairs):
+def pair_verifier(pairs, progress: bool = True):
     """``f(model, task)``: the protocol's mean accuracy on `pairs` (path, path, same, fold)."""
     from paenet.evaluation.lfw import evaluate_image_pairs
-    return _verify(lambda embed, size: evaluate_image_pairs(pairs, embed, image_size=size)["accuracy_mean"])
+    return _verify(lambda embed, size, bar: evaluate_image_pairs(pairs, embed, image_size=size,
+                                                                 progress=bar)["accuracy_mean"],
+                   "validate", progress)
 
 
-def _verify(evaluate):
+def _verify(evaluate, phase: str, progress: bool):
     def verify(model, task):
         from paenet.evaluation.lfw import embedding_function
-        return evaluate(embedding_function(model, task), model.image_shape[0])
+        bar = f"{model.task_specs[task - 1].name} {phase}" if progress else None
+        return evaluate(embedding_function(model, task), model.image_shape[0], bar)
     return verify
 
 
@@ -170,8 +176,9 @@ def training_images(data_dir, options: dict) -> dict[str, list[Path]]:
         return {}
     images = identity_images(folder)
     if len(images) < 2:
-        raise ValueError(f"face_train={folder}: {len(images)} identities (<identity>/<image>); softmax "
-                         "training needs 2 or more")
+        from paenet.config import UsageError
+        raise UsageError(f"face_train={folder}: {len(images)} identities (<identity>/<image> image files); "
+                         "softmax training needs 2 or more")
     return images
 
 
@@ -226,24 +233,48 @@ def _load(context: TaskContext) -> TaskData:
         if shared:
             logger.info("%s: %d identities also in %s left out of validation", val_folder, len(shared), folder)
         used, _ = resolve_pairs(test_pairs, folder)
-        return TaskData(train=training["train"], loss=training["loss"], validate=pair_verifier(val),
-                        test=verifier(folder, pairs_file), roc=verifier(folder, pairs_file, result="roc"),
+        bar = context.progress
+        described = {"val": f"{len(val)} pairs drawn from {val_folder}",
+                     "test": f"the {len(used)} pairs of {pairs_file} over its {len(folds)} folds"}
+        return TaskData(train=training["train"], loss=training["loss"], validate=pair_verifier(val, bar),
+                        data=described,
+                        test=verifier(folder, pairs_file, progress=bar),
+                        roc=verifier(folder, pairs_file, result="roc", phase="ROC", progress=bar),
                         sizes={**training["sizes"], "val_pairs": len(val), "val_identities_left_out": len(shared),
                                "test_pairs": len(used), "test_folds": len(folds)})
     if len(folds) < 4:
         raise ValueError(f"{pairs_file}: {len(folds)} folds, and no validation identities in {val_folder}; the face "
                          "task needs one or the other (face_val, see paenet/tasks/face.py)")
-    logger.warning("%s is not there: the face task selects on folds 1-%d of %s and tests on the rest, so its "
-                   "selection is not independent of its test; give it identities LFW does not hold (face_val)",
-                   val_folder, len(folds) // 2, pairs_file)
+    if val_folder not in _reported:
+        _reported.add(val_folder)
+        logger.warning("%s is not there: the face task selects on folds 1-%d of %s and tests on the rest, so its "
+                       "selection is not independent of its test; give it identities LFW does not hold (face_val)",
+                       val_folder, len(folds) // 2, pairs_file)
     half = len(folds) // 2
-    return TaskData(train=training["train"], loss=training["loss"],
-                    validate=verifier(folder, pairs_file, folds[:half]),
-                    test=verifier(folder, pairs_file, folds[half:]),
-                    roc=verifier(folder, pairs_file, folds[half:], "roc"),
+    described = {"val": f"folds 1-{half} of {pairs_file}", "test": f"folds {half + 1}-{len(folds)} of {pairs_file}"}
+    return TaskData(train=training["train"], loss=training["loss"], data=described,
+                    validate=verifier(folder, pairs_file, folds[:half], phase="validate",
+                                      progress=context.progress),
+                    test=verifier(folder, pairs_file, folds[half:], progress=context.progress),
+                    roc=verifier(folder, pairs_file, folds[half:], "roc", "ROC", context.progress),
                     sizes={**training["sizes"], "val_folds": half, "test_folds": len(folds) - half})
 
 
+def import_facenet(settings, name: str):
+    """``--base=facenet``: the FaceNet file ``--facenet`` imported as active task 1 "face" of a new
+    workspace's network, with a head for the face task's training identities when it has some (its head
+    only retrains it), and the workspace config entries that record the import."""
+    from paenet.facenet_import import load_facenet
+    classes = training_classes(settings.data_dir, settings.task_options)
+    imported = load_facenet(settings.facenet, logits=classes, sharing=settings.sharing, name=name)
+    model = imported.model
+    if settings.bn_momentum is not None:
+        model = model.rebuild(bn_momentum=settings.bn_momentum)
+    return model, dict(image_size=model.input_size, facenet=str(imported.path), facenet_format=imported.format,
+                       bn_momentum=model.bn_momentum)
+
+
+register_backbone("facenet", InceptionResnetV1, load=import_facenet)
 register(TaskDefinition("face", 0, "face verification (FaceNet embedding, retrained on VGGFace2-format identities "
                                    "while pruned, or pruned as imported without them; selected on identities "
                                    "apart from LFW, tested on LFW's 10 folds)", _load))

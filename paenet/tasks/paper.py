@@ -7,8 +7,11 @@ validation split that never overlaps it:
 * ``age``, ``gender`` (Adience, 8 age groups / 2 genders, the published label rules of
   ``data_prep.builders.adience``): 5-fold cross-validation as Levi & Hassner's protocol. Test fold k
   (``--fold``); the other four folds train, except a validation split carved from them by subject
-  (``user_id``; seeded by ``--seed``; subjects in a random order until about 10% of the task's labelled
-  images), so that no person is both trained on and validated on. Run the five folds as five workspaces
+  (``user_id``; seeded by ``--seed``; subjects in a random order until about 10% of the four folds'
+  images), so that no person is both trained on and validated on. The validation subjects are chosen from
+  every row, whichever label it has, so age and gender in one workspace (one seed and fold) validate on
+  the same subjects: no image the one task validates on is a training image of the other, whose frozen
+  weights it reads. Run the five folds as five workspaces
   and average (``experiments/run.py`` does).
 * ``expression`` (AffectNet, 7 basic expressions): training the first 95% of its training list,
   validation the last 5% (at least one example), test the official validation set (500 per class). The
@@ -25,7 +28,7 @@ from paenet.evaluation.classification import top1_validator
 from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
 from paenet.training import weighted_classification_loss
 
-ADIENCE_VAL_FRACTION = 0.1   # of the four training folds' labelled images, by subject
+ADIENCE_VAL_FRACTION = 0.1   # of the four training folds' images, by subject
 PAPER_CROP = pipeline.IMAGE_SIZE / pipeline.SOURCE_SIZE   # evaluation: the centre 160 px of faces aligned at 182
 
 
@@ -57,19 +60,29 @@ def _concatenated(sources) -> pipeline.ImageSource:
     return pipeline.ImageSource(dataset, first.read)
 
 
-def adience_sources(builder, test_fold: int, label: str, seed: int):
-    """(train, validation, test) sources of Adience feature `label` for test fold `test_fold`: the test
-    fold, and the other four folds split by subject (``paenet.data.splits.group_split``)."""
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
+def _training_folds(test_fold: int) -> str:
     from data_prep.builders.adience import NUM_FOLDS
     if not 0 <= test_fold < NUM_FOLDS:
         raise ValueError(f"Adience has folds 0..{NUM_FOLDS - 1}, not {test_fold}")
-    others = "+".join(f"fold_{f}" for f in range(NUM_FOLDS) if f != test_fold)
-    rows = builder.as_dataset(split=others, decoders={"image": tfds.decode.SkipDecoding()})
-    users = [user for user, y in tfds.as_numpy(rows.map(lambda ex: (ex["user_id"], ex[label]))) if y >= 0]
+    return "+".join(f"fold_{f}" for f in range(NUM_FOLDS) if f != test_fold)
+
+
+def adience_validation_users(builder, test_fold: int, seed: int) -> list[bytes]:
+    """The subjects (``user_id``, sorted) that validate when `test_fold` tests, drawn by `seed` from every
+    row of the other four folds whatever its labels: the same for age and gender."""
+    import tensorflow_datasets as tfds
+    rows = builder.as_dataset(split=_training_folds(test_fold), decoders={"image": tfds.decode.SkipDecoding()})
+    users = list(tfds.as_numpy(rows.map(lambda ex: ex["user_id"])))
     _, val = splits.group_split(users, ADIENCE_VAL_FRACTION, seed)
-    val_users = tf.constant(sorted({users[i] for i in val}))
+    return sorted({users[i] for i in val})
+
+
+def adience_sources(builder, test_fold: int, label: str, seed: int):
+    """(train, validation, test) sources of Adience feature `label` for test fold `test_fold`: the test
+    fold, and the other four folds split by subject (``adience_validation_users``)."""
+    import tensorflow as tf
+    others = _training_folds(test_fold)
+    val_users = tf.constant(adience_validation_users(builder, test_fold, seed))
 
     def validates(example):
         return tf.reduce_any(tf.equal(example["user_id"], val_users))

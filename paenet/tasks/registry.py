@@ -21,6 +21,7 @@ class TaskContext:
     seed: int = 0
     fold: int = 0                   # the test fold of a cross-validated data set (Adience)
     options: dict = dataclasses.field(default_factory=dict)   # task-specific settings (face_pairs, ...)
+    progress: bool = True          # progress bars over the task's long evaluations
 
 
 @dataclasses.dataclass
@@ -31,6 +32,7 @@ class TaskData:
     loss: object = None             # None: softmax cross-entropy on integer labels
     sizes: dict = dataclasses.field(default_factory=dict)   # samples per split ("train", "val", "test")
     roc: Callable | None = None     # a verification task's ROC on its test split: f(model, task) -> dict
+    data: dict = dataclasses.field(default_factory=dict)   # what each split ("val", "test") is, in words
     class_names: tuple = ()         # names found in the data (e.g. the people of a folder), else the definition's
 
 

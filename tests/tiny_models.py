@@ -1,0 +1,34 @@
+"""The tiny networks the tests share, in one place: the app's settings for a tiny version of every
+registered backbone (``TINY``), the backbone they make, and the tiny small CNN most tests pack into."""
+from paenet.config import Settings
+from paenet.models import SmallCNN, get_backbone
+
+# A case per backbone (and a variant or two), as the app's settings: the smallest network that still has
+# every kind of layer the backbone has at full size.
+TINY = {
+    "small_cnn": dict(image_size=16, widths=(4, 8), dense_units=16),
+    "inception_resnet_v1": dict(image_size=80, dense_units=8,
+                                backbone_options={"width_multiplier": 0.125, "block_counts": (1, 1, 1)}),
+    "mlp": dict(image_size=8, widths=(16, 8), dense_units=8),
+    "mlp_bias": dict(base="mlp", image_size=8, widths=(12,), dense_units=6, dropout=0.25,
+                     backbone_options={"batch_norm": "false"}),
+    "vgg16_bn": dict(image_size=32, widths=(3, 4, 4, 5, 5, 6, 6, 6, 7, 7, 7, 8, 8), dense_units=8),
+    "resnet18": dict(image_size=8, widths=(4, 4, 8, 8)),
+}
+
+
+def tiny_settings(case: str, **changes) -> Settings:
+    """The app's settings of `case` (a key of ``TINY``): dropout 0 unless the case says otherwise."""
+    return Settings(**{"base": case, "dropout": 0.0, **TINY[case], **changes})
+
+
+def tiny_backbone(case: str, **kwargs):
+    """The unbuilt tiny network of `case`, as the app creates it (`kwargs`: tasks, name ...)."""
+    settings = tiny_settings(case)
+    backbone = get_backbone(settings.base)
+    return backbone.cls(**backbone.arguments(settings), **kwargs)
+
+
+def tiny_cnn(**kwargs) -> SmallCNN:
+    """A small CNN of two conv blocks (4, 8 filters) and 8 dense units on 16x16 images."""
+    return SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), **kwargs)
