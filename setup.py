@@ -22,6 +22,8 @@ setup(
         "tensorboard>=2.21",
         "numpy>=2.0",
         "absl-py>=2.0",
+        # The LiteRT interpreter: checks paenet.export --litert's models (2.3.0 runs with TF 2.21, numpy 2).
+        "ai-edge-litert>=2.3",
         # The headless build: the same cv2 API without the X11/OpenGL system libraries.
         "opencv-python-headless>=4.10",
         # TensorFlow 2.21 needs h5py < 3.15.

@@ -77,8 +77,13 @@ class FaceAligner:
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         """Face boxes [N, 4] (x1, y1, x2, y2, in pixels) found in uint8 RGB `image`."""
+        return self.detect_scored(image)[0]
+
+    def detect_scored(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(face boxes [N, 4] as ``detect``, MTCNN's confidence of each [N])."""
         faces = self._detector.detect_faces(image, box_format="xyxy", **self.settings)
-        return np.array([f["box"] for f in faces], dtype=np.float64).reshape(-1, 4)
+        return (np.array([f["box"] for f in faces], dtype=np.float64).reshape(-1, 4),
+                np.array([f["confidence"] for f in faces], dtype=np.float64))
 
     def align(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(crop, chosen box) for uint8 RGB `image`, or ``None`` when no face is found."""

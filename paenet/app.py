@@ -215,7 +215,6 @@ def _pack(s: Settings, definition, workspace, strategy) -> tuple[int, dict]:
     import tensorflow as tf
 
     from paenet.goal import GoalLoop, LoopState
-    from paenet.models import TaskSpec
     from paenet.models.base import dtype_policy
     from paenet.monitor import WorkspaceObserver
     from paenet.tasks import TaskContext
@@ -263,7 +262,7 @@ def _pack(s: Settings, definition, workspace, strategy) -> tuple[int, dict]:
             raise UsageError(f"task {imported.name!r} was imported without a head, so it cannot train on the "
                              f"training data it has now: create the workspace with that data (for the face task, "
                              f"--face_train) or move the data away")
-        spec = TaskSpec(definition.name, definition.num_classes)
+        spec = definition.spec(data)
         if active:
             loop = _resume(workspace, finished, active, spec, data, s, config["optimizer"])
         else:

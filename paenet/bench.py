@@ -20,7 +20,7 @@ from absl import app, flags
 
 BENCHMARK_MODULES = ("paenet.benchmarks.core", "paenet.benchmarks.inception", "paenet.benchmarks.expansion",
                      "paenet.benchmarks.growth", "paenet.benchmarks.peak", "paenet.benchmarks.data",
-                     "paenet.benchmarks.distributed", "paenet.benchmarks.continual")
+                     "paenet.benchmarks.distributed", "paenet.benchmarks.continual", "paenet.benchmarks.litert")
 
 flags.DEFINE_bool("quick", False, "Tiny models and few repeats: checks that every row runs, not a measurement.")
 flags.DEFINE_list("only", [], "Measure only the rows with these names (see --list).")

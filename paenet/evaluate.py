@@ -40,7 +40,7 @@ def embedding_model(checkpoint, task: str | None = None):
             raise ValueError(str(e)) from None
         if task is not None:
             return model, model.task_number(task)
-        from paenet.export import serves_embeddings
+        from paenet.serving import serves_embeddings
         features = [t for t in range(1, model.num_tasks + 1) if serves_embeddings(model, t)]
         if not features:
             raise ValueError(f"{checkpoint}: no task without a classifier head (a face task) to evaluate")

@@ -1,12 +1,14 @@
 """One SavedModel that serves every task of a packed model, and ``python -m paenet.export``.
 
 The SavedModel holds each variable the served tasks read exactly once: the shared masked kernels, their
-uint8 masks, and each task's own BatchNorm, biases and head. It has one serving signature per task, named
-by the task, taking ``images`` (float32 [None, H, W, 3] at the model's ``image_shape``, already
-standardised): a feature task (no classes, or FaceNet's face task, whose head only retrains it) returns
-``embeddings`` (for FaceNet the L2-normalised 512-d embedding; otherwise the features the model gives), a
-classifier returns ``probabilities`` (softmax of its logits). The first task's signature is also
-``serving_default``, which TF Serving needs.
+uint8 masks, and each task's own BatchNorm, biases and head. Each task has a serving signature named by
+the task, taking ``images`` (float32 [None, H, W, 3] at the model's ``image_shape``, already
+standardised), and ``<task>_uint8`` and ``<task>_bytes`` taking uint8 images of any size and encoded
+image files, with the task's preprocessing in the graph (``paenet.serving``): a feature task (no classes,
+or FaceNet's face task, whose head only retrains it) returns ``embeddings`` (for FaceNet the
+L2-normalised 512-d embedding; otherwise the features the model gives), a classifier returns
+``probabilities`` (softmax of its logits) and ``classes`` (its class names). The first task's signature
+is also ``serving_default``, which TF Serving needs.
 
 Exactness: loaded with ``tf.saved_model.load``, every signature is bit-identical to the in-memory model
 run as a ``tf.function`` (as ``paenet.training`` evaluates it). Eager calls can differ in the last bits
@@ -19,7 +21,9 @@ twice (as the Keras variable and as the ``tf.Variable`` the functions capture).
 
 The command exports a workspace's finished tasks to ``WORKSPACE/exports/``: ``savedmodel/``, with
 ``--compressed`` also ``compressed.npz`` (``paenet.compressed``), and ``sizes.json`` (the paper's
-accounting and the real bytes, ``paenet.model_size``), which it also prints.
+accounting and the real bytes, ``paenet.model_size``), which it also prints; with ``--litert`` also
+``model.tflite`` (``paenet.litert``: a signature per task, shared or per-task-constants layout), with
+``--int8`` ``model_int8.tflite``.
 """
 from __future__ import annotations
 
@@ -28,9 +32,9 @@ from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see pae
 import os
 
 import keras
-import tensorflow as tf
 from absl import app, flags
 
+from paenet import serving
 from paenet.checkpoint import load_packing
 from paenet.compressed import save_compressed
 from paenet.evaluation import model_size
@@ -41,15 +45,9 @@ from paenet.workspace import EXPORTS, locate
 SAVEDMODEL = "savedmodel"
 COMPRESSED = "compressed.npz"
 SIZES = "sizes.json"
+LITERT, LITERT_INT8 = "model.tflite", "model_int8.tflite"
 # Attributes of the exported object that a signature named after a task would overwrite.
 RESERVED_NAMES = ("variables", "trainable_variables", "non_trainable_variables", "serving_default")
-
-
-def serves_embeddings(model, task: int) -> bool:
-    """Whether task `task` serves features: a task without classes, or one whose head only trains it
-    (FaceNet's face task, ``InceptionResnetV1.serves_embeddings``)."""
-    serves = getattr(model, "serves_embeddings", None)
-    return serves(task) if serves is not None else not model.task_specs[task - 1].num_classes
 
 
 def select_tasks(model, tasks=None) -> list[int]:
@@ -65,15 +63,6 @@ def select_tasks(model, tasks=None) -> list[int]:
     if len(set(numbers)) != len(numbers):
         raise ValueError(f"tasks named more than once: {list(tasks)}")
     return numbers
-
-
-def serving_function(model, task: int):
-    """Task `task`'s serving function: images -> {"embeddings" or "probabilities": float32 outputs}."""
-    if serves_embeddings(model, task):
-        head = {"outputs": "embeddings"} if model.task_specs[task - 1].num_classes else {}
-        return lambda images: {"embeddings": tf.cast(model(images, task=task, training=False, **head), tf.float32)}
-    return lambda images: {"probabilities": tf.nn.softmax(tf.cast(model(images, task=task, training=False),
-                                                                  tf.float32))}
 
 
 def _ordered_archive(model):
@@ -94,11 +83,11 @@ def _ordered_archive(model):
     return archive
 
 
-def export_savedmodel(model, output_dir: str, tasks=None, records=None) -> str:
-    """Writes one SavedModel serving `tasks` of `model` (numbers or names; default all) to `output_dir`,
-    replacing what was there; returns its path. The finished tasks are verified first, against their
-    `records` or else the digests the model holds: a model whose finished task changed in memory is
-    refused (IntegrityError) before anything is written."""
+def export_savedmodel(model, output_dir: str, tasks=None, records=None, inputs=serving.SIGNATURE_INPUTS) -> str:
+    """Writes one SavedModel serving `tasks` of `model` (numbers or names; default all) from `inputs`
+    (``paenet.serving``: float, uint8, bytes) to `output_dir`, replacing what was there; returns its path.
+    The finished tasks are verified first, against their `records` or else the digests the model holds: a
+    model whose finished task changed in memory is refused (IntegrityError) before anything is written."""
     verify(model, records)
     numbers = select_tasks(model, tasks)
     for t in numbers:
@@ -106,19 +95,28 @@ def export_savedmodel(model, output_dir: str, tasks=None, records=None) -> str:
         if not name.isidentifier() or name.startswith("_") or name in RESERVED_NAMES:
             raise ValueError(f"task name {name!r} cannot name a signature: use a Python identifier that "
                              f"does not start with '_' and is none of {RESERVED_NAMES}")
-    images = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
-    archive = _ordered_archive(model)
+    endpoints = {}
     for t in numbers:
-        archive.add_endpoint(model.task_specs[t - 1].name, serving_function(model, t), input_signature=[images])
+        for name, endpoint in serving.signatures(model, t, inputs).items():
+            if name in endpoints or name in RESERVED_NAMES:
+                raise ValueError(f"signature {name!r} of task {model.task_specs[t - 1].name!r} clashes with "
+                                 "another task's or a reserved name: rename the task")
+            endpoints[name] = endpoint
+    archive = _ordered_archive(model)
+    for name, (function, input_signature) in endpoints.items():
+        archive.add_endpoint(name, function, input_signature=input_signature)
     return write_replacing(output_dir, lambda tmp: archive.write_out(tmp, verbose=False))
 
 
 def export_workspace(workspace: str, output: str | None = None, compressed: bool = False,
-                     tasks=None) -> dict:
+                     tasks=None, litert: str | None = None, int8: bool = False, representative=None,
+                     force_int8: bool = False) -> dict:
     """Exports the finished tasks of `workspace` (a workspace or a bare packing folder), or the named
     `tasks` among them, to `output` (default ``WORKSPACE/exports``); returns what ``sizes.json`` holds.
 
-    The compressed file holds the whole packing, every task; the SavedModel serves the chosen tasks.
+    The compressed file holds the whole packing, every task; the SavedModel serves the chosen tasks, and
+    so does ``model.tflite`` with `litert` (a ``paenet.litert`` layout), or ``model_int8.tflite`` with
+    `int8`, checked (and int8 calibrated) on `representative` (``task=DIR`` or ``DIR`` for every task).
     """
     located = locate(workspace)
     packer = load_packing(located.packing)
@@ -140,8 +138,45 @@ def export_workspace(workspace: str, output: str | None = None, compressed: bool
         sizes["compressed_bytes"] = model_size.bytes_on_disk(path)
     elif os.path.exists(os.path.join(output, COMPRESSED)):
         os.remove(os.path.join(output, COMPRESSED))   # an earlier export's: it may hold other weights
+    if litert or int8:
+        sizes["litert"] = _export_litert(packer.model, output, tasks or finished, litert or "constants", int8,
+                                         representative, force_int8)
     write_json_atomic(os.path.join(output, SIZES), sizes)
     return sizes
+
+
+def representative_folders(model, numbers, entries) -> dict:
+    """Task number -> folder from ``--representative`` entries: ``task=DIR``, or ``DIR`` for every task."""
+    names = {model.task_specs[t - 1].name: t for t in numbers}
+    folders = {}
+    for entry in entries or ():
+        name, separator, folder = entry.partition("=")
+        if not separator:
+            name, folder = "", entry
+        if name and name not in names:
+            raise ValueError(f"--representative={entry}: {name!r} is not an exported task; they are {list(names)}")
+        if not os.path.isdir(folder):
+            raise ValueError(f"--representative={entry}: {folder}: no such folder")
+        folders.update({t: folder for t in ([names[name]] if name else numbers)})
+    missing = [name for name, t in names.items() if t not in folders]
+    if folders and missing:
+        raise ValueError(f"--representative names no folder for tasks {missing}")
+    return folders
+
+
+def _export_litert(model, output, tasks, layout, int8, representative, force_int8) -> dict:
+    from paenet import litert
+    numbers = select_tasks(model, tasks)
+    folders = representative_folders(model, numbers, representative)
+    if int8 and not folders:
+        raise ValueError("--int8 needs --representative: a folder of each task's images (task=DIR or DIR)")
+    images = (litert.sample_images(folders, model.image_shape[0]) if folders
+              else {t: litert.noise_images(model) for t in numbers})
+    result = litert.export(model, os.path.join(output, LITERT_INT8 if int8 else LITERT), numbers, layout, images,
+                           int8, force_int8)
+    if int8:       # the float model's figures beside the int8 model's
+        result["float_check"] = litert.check(litert.convert(model, numbers, "constants"), model, numbers, images)
+    return result
 
 
 def format_sizes(sizes: dict) -> str:
@@ -156,6 +191,13 @@ def format_sizes(sizes: dict) -> str:
     lines.append(f"SavedModel: {sizes['savedmodel_bytes']} bytes")
     if "compressed_bytes" in sizes:
         lines.append(f"compressed: {sizes['compressed_bytes']} bytes")
+    if "litert" in sizes:
+        lite = sizes["litert"]
+        lines.append(f"LiteRT ({lite['layout']}{', int8' if lite['int8'] else ''}): {lite['bytes']} bytes")
+        for name, figures in lite["check"].items():
+            before = lite.get("float_check", {}).get(name)
+            lines.append(f"  {name}: max |LiteRT - SavedModel| {figures['max_abs_diff']:.3g}, agreement "
+                         f"{figures['agreement']:.4f}" + (f" (float: {before['agreement']:.4f})" if before else ""))
     return "\n".join(lines)
 
 
@@ -166,6 +208,15 @@ def define_flags():
     flags.DEFINE_bool("compressed", False, "Also write compressed.npz: masks packed to the bits they need, "
                                            "free (pruned) weights not stored.")
     flags.DEFINE_list("tasks", None, "Names of the finished tasks to serve (default: every finished task).")
+    flags.DEFINE_bool("litert", False, "Also write model.tflite: one LiteRT signature per task (paenet.litert).")
+    flags.DEFINE_enum("litert_layout", "shared", ["shared", "constants"],
+                      "shared: each kernel and mask stored once, selected at run time; constants: each task's "
+                      "kernels as constants (faster, larger).")
+    flags.DEFINE_bool("int8", False, "Write model_int8.tflite instead: int8 post-training quantisation (constants "
+                                     "layout), calibrated on --representative, refused below the stated agreement.")
+    flags.DEFINE_bool("force_int8", False, "Write the int8 model even when a task falls below the agreement.")
+    flags.DEFINE_list("representative", None, "task=DIR (or DIR for every task): images of each task's own data, "
+                                              "to check the LiteRT model on and calibrate int8.")
 
 
 def main(argv):
@@ -173,8 +224,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     FLAGS = flags.FLAGS
     from paenet.cli import report_errors
-    sizes = report_errors("paenet.export", lambda: export_workspace(FLAGS.workspace, FLAGS.output,
-                                                                     FLAGS.compressed, FLAGS.tasks))
+    if FLAGS.int8 and FLAGS.litert and FLAGS.litert_layout != "constants":
+        raise app.UsageError("--int8 quantises the constants layout: pass --litert_layout=constants or no --litert")
+    sizes = report_errors("paenet.export", lambda: export_workspace(
+        FLAGS.workspace, FLAGS.output, FLAGS.compressed, FLAGS.tasks, FLAGS.litert and FLAGS.litert_layout,
+        FLAGS.int8, FLAGS.representative, FLAGS.force_int8))
     print(format_sizes(sizes))
 
 

@@ -91,16 +91,45 @@ def _data_section(names, entries) -> list:
             Table(["task", "name", "validation", "test"], rows)]
 
 
+def _classes(spec) -> str:
+    """A task's classes by name (its count where it has no names)."""
+    return f"{spec.num_classes}: {', '.join(spec.class_names)}" if spec.class_names else str(spec.num_classes)
+
+
+def _prediction_section(located, output) -> list:
+    """The annotated photos and answers of ``WORKSPACE/predictions/`` (``paenet.predict``; the demo writes
+    them), copied beside the report; nothing when there are none."""
+    import json
+    import shutil
+
+    from paenet.predict import LINES, PREDICTIONS
+    path = located.file(os.path.join(PREDICTIONS, LINES))
+    if path is None:
+        return []
+    with open(path) as f:
+        lines = [json.loads(line) for line in f if line.strip()]
+    blocks = [Heading("Prediction on a photo"),
+              Paragraph(f"`python -m paenet.predict`: every face found, each task's answer ({len(lines)} lines).")]
+    folder = os.path.dirname(path)
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".jpg")):
+        shutil.copyfile(os.path.join(folder, name), os.path.join(output, f"prediction_{name}"))
+        blocks.append(Image(f"prediction_{name}", f"faces and answers on {name}"))
+    rows = [[os.path.basename(l["file"]), l.get("face", ""), l.get("box", ""), l.get("score", ""),
+             l.get("error") or ", ".join(f"{t}: {a['label']} ({a['probability']:.2f})"
+                                         for t, a in l["tasks"].items() if "label" in a)] for l in lines]
+    return blocks + [Table(["photo", "face", "box", "score", "answers"], rows)]
+
+
 def _tasks_section(model, records) -> list:
     by_task = {r.task: r for r in records}
     rows = []
     for task, spec in enumerate(model.task_specs, start=1):
         r = by_task.get(task)
         if r is None:
-            rows.append([task, spec.name, spec.num_classes, "", "", "active, not finished", ""])
+            rows.append([task, spec.name, _classes(spec), "", "", "active, not finished", ""])
             continue
         metrics = ", ".join(f"{k}={_number(v)}" for k, v in sorted(r.metrics.items()))
-        rows.append([task, r.name, r.num_classes, sum(r.owned.values()), f"{model_size.pruned_fraction(r):.1%}",
+        rows.append([task, r.name, _classes(spec), sum(r.owned.values()), f"{model_size.pruned_fraction(r):.1%}",
                      metrics, r.digest[:12]])
     return [Heading("Tasks"),
             Table(["task", "name", "classes", "owned weights", "pruned", "metrics", "digest"], rows)]
@@ -271,7 +300,7 @@ def write_report(workspace: str, output: str | None = None) -> dict:
                     _accuracy_section(located, names, output),
                     _ownership_section(model, names, output), _pruning_section(records, output),
                     _expansions_section(records), _size_section(located, packer, output),
-                    _roc_section(located, output)):
+                    _roc_section(located, output), _prediction_section(located, output)):
         blocks += section
     paths = {"markdown": os.path.join(output, "report.md"), "html": os.path.join(output, "report.html")}
     with open(paths["markdown"], "w") as f:

@@ -21,7 +21,8 @@ from paenet.packing import Packer
 from paenet.training import Trainer
 
 SIZE = 16
-TASKS = (TaskSpec("face", 0), TaskSpec("age", 3), TaskSpec("gender", 2))
+TASKS = (TaskSpec("face", 0), TaskSpec("age", 3, ("young", "adult", "old")),
+         TaskSpec("gender", 2, ("male", "female")))
 
 
 def _feature_loss(labels, features):

@@ -154,6 +154,12 @@ def test_the_accuracy_matrix_is_recorded(one_task):
     assert entries[0]["value"] >= 0.8
 
 
+def test_the_class_names_of_the_data_travel_into_the_packing(one_task):
+    from paenet.checkpoint import load_packing
+    (spec,) = load_packing(str(one_task / "packing")).model.task_specs
+    assert spec.class_names == ("face", "nonface")     # lfw_subset's folders faces/ and nonfaces/
+
+
 def test_list_tasks():
     result = subprocess.run([sys.executable, "-m", "paenet.main", "--list_tasks"], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)

@@ -27,7 +27,8 @@ def test_list_names_every_row_once_and_an_unknown_name_is_one_error_line(capsys)
             "train_step_expanded_vs_plain", "train_step_vs_matmul_peak", "train_step_20_tasks_vs_1",
             "forward_20_tasks_vs_1", "train_step_5_tasks_vs_1", "train_step_3_expansions_vs_0",
             "prune_update_20_tasks_inception_resnet_v1", "input_pipeline_vs_model",
-            "input_pipeline_cached_vs_model", "cl_train_step_vs_keras_fit"} <= set(listed)
+            "input_pipeline_cached_vs_model", "cl_train_step_vs_keras_fit", "litert_shared_vs_savedmodel",
+            "litert_size_vs_separate"} <= set(listed)
     output = capsys.readouterr()
     assert exit_.value.code == 1 and output.out == ""
     assert len(output.err.splitlines()) == 1 and "no_such_row" in output.err and "prune_update" not in output.err

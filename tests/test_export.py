@@ -41,10 +41,16 @@ def _bits(x) -> bytes:
     return np.asarray(x).tobytes()
 
 
+def _answer(outputs):
+    """A signature's numbers: a classifier's probabilities, a feature task's embeddings."""
+    return outputs["probabilities" if "probabilities" in outputs else "embeddings"]
+
+
 def test_one_signature_per_task_bit_identical_to_the_in_memory_model(packed, exported):
     model, images = packed["packer"].model, packed["images"]
     loaded = tf.saved_model.load(exported["savedmodel"])
-    assert set(loaded.signatures) == {"face", "age", "gender", "serving_default"}
+    assert set(loaded.signatures) == {f"{t}{s}" for t in ("face", "age", "gender") for s in ("", "_uint8", "_bytes")} \
+        | {"serving_default"}
     for task, spec in enumerate(model.task_specs, start=1):
         signature = loaded.signatures[spec.name]
         (spec_in,) = signature.structured_input_signature[1].values()
@@ -53,12 +59,13 @@ def test_one_signature_per_task_bit_identical_to_the_in_memory_model(packed, exp
         # The in-memory model as paenet evaluates it: a tf.function of the task's inference pass.
         reference = make_predict_fn(model, task)(images)
         if spec.num_classes:
-            assert list(outputs) == ["probabilities"]
+            assert sorted(outputs) == ["classes", "probabilities"]
+            assert outputs["classes"].numpy().tolist() == [[c.encode() for c in spec.class_names]] * len(images)
             reference = tf.nn.softmax(reference)
             np.testing.assert_allclose(outputs["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-6)
         else:
             assert list(outputs) == ["embeddings"]
-        (value,) = outputs.values()
+        value = _answer(outputs)
         assert value.shape == (len(images), spec.num_classes or model.dense_units)
         assert _bits(value) == _bits(reference), spec.name
     default = loaded.signatures["serving_default"](images=tf.constant(images))["embeddings"]
@@ -76,13 +83,13 @@ def test_eager_calls_match_bit_for_bit_with_the_remapper_off(packed, exported):
 
     loaded = tf.saved_model.load(exported["savedmodel"])
     for task, spec in enumerate(model.task_specs, start=1):
-        (value,) = loaded.signatures[spec.name](images=tf.constant(images)).values()
+        value = _answer(loaded.signatures[spec.name](images=tf.constant(images)))
         np.testing.assert_allclose(value.numpy(), eager(task, spec).numpy(), rtol=0, atol=1e-5)
     tf.config.optimizer.set_experimental_options({"remapping": False})
     try:
         loaded = tf.saved_model.load(exported["savedmodel"])
         for task, spec in enumerate(model.task_specs, start=1):
-            (value,) = loaded.signatures[spec.name](images=tf.constant(images)).values()
+            value = _answer(loaded.signatures[spec.name](images=tf.constant(images)))
             assert _bits(value) == _bits(eager(task, spec)), spec.name
     finally:
         tf.config.optimizer.set_experimental_options({"remapping": True})
@@ -216,7 +223,7 @@ def test_export_of_chosen_tasks_stores_only_what_they_read(packed, tmp_path):
     model = packed["packer"].model
     path = export_savedmodel(model, str(tmp_path / "age_only"), tasks=["age"])
     loaded = tf.saved_model.load(path)
-    assert set(loaded.signatures) == {"age", "serving_default"}
+    assert set(loaded.signatures) == {"age", "age_uint8", "age_bytes", "serving_default"}
     _, tensors = _checkpoint_tensors(path)
     others = model.task_variables(1) + model.task_variables(3)
     assert len(tensors) == len(model.variables) - len(others)

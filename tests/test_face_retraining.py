@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from paenet import tasks
-from paenet.export import serving_function
+from paenet.serving import task_outputs
 from paenet.facenet_import import load_facenet
 from paenet.models import InceptionResnetV1, TaskSpec
 from paenet.models.inception_resnet_v1 import facenet_variables
@@ -153,7 +153,7 @@ def test_the_head_is_the_files_when_the_identities_match_else_fresh_and_the_face
     assert fresh.model.task_specs[0].num_classes == 5 and fresh.unused == ("Logits/biases", "Logits/weights")
     assert load_facenet(prefix, logits=0, input_size=SIZE).model.task_specs[0].num_classes == 0
     x = tf.random.stateless_uniform((2, SIZE, SIZE, 3), (0, 2), -1, 1)
-    served = serving_function(same.model, 1)(x)
+    served = task_outputs(same.model, 1)(x)
     assert list(served) == ["embeddings"]
     np.testing.assert_array_equal(served["embeddings"].numpy(), same.model(x, task=1, outputs="embeddings").numpy())
 

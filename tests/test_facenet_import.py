@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from paenet.checkpoint import load_packing, save_packing
 from paenet.facenet_import import FacenetImportError, find_checkpoint, load_facenet
-from paenet.facenet_import.flatbuffer import RESHAPE, parse_tflite
+from paenet.facenet_import.tflite_model import RESHAPE, parse_tflite
 from paenet.models import InceptionResnetV1, TaskSpec
 from paenet.models.inception_resnet_v1 import facenet_variables
 from paenet.packing import Packer, claim_free_weights

@@ -36,10 +36,10 @@ import tensorflow_datasets as tfds
 
 from data_prep.builders.common import ManualBuilder, require_file
 
-AGE_GROUPS = ((0, 2), (4, 6), (8, 12), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100))
-AGE_GROUP_NAMES = tuple(f"{lo}-{hi}" for lo, hi in AGE_GROUPS)
+from data_prep.labels import ADIENCE_AGE_GROUPS as AGE_GROUPS, ADIENCE_AGE_NAMES as AGE_GROUP_NAMES
+from data_prep.labels import ADIENCE_GENDERS as GENDER_NAMES
+
 _AGE_TEXTS = {f"({lo}, {hi})": i for i, (lo, hi) in enumerate(AGE_GROUPS)}
-GENDER_NAMES = ("male", "female")
 NUM_FOLDS = 5
 
 MANUAL = """\

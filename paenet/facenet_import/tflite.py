@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from paenet.facenet_import.flatbuffer import (CONV_2D, FULLY_CONNECTED, RESHAPE, TruncatedError, dequantize,
+from paenet.facenet_import.tflite_model import (CONV_2D, FULLY_CONNECTED, RESHAPE, TruncatedError, dequantize,
                                               is_tflite, parse_tflite)
 from paenet.facenet_import.source import FacenetImportError, Source
 from paenet.models.inception_resnet_v1 import BN_EPSILON, ROOT, count_blocks, residual_scales

@@ -21,6 +21,8 @@ come in another order than the kernel's rows passes that order with the call (``
 """
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -74,11 +76,34 @@ def leading(shape) -> tuple:
     return tuple(slice(0, d) for d in shape)
 
 
+_RUN_TIME_ZERO = []     # the innermost selection_at_run_time's zero
+
+
+@contextlib.contextmanager
+def selection_at_run_time(zero):
+    """Within it, each task's kernel is selected from the whole stored kernel and mask by int32 ops fed by
+    `zero` (a uint8 scalar 0 that the graph computes from its input): a converter cannot fold each task's
+    kernel into a constant of its own, so a multi-task LiteRT model stores every kernel and mask once
+    (``paenet.litert``'s shared layout). The selected values are the same."""
+    _RUN_TIME_ZERO.append(zero)
+    try:
+        yield
+    finally:
+        _RUN_TIME_ZERO.pop()
+
+
+def _owners(mask, task: int):
+    """(`mask`, `task`) as tensors to compare: uint8, or int32 fed by the run-time zero."""
+    mask = tf.convert_to_tensor(mask, tf.uint8)
+    if not _RUN_TIME_ZERO:
+        return mask, tf.constant(task, tf.uint8)
+    return tf.cast(tf.bitwise.bitwise_xor(mask, _RUN_TIME_ZERO[-1]), tf.int32), tf.constant(task, tf.int32)
+
+
 def effective_condition(mask, task: int, sharing: str = "cumulative"):
     """Boolean tensor of `mask`'s shape: the kernel entries that task `task` reads."""
     check_sharing(sharing)
-    mask = tf.convert_to_tensor(mask, tf.uint8)
-    t = tf.constant(task, tf.uint8)
+    mask, t = _owners(mask, task)
     if sharing == "cumulative":
         return (mask >= 1) & (mask <= t)
     return (mask == 1) | (mask == t)
@@ -106,8 +131,7 @@ def picked_kernel(kernel, mask, task: int, picks):
     other term, and an unpicked old entry is ±0.0 + +0.0 = +0.0.
     """
     kernel = tf.convert_to_tensor(kernel)
-    mask = tf.convert_to_tensor(mask, tf.uint8)
-    t = tf.constant(task, tf.uint8)
+    mask, t = _owners(mask, task)
     zero = tf.zeros([], kernel.dtype)
     own = tf.where(mask == t, kernel, zero)
     old = tf.where((mask >= 1) & (mask < t), kernel, zero)
@@ -215,6 +239,8 @@ class MaskedKernelLayer(keras.layers.Layer):
         """Task `task`'s effective kernel, at the shape it computes with."""
         shape = self.task_shape(task)
         kernel, mask, picks = self.kernel, self.mask, self.pick_variable(task)
+        if shape != tuple(kernel.shape) and _RUN_TIME_ZERO and picks is None:   # from the whole stored kernel
+            return effective_kernel(kernel, mask, task, self.sharing)[leading(shape)]
         if shape != tuple(kernel.shape):
             kernel, mask = tf.convert_to_tensor(kernel)[leading(shape)], tf.convert_to_tensor(mask)[leading(shape)]
             picks = None if picks is None else tf.convert_to_tensor(picks)[leading(shape)]

@@ -35,19 +35,38 @@ def dtype_policy(policy):
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """A task as the network sees it: a name and its number of classes (0: a feature task, no head)."""
+    """A task as the network sees it: a name, its number of classes (0: a feature task, no head) and,
+    where known, the name of each class (what exports, predictions and reports show instead of indices)."""
 
     name: str
     num_classes: int = 0
+    class_names: tuple = ()
+    input_crop: float = 1.0         # the share of an image's centred square the task sees (paenet.serving)
 
     def __post_init__(self):
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"a task needs a non-empty name, got {self.name!r}")
         if self.num_classes < 0:
             raise ValueError(f"task {self.name!r}: num_classes must be >= 0, got {self.num_classes}")
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"task {self.name!r}: {len(self.class_names)} class names for {self.num_classes} "
+                             f"classes: {list(self.class_names)}")
+        if not 0 < self.input_crop <= 1:
+            raise ValueError(f"task {self.name!r}: input_crop must be in (0, 1], got {self.input_crop}")
+
+    def label(self, index: int) -> str:
+        """Class `index`'s name, or the index as text where the task has no names."""
+        return self.class_names[index] if self.class_names else str(index)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The spec as JSON-able fields, without the ones at their defaults (so older specs read the same)."""
+        d = {"name": self.name, "num_classes": self.num_classes}
+        if self.class_names:
+            d["class_names"] = list(self.class_names)
+        if self.input_crop != 1.0:
+            d["input_crop"] = self.input_crop
+        return d
 
     @classmethod
     def from_dict(cls, d) -> "TaskSpec":

@@ -11,24 +11,29 @@ from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, registe
 
 
 def classification_data(images: np.ndarray, labels: np.ndarray, context: TaskContext,
-                        val_fraction: float = 0.25, source: str = "the task's images") -> TaskData:
-    """A seeded, stratified train/validation split of in-memory images (`source` says what they are), as
-    TaskData. (These sets are too small for a separate test split: the validation split selects, and
-    nothing is reported as test.)"""
+                        val_fraction: float = 0.25, source: str = "the task's images", class_names=()) -> TaskData:
+    """A seeded, stratified train/validation split of in-memory images (`source` says what they are, `class_names`
+    name their classes), as TaskData. (These sets are too small for a separate test split: the validation split
+    selects, and nothing is reported as test.)"""
     train, val = stratified_split(labels, val_fraction, context.seed)
     val_ds = array_dataset(images[val], labels[val], max(context.batch_size, 64))
     return TaskData(train=array_dataset(images[train], labels[train], context.batch_size, training=True,
                                         seed=context.seed),
                     validate=top1_validator(val_ds), sizes={"train": len(train), "val": len(val)},
-                    data={"val": f"{len(val)} images of {source}: a seeded {val_fraction:.0%} per class"})
+                    data={"val": f"{len(val)} images of {source}: a seeded {val_fraction:.0%} per class"},
+                    class_names=tuple(class_names))
 
 
-def _real_image_task(name: str, description: str, loader, num_classes: int, relabel=None) -> TaskDefinition:
+def _real_image_task(name: str, description: str, loader, num_classes: int, relabel=None,
+                     class_names=()) -> TaskDefinition:
+    """A task on a ``real_images`` set: its classes are the set's (the folder's people), or, relabelled,
+    `class_names`."""
     def load(context: TaskContext) -> TaskData:
         data = loader(context.data_dir, context.image_size)
         labels = relabel(data) if relabel else data.labels
-        return classification_data(data.images, labels, context, source=description)
-    return TaskDefinition(name, num_classes, description, load)
+        return classification_data(data.images, labels, context, source=description,
+                                   class_names=() if relabel else data.class_names)
+    return TaskDefinition(name, num_classes, description, load, tuple(class_names))
 
 
 def _celebs_gender(data) -> np.ndarray:
@@ -38,10 +43,10 @@ def _celebs_gender(data) -> np.ndarray:
 
 for _definition in (
         _real_image_task("face_nonface", "LFW face crops vs background patches (lfw_subset/)",
-                         real_images.face_nonface, 2),
+                         real_images.face_nonface, 2, class_names=("face", "nonface")),
         _real_image_task("ckplus_identity", "the 10 CK+ subjects (ckplus/)", real_images.ckplus_identity, 10),
         _real_image_task("celebs_identity", "the 5 people of celebs/", real_images.celebs_identity, 5),
         _real_image_task("celebs_gender", "gender in celebs/ (fixed by identity: plumbing only)",
-                         real_images.celebs_identity, 2, _celebs_gender),
+                         real_images.celebs_identity, 2, _celebs_gender, ("male", "female")),
 ):
     register(_definition)

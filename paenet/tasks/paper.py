@@ -22,12 +22,14 @@ validation split that never overlaps it:
 """
 from __future__ import annotations
 
+from data_prep import labels
 from paenet.data import pipeline, splits
 from paenet.evaluation.classification import top1_validator
 from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
 from paenet.training import weighted_classification_loss
 
 ADIENCE_VAL_FRACTION = 0.1   # of the four training folds' images, by subject
+PAPER_CROP = pipeline.IMAGE_SIZE / pipeline.SOURCE_SIZE   # evaluation: the centre 160 px of faces aligned at 182
 
 
 def _builder(name: str, context: TaskContext, config: str | None = None):
@@ -115,9 +117,13 @@ def _fotw_gender(context: TaskContext) -> TaskData:
 
 
 for _definition in (
-        TaskDefinition("age", 8, "Adience age group, 5-fold (--fold = test fold)", _adience("age", 8)),
-        TaskDefinition("gender", 2, "Adience gender, 5-fold (--fold = test fold)", _adience("gender", 2)),
-        TaskDefinition("expression", 7, "AffectNet 7 basic expressions", _expression),
-        TaskDefinition("fotw_gender", 3, "ChaLearn FotW gender (+ IMDB-WIKI for training)", _fotw_gender),
+        TaskDefinition("age", 8, "Adience age group, 5-fold (--fold = test fold)", _adience("age", 8),
+                       labels.ADIENCE_AGE_NAMES, PAPER_CROP),
+        TaskDefinition("gender", 2, "Adience gender, 5-fold (--fold = test fold)", _adience("gender", 2),
+                       labels.ADIENCE_GENDERS, PAPER_CROP),
+        TaskDefinition("expression", 7, "AffectNet 7 basic expressions", _expression,
+                       labels.AFFECTNET_EXPRESSIONS, PAPER_CROP),
+        TaskDefinition("fotw_gender", 3, "ChaLearn FotW gender (+ IMDB-WIKI for training)", _fotw_gender,
+                       labels.FOTW_GENDERS, PAPER_CROP),
 ):
     register(_definition)

@@ -33,17 +33,32 @@ class TaskData:
     sizes: dict = dataclasses.field(default_factory=dict)   # samples per split ("train", "val", "test")
     roc: Callable | None = None     # a verification task's ROC on its test split: f(model, task) -> dict
     data: dict = dataclasses.field(default_factory=dict)   # what each split ("val", "test") is, in words
+    class_names: tuple = ()         # names found in the data (e.g. the people of a folder), else the definition's
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskDefinition:
     """A packable task: `name`, `num_classes` (0: a feature task without head), a one-line
-    `description` and `load(context) -> TaskData`."""
+    `description`, `load(context) -> TaskData` and `class_names` (one per class, in label order; empty
+    where only the data knows them, and its ``TaskData.class_names`` gives them)."""
 
     name: str
     num_classes: int
     description: str
     load: Callable[[TaskContext], TaskData]
+    class_names: tuple = ()
+    input_crop: float = 1.0         # the share of an image's centred square the task sees (paenet.serving)
+
+    def __post_init__(self):
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"task {self.name!r}: {len(self.class_names)} class names for {self.num_classes} "
+                             "classes")
+
+    def spec(self, data: TaskData | None = None):
+        """The ``TaskSpec`` this task is packed as: its name, classes and class names (the data's first)."""
+        from paenet.models.base import TaskSpec
+        names = (data.class_names if data is not None else ()) or self.class_names
+        return TaskSpec(self.name, self.num_classes, tuple(names), self.input_crop)
 
 
 _REGISTRY: dict[str, TaskDefinition] = {}
