@@ -16,7 +16,7 @@ setup(
         # TFDS 4.9.10 imports it for any builder defined in a package but does not declare it
         # (tensorflow/datasets#11212).
         "importlib_resources>=6",
-        # Reads IMDB-WIKI's MATLAB metadata (data_prep.builders.imdb_wiki).
+        # Reads IMDB-WIKI's MATLAB metadata (paenet.datasets.imdb_wiki).
         "scipy>=1.11",
         # tf.summary needs it and TensorFlow 2.21 no longer installs it.
         "tensorboard>=2.21",

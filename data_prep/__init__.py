@@ -1,1 +1,3 @@
-"""Data preparation run once per data set: face alignment and TensorFlow Datasets builders."""
+"""Command-line entry points run once per data set: ``align`` (MTCNN face crops) and ``build`` (the
+TFDS builders). They depend on the library, whose parts they run live in ``paenet.alignment`` and
+``paenet.datasets``; nothing in ``paenet`` imports this package."""

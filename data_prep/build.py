@@ -1,6 +1,6 @@
 """Build a data set from files the user downloaded: ``python -m data_prep.build NAME --manual_dir=DIR``.
 
-NAME is one of ``data_prep.builders.BUILDERS`` (adience, affectnet, cifar100, fashion_mnist, fer2013,
+NAME is one of ``paenet.datasets.builders.BUILDERS`` (adience, affectnet, cifar100, fashion_mnist, fer2013,
 fotw_gender, imdb_wiki, lfw, utkface, vggface2), optionally with a config (``lfw/images``,
 ``adience/faces``). Nothing is downloaded.
 Prints one JSON object: the data set, where it was written, and the examples per split.
@@ -25,7 +25,7 @@ def define_flags():
 def build(name: str, manual_dir: str, data_dir: str | None = None):
     """Prepares data set `name` (``adience`` or ``adience/faces``) from `manual_dir`; returns the builder."""
     import tensorflow_datasets as tfds
-    from data_prep.builders import BUILDERS
+    from paenet.datasets.builders import BUILDERS
     dataset, _, config = name.partition("/")
     if dataset not in BUILDERS:
         raise ValueError(f"unknown data set {dataset!r}; choose one of {sorted(BUILDERS)}")

@@ -45,7 +45,7 @@ TASKS = (
 
 def prepare_data(cache: Path, progress: bool = True) -> Path:
     """The demo's data folder: aligned CK+ frames (with labels.csv and pairs.txt) and the LFW subset."""
-    from data_prep.align import align_directory
+    from paenet.alignment.directory import align_directory
     raw = sources.prepare_demo_data(cache / "demo-raw", cache)
     data = cache / "demo-data"
     ckplus = data / "ckplus"

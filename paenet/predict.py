@@ -3,7 +3,7 @@
     python -m paenet.predict --workspace=WS --images=photo.jpg,DIR [--tasks=a,b] [--annotate=OUT]
     python -m paenet.predict --export=WS/exports --images=...
 
-The faces are found as ``python -m data_prep.align`` finds them (``data_prep.face_crop.FaceAligner``:
+The faces are found as ``python -m data_prep.align`` finds them (``paenet.alignment.face_crop.FaceAligner``:
 MTCNN with FaceNet's detector settings), but every face is kept, not only the most central one; each is
 cropped as align's default (160 px, margin 32) and given to each task's ``_uint8`` serving function
 (``paenet.serving``: the task's own crop, resize and standardisation), from the workspace's packing or
@@ -114,11 +114,11 @@ def photo_files(paths) -> list[tuple[Path, Path]]:
 
 
 def read_photo(path: Path, max_pixels: int) -> np.ndarray:
-    """uint8 RGB of `path` (``data_prep.face_crop.read_rgb``); a photo above `max_pixels` is refused from its
+    """uint8 RGB of `path` (``paenet.alignment.face_crop.read_rgb``); a photo above `max_pixels` is refused from its
     header, before it is decoded."""
     from PIL import Image
 
-    from data_prep.face_crop import UnreadableImage, read_rgb
+    from paenet.alignment.face_crop import UnreadableImage, read_rgb
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -133,7 +133,7 @@ def predict_photo(aligner, predictor: Predictor, path: Path, embeddings: bool = 
                   max_pixels: int = MAX_PIXELS) -> tuple[list[dict], np.ndarray | None]:
     """(one line per face of the photo at `path`, or one line with an ``error``; the photo, or None when
     it cannot be read)."""
-    from data_prep.face_crop import UnreadableImage, crop_face
+    from paenet.alignment.face_crop import UnreadableImage, crop_face
     try:
         image = read_photo(path, max_pixels)
     except UnreadableImage as e:
@@ -177,7 +177,7 @@ def run(images, workspace=None, export=None, tasks=None, annotate_dir=None, embe
     file; default stdout); returns counts of faces and of photos without an answer."""
     from tqdm.auto import tqdm
 
-    from data_prep.face_crop import FaceAligner
+    from paenet.alignment.face_crop import FaceAligner
     if bool(workspace) == bool(export):
         raise ValueError("give exactly one of --workspace and --export")
     if not images:

@@ -57,7 +57,7 @@ def without_op_determinism():
 
 
 def _align(src: Path, dst: Path) -> Path:
-    from data_prep.align import align_directory
+    from paenet.alignment.directory import align_directory
     align_directory(src, dst, image_size=160, margin=32, workers=1, progress=False)
     return dst
 

@@ -67,7 +67,7 @@ def test_age_and_gender_validate_on_the_same_subjects_chosen_from_every_row(adie
 
 
 def test_a_row_cut_short_is_skipped_and_named(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="data_prep.builders")
+    caplog.set_level(logging.INFO, logger="paenet.datasets")
     _make_folds(tmp_path / "manual", cut_short=(1, 4))
     builder = build("adience/aligned", str(tmp_path / "manual"), str(tmp_path / "tfds"))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

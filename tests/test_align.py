@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 import archives
-from data_prep.align import NO_FACE_LOG, align_directory, plan
-from data_prep.face_crop import FaceAligner, UnreadableImage, crop_face, read_rgb, select_face
+from paenet.alignment.directory import NO_FACE_LOG, align_directory, plan
+from paenet.alignment.face_crop import FaceAligner, UnreadableImage, crop_face, read_rgb, select_face
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import tensorflow_datasets as tfds
 
 import archives
 from data_prep.build import build
-from data_prep.builders.adience import age_group, gender_label
-from data_prep.builders.imdb_wiki import age_at_photo
+from paenet.datasets.adience import age_group, gender_label
+from paenet.datasets.imdb_wiki import age_at_photo
 
 
 def examples(builder, split):
@@ -59,7 +59,7 @@ def test_lfw_pairs_and_images(tmp_path, caplog):
 
 @pytest.mark.parametrize("config, folder", [("aligned", "aligned"), ("faces", "faces")])
 def test_adience_folds_and_label_rules(tmp_path, caplog, config, folder):
-    caplog.set_level(logging.INFO, logger="data_prep.builders")
+    caplog.set_level(logging.INFO, logger="paenet.datasets")
     expected = archives.make_adience(tmp_path / "manual")
     builder = build(f"adience/{config}", str(tmp_path / "manual"), str(tmp_path / "tfds"))
     assert sorted(builder.info.splits) == [f"fold_{k}" for k in range(5)]
@@ -90,7 +90,7 @@ def test_adience_gender_rule_keeps_only_m_and_f(text, label):
 
 
 def test_affectnet(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="data_prep.builders")
+    caplog.set_level(logging.INFO, logger="paenet.datasets")
     expected = archives.make_affectnet(tmp_path / "manual")
     builder = build("affectnet", str(tmp_path / "manual"), str(tmp_path / "tfds"))
     assert builder.info.features["label"].names == ["neutral", "happy", "sad", "surprise", "fear", "disgust",
@@ -110,7 +110,7 @@ def test_affectnet(tmp_path, caplog):
 
 
 def test_fotw_gender_and_imdb_wiki(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="data_prep.builders")
+    caplog.set_level(logging.INFO, logger="paenet.datasets")
     expected = archives.make_fotw(tmp_path / "fotw")
     fotw = build("fotw_gender", str(tmp_path / "fotw"), str(tmp_path / "tfds"))
     assert fotw.info.features["gender"].names == ["male", "female", "other"]

@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_prep.build import build
-from data_prep.builders.cifar100 import ARCHIVE, FOLDER, CifarError, read_members
+from paenet.datasets.cifar100 import ARCHIVE, FOLDER, CifarError, read_members
 from paenet.data.idx import FASHION_MNIST_CLASSES
 from test_idx import write_fashion
 

@@ -64,7 +64,7 @@ def test_one_line_per_face_with_named_answers_and_one_per_failed_photo(workspace
 
 
 def test_every_face_of_a_group_photo_and_the_answers_are_the_models(workspace):
-    from data_prep.face_crop import FaceAligner, crop_face, read_rgb
+    from paenet.alignment.face_crop import FaceAligner, crop_face, read_rgb
     from paenet import serving
     out = workspace["root"] / "group.jsonl"
     run([GROUP], workspace=workspace["workspace"], embeddings=True, output=str(out), progress=False)

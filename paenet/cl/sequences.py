@@ -262,7 +262,7 @@ def split_cifar100(data_dir=None, seed: int = 0, val_fraction: float = VAL_FRACT
     """CIFAR-100 from the ``paenet_cifar100`` TFDS data set in `data_dir` (TFDS's default if None), split
     (see ``_carve``); the superclass of each fine class is read off the training labels."""
     import tensorflow_datasets as tfds
-    from data_prep.builders import PaenetCifar100
+    from paenet.datasets.cifar100 import PaenetCifar100
     builder = PaenetCifar100(data_dir=data_dir)
     if not builder.is_prepared():
         raise FileNotFoundError(f"CIFAR-100 is not prepared in {builder.data_dir}: run python -m data_prep.build "

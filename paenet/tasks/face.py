@@ -86,7 +86,7 @@ def _normalised(name: str) -> str:
 def identity_names(folder: Path) -> dict[str, str]:
     """Folder name -> person's name from a VGGFace2 ``identity_meta.csv`` in `folder`, its ``meta/``, its
     parent or the parent's ``meta/`` (empty when there is none)."""
-    from data_prep.builders.vggface2 import read_identity_meta
+    from paenet.datasets.vggface2 import read_identity_meta
     for place in (folder, folder / "meta", folder.parent, folder.parent / "meta"):
         if (place / "identity_meta.csv").is_file():
             return read_identity_meta(place / "identity_meta.csv")

@@ -1,11 +1,11 @@
 """The paper's tasks on data sets the user downloaded and prepared with ``python -m data_prep.build``.
 
-Data come from the TFDS builders of ``data_prep.builders`` in ``--data_dir`` (TFDS's data folder). The
+Data come from the TFDS builders of ``paenet.datasets`` in ``--data_dir`` (TFDS's data folder). The
 test split is evaluated once, at the end; model selection (the goal loop's turning point) uses a
 validation split that never overlaps it:
 
 * ``age``, ``gender`` (Adience, 8 age groups / 2 genders, the published label rules of
-  ``data_prep.builders.adience``): 5-fold cross-validation as Levi & Hassner's protocol. Test fold k
+  ``paenet.datasets.adience``): 5-fold cross-validation as Levi & Hassner's protocol. Test fold k
   (``--fold``); the other four folds train, except a validation split carved from them by subject
   (``user_id``; seeded by ``--seed``; subjects in a random order until about 10% of the four folds'
   images), so that no person is both trained on and validated on. The validation subjects are chosen from
@@ -22,7 +22,7 @@ validation split that never overlaps it:
 """
 from __future__ import annotations
 
-from data_prep import labels
+from paenet.datasets import labels
 from paenet.data import pipeline, splits
 from paenet.evaluation.classification import top1_validator
 from paenet.tasks.registry import TaskContext, TaskData, TaskDefinition, register
@@ -33,7 +33,7 @@ PAPER_CROP = pipeline.IMAGE_SIZE / pipeline.SOURCE_SIZE   # evaluation: the cent
 
 
 def _builder(name: str, context: TaskContext, config: str | None = None):
-    from data_prep.builders import BUILDERS
+    from paenet.datasets.builders import BUILDERS
     builder = BUILDERS[name](data_dir=context.data_dir, config=config)
     if not builder.is_prepared():
         raise FileNotFoundError(f"data set {name!r} is not prepared in {builder.data_dir}: run python -m "
@@ -61,7 +61,7 @@ def _concatenated(sources) -> pipeline.ImageSource:
 
 
 def _training_folds(test_fold: int) -> str:
-    from data_prep.builders.adience import NUM_FOLDS
+    from paenet.datasets.adience import NUM_FOLDS
     if not 0 <= test_fold < NUM_FOLDS:
         raise ValueError(f"Adience has folds 0..{NUM_FOLDS - 1}, not {test_fold}")
     return "+".join(f"fold_{f}" for f in range(NUM_FOLDS) if f != test_fold)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from paenet.data.files import find_image
 
-logger = logging.getLogger("data_prep.builders")
+logger = logging.getLogger("paenet.datasets")
 
 # Encoded bytes that ``tf.image.decode_image(channels=3)`` reads as they are: (format, PIL mode) pairs.
 _PASS_THROUGH = {("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"),

@@ -14,7 +14,7 @@ import csv
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_prep.builders.common import ManualBuilder, SplitLog
+from paenet.datasets.common import ManualBuilder, SplitLog
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 USAGE_SPLITS = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}

@@ -14,7 +14,7 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_prep.builders.common import ManualBuilder, SplitLog, first_dir, image_payload, require_file
+from paenet.datasets.common import ManualBuilder, SplitLog, first_dir, image_payload, require_file
 from paenet.data.pairs import read_pairs, resolve_pairs
 
 MANUAL = """\

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_prep.builders.common import ManualBuilder
+from paenet.datasets.common import ManualBuilder
 from paenet.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
 
 MANUAL = f"""\

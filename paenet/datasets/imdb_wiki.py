@@ -20,7 +20,7 @@ import datetime
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_prep.builders.common import ManualBuilder
+from paenet.datasets.common import ManualBuilder
 
 MIN_FACE_SCORE = 1.0
 MAX_AGE = 100

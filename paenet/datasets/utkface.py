@@ -12,7 +12,7 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_prep.builders.common import ManualBuilder
+from paenet.datasets.common import ManualBuilder
 from paenet.data.files import image_files
 
 GENDERS = ("male", "female")

@@ -15,9 +15,9 @@ import csv
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_prep.builders.common import ManualBuilder, first_dir, require_file
+from paenet.datasets.common import ManualBuilder, first_dir, require_file
 
-from data_prep.labels import AFFECTNET_EXPRESSIONS as EXPRESSIONS
+from paenet.datasets.labels import AFFECTNET_EXPRESSIONS as EXPRESSIONS
 DROPPED = {7: "contempt", 8: "none", 9: "uncertain", 10: "non-face"}
 COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
            "expression", "valence", "arousal")

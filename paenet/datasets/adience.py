@@ -34,10 +34,10 @@ import csv
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_prep.builders.common import ManualBuilder, require_file
+from paenet.datasets.common import ManualBuilder, require_file
 
-from data_prep.labels import ADIENCE_AGE_GROUPS as AGE_GROUPS, ADIENCE_AGE_NAMES as AGE_GROUP_NAMES
-from data_prep.labels import ADIENCE_GENDERS as GENDER_NAMES
+from paenet.datasets.labels import ADIENCE_AGE_GROUPS as AGE_GROUPS, ADIENCE_AGE_NAMES as AGE_GROUP_NAMES
+from paenet.datasets.labels import ADIENCE_GENDERS as GENDER_NAMES
 
 _AGE_TEXTS = {f"({lo}, {hi})": i for i, (lo, hi) in enumerate(AGE_GROUPS)}
 NUM_FOLDS = 5

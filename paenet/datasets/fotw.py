@@ -28,9 +28,9 @@ import csv
 
 import tensorflow_datasets as tfds
 
-from data_prep.builders.common import ManualBuilder, first_dir
+from paenet.datasets.common import ManualBuilder, first_dir
 
-from data_prep.labels import FOTW_GENDERS as GENDERS
+from paenet.datasets.labels import FOTW_GENDERS as GENDERS
 GENDER_WORDS = {"0": 0, "male": 0, "m": 0, "1": 1, "female": 1, "f": 1,
                 "2": 2, "other": 2, "not sure": 2, "unsure": 2}
 IMAGE_COLUMNS = ("image", "image_name", "filename", "file_name", "file", "img", "name", "path")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from data_prep.builders.common import ManualBuilder, first_dir
+from paenet.datasets.common import ManualBuilder, first_dir
 from paenet.data.files import image_files
 
 MANUAL = """\
