@@ -32,8 +32,9 @@ TINY = ["--task_module=tiny_tasks", "--goal=0.6", "--image_size=16", "--widths=4
         "--prune_frequency=1", "--checkpoint_every=4", "--noprogress"]
 
 
-# tiny_b missing its goal at every width: three expansion rounds within the cap, then rolled back (exit 2).
-GROWING = [*TINY[:1], "--task_module=kill_at_step", "--goal=1.0", *TINY[2:6], "--train_steps=3",
+# tiny_b missing its goal at every width: three expansion rounds within the cap, then rolled back (exit 2:
+# --on_miss=method, PAE's own answer; the rule at the cap's reserve rounds have their own kill test).
+GROWING = [*TINY[:1], "--task_module=kill_at_step", "--goal=1.0", "--on_miss=method", *TINY[2:6], "--train_steps=3",
            "--targets=0.5", "--steps_per_round=4", "--prune_steps=2", "--prune_frequency=1", "--checkpoint_every=4",
            "--noprogress", "--expansion_ratio=1.25", "--expansion_cap=2.6", "--expansion_multiple=1"]
 GROWING_ROUNDS = 3
