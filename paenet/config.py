@@ -157,7 +157,7 @@ class Settings:
                                         "task whose weights they reuse (inherit) or from defaults (fresh).",
                              choices=("inherit", "fresh"))
     # The continual-learning method (paenet.methods) and its goal loop.
-    method: str = option(DEFAULT_METHOD, "Continual-learning method: pae, packnet or cpg (paenet.methods; "
+    method: str = option(DEFAULT_METHOD, "Continual-learning method: pae, packnet, cpg or piggyback (paenet.methods; "
                                 "--task_module may register more).")
     goal: float | None = option(None, "Absolute validation accuracy the task must keep.", rule=FRACTION)
     goal_margin: float | None = option(None, "Goal = baseline - this margin (baseline measured unless "

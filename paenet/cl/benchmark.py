@@ -20,13 +20,16 @@ through ``run_method``):
   finished, pruned to keep at most 1/(remaining + 1) of the weights it claimed (CPG's
   ``ratio_allow_for_curr_task``), so every method has a full accuracy matrix and no miss starves the
   tasks after it.
+* ``piggyback``: task 1 takes the whole network; every later task learns only a binary mask over it
+  and its own BatchNorm and head, trained like the baselines (``task_budget`` steps, best validated state),
+  missing goals kept as trained (it owns no weight it could release).
 
 Per method: the test accuracy matrix (task i after training task j, each task's test split evaluated
 once per step) and GEM's ``R[j - 1, j]``; average final accuracy, backward transfer (BWT), Avalanche's
 forgetting, GEM's forward transfer (against a randomly initialised network: ``independent``'s accuracy
 before training), the accuracy against ``independent`` (``vs_independent``), weights relative to one
-network, the share still free, the model size with masks (and CPG's pick bits) and its ratios to
-``independent`` and ``independent_pruned``, optimizer steps, wall time; per task, the steps, the goal,
+network, the share still free, the model size with masks (and the pick bits of CPG and Piggyback) and
+its ratios to ``independent`` and ``independent_pruned``, optimizer steps, wall time; per task, the steps, the goal,
 the status, the weights it owns, the share free after it and its chosen sparsity. ``check`` fails loudly
 when a packing method forgets (BWT not exactly 0.0 or a finished task's digest changed), when fine-tuning
 does not forget on a sequence that must show it, or when a baseline trained a task fewer steps than a

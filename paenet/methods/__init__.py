@@ -15,6 +15,7 @@ from paenet.methods.baselines import Independent, IndependentPruned
 from paenet.methods.cpg import CPG
 from paenet.methods.packnet import PackNet
 from paenet.methods.pae import PAE
+from paenet.methods.piggyback import Piggyback
 
 __all__ = ["CPG", "METHODS", "PACKING_METHODS", "Independent", "IndependentPruned", "Method", "PAE", "PackNet",
-           "get_method", "register_method"]
+           "Piggyback", "get_method", "register_method"]
