@@ -15,7 +15,7 @@ import json
 import shutil
 import sys
 
-from paenet.config import PackingPlan, Settings, UsageError
+from paenet.config import DEFAULT_METHOD, PackingPlan, Settings, UsageError
 
 GOAL_MET, GOAL_UNREACHABLE = 0, 2
 
@@ -67,14 +67,14 @@ def validate(s: Settings) -> None:
     path and the method's name (a --task_module may register one). UsageError naming the flag."""
     import os
 
-    from paenet.methods import METHODS
+    from paenet.methods import PACKING_METHODS
     if not s.workspace:
         raise UsageError("--workspace=: a folder is required")
     if os.path.exists(s.workspace) and not os.path.isdir(s.workspace):
         raise UsageError(f"--workspace={s.workspace}: is a file, not a workspace folder")
     check_base(s)
-    if s.method not in METHODS:
-        raise UsageError(f"--method={s.method}: must be one of {', '.join(sorted(METHODS))} (or a method "
+    if s.method not in PACKING_METHODS:
+        raise UsageError(f"--method={s.method}: must be one of {', '.join(sorted(PACKING_METHODS))} (or a method "
                          "registered by a --task_module)")
 
 
@@ -99,7 +99,7 @@ def check_method(name: str, config: dict):
         method = get_method(name)
     except KeyError as e:
         raise UsageError(e.args[0]) from None
-    created = config.get("method", "pae")
+    created = config.get("method", DEFAULT_METHOD)
     if created == name and not method.compatible_with(created, config["sharing"]):
         raise UsageError(f"--method={name} needs --sharing={method.sharing}, not --sharing={config['sharing']}")
     if not method.compatible_with(created, config["sharing"]):
@@ -151,7 +151,7 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
                                  global_step=active["global_step"], best=active["best"])
     args = dict(spec=spec, train=data.train, validate=data.validate, goal=Goal(**active["goal"]),
                 plan=PackingPlan.from_dict(active["plan"]), test=data.test, loss=data.loss, observer=observer,
-                state=state, method=active.get("method", "pae"), progress=s.progress)
+                state=state, method=active.get("method", DEFAULT_METHOD), progress=s.progress)
     checkpoints = workspace.checkpoints
     if state.stage == "baseline":
         loop = GoalLoop(finished, best_snapshot=best, **args)

@@ -1,5 +1,5 @@
-"""``python -m paenet.cl_bench``: fine-tune, independent models (unpruned and pruned), PackNet, PAE and CPG
-side by side on Fashion-MNIST task sequences (``paenet.cl.sequences``), over several seeds, as
+"""``python -m paenet.cl_bench``: fine-tune, independent models (unpruned and pruned), PackNet, PAE, CPG and
+Piggyback side by side on Fashion-MNIST task sequences (``paenet.cl.sequences``), over several seeds, as
 ``paenet.cl.benchmark`` describes.
 
 Prints one JSON line per (sequence, seed, method) as it finishes (``MethodResult.row``: ``avg_accuracy``,

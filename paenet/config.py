@@ -63,6 +63,9 @@ class ExpansionPolicy:
         check(self)
 
 
+DEFAULT_METHOD = "pae"      # the continual-learning method of a run, a record or a packer that names none
+
+
 @dataclasses.dataclass(frozen=True)
 class PackingPlan:
     """The goal loop's recipe: training (and retraining after each expansion), validated every
@@ -154,7 +157,7 @@ class Settings:
                                         "task whose weights they reuse (inherit) or from defaults (fresh).",
                              choices=("inherit", "fresh"))
     # The continual-learning method (paenet.methods) and its goal loop.
-    method: str = option("pae", "Continual-learning method: pae, packnet or cpg (paenet.methods; "
+    method: str = option(DEFAULT_METHOD, "Continual-learning method: pae, packnet, cpg or piggyback (paenet.methods; "
                                 "--task_module may register more).")
     goal: float | None = option(None, "Absolute validation accuracy the task must keep.", rule=FRACTION)
     goal_margin: float | None = option(None, "Goal = baseline - this margin (baseline measured unless "

@@ -2,10 +2,11 @@
 
 claim → train → while the goal is missed: expand (up to the cap) and retrain → prune in rounds of rising
 sparsity, validating after each → keep the most-pruned round that still meets the goal on VALIDATION data
-→ evaluate the test split once → finish. The method (``paenet.methods``) decides whether the network may
-grow and whether the task picks among older weights. A task that misses its goal at its widest is still
-finished, pruned to release the plan's ``reserve`` share of its weights to the tasks to come (CPG's rule
-at the cap); with ``plan.on_miss="method"`` the method decides instead: roll back or finish unpruned.
+→ evaluate the test split once → finish. The method (``paenet.methods``) is called at the turning points
+(its hooks): how a task starts (claims, picks), what follows a training phase (widen, prune, finish or
+miss) and what a missed goal leads to. A task that misses its goal at its widest is still finished,
+pruned to release the plan's ``reserve`` share of its weights to the tasks to come (CPG's rule at the
+cap); with ``plan.on_miss="method"`` the method decides instead: roll back or finish unpruned.
 
 The loop is a resumable state machine: ``LoopState`` is plain JSON, an observer (the app's workspace)
 checkpoints it together with the model, the optimizer and the data iterator, and
@@ -18,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from paenet.config import PackingPlan
+from paenet.config import DEFAULT_METHOD, PackingPlan
 from paenet.evaluation.classification import top1_validator
 from paenet.methods import Method, get_method
 from paenet.methods.base import MISS_KEEP, MISS_RESERVE
@@ -129,10 +130,11 @@ class GoalLoop:
 
     def __init__(self, packer: Packer, spec: TaskSpec, train, validate, goal: Goal,
                  plan: PackingPlan = PackingPlan(), test=None, loss=None, observer: LoopObserver | None = None,
-                 state: LoopState | None = None, best_snapshot: dict | None = None, method: Method | str = "pae",
+                 state: LoopState | None = None, best_snapshot: dict | None = None,
+                 method: Method | str = DEFAULT_METHOD,
                  on_miss: str | None = None, progress: bool = True):
         self.method = get_method(method)
-        self.on_miss = on_miss or (MISS_RESERVE if plan.on_miss == MISS_RESERVE else self.method.on_miss)
+        self.on_miss = on_miss
         self.packer, self.spec, self.train, self.validate = packer, spec, train, validate
         self.goal, self.plan, self.test, self.loss = goal, plan, test, loss
         self.observer = observer or LoopObserver()
@@ -241,7 +243,7 @@ class GoalLoop:
             self._next("baseline")
         else:
             self._set_target(self.goal.baseline)
-            self.packer.start_task(self.spec, picks=self.method.picks)
+            self.method.start(self.packer, self.spec)
             self._next("train")
 
     def _start_imported(self):
@@ -260,7 +262,7 @@ class GoalLoop:
     def _baseline(self):
         self._set_target(self._train_phase(self.baseline_trainer, self.baseline_packer, "baseline"))
         self.baseline_packer = self.baseline_trainer = None
-        self.packer.start_task(self.spec, picks=self.method.picks)
+        self.method.start(self.packer, self.spec)
         self._next("train")
 
     def _train(self):
@@ -269,14 +271,13 @@ class GoalLoop:
             accuracy = self.state.history[-1][1]     # nothing to train: validated as imported already
         else:
             accuracy = self._train_phase(self.trainer, self.packer, label)
-        if accuracy < self.state.target:
-            if self.train is not None and self.method.expands:
-                self._next("expand")
-            else:                           # without training data a wider network cannot help
-                self._give_up()
+        after = self.method.after_training(accuracy, self.state.target, can_retrain=self.train is not None)
+        if after == "miss":
+            self._give_up()
             return
-        self._keep(0.0, accuracy)
-        self._next("prune")
+        if after != "expand":
+            self._keep(0.0, accuracy)
+        self._next(after)
 
     def _keep(self, sparsity: float, accuracy: float):
         self.state.best = {"sparsity": sparsity, "val_accuracy": accuracy}
@@ -290,7 +291,7 @@ class GoalLoop:
         the method keeps what it cannot improve, or rolled back (an imported task, which has nothing to roll
         back to, stays as imported)."""
         self.state.expansions = list(self.packer.expansions)
-        on_miss = self.method.on_miss if self.on_miss == MISS_RESERVE and self.train is None else self.on_miss
+        on_miss = self.method.miss_rule(self.plan.on_miss, self.on_miss, can_retrain=self.train is not None)
         if on_miss == MISS_RESERVE:
             self.state.status, self.state.round = "below_goal", 0
             self._next("reserve")
@@ -366,7 +367,7 @@ class GoalLoop:
 
 
 def pack_task(packer: Packer, spec: TaskSpec, train, validation, goal: Goal, plan: PackingPlan = PackingPlan(),
-              test=None, loss=None, method: Method | str = "pae", on_miss: str | None = None,
+              test=None, loss=None, method: Method | str = DEFAULT_METHOD, on_miss: str | None = None,
               progress: bool = True) -> PackOutcome:
     """Runs the goal loop once, start to end, on classification datasets (top-1 on `validation` and,
     once at the end, on `test`)."""

@@ -16,6 +16,7 @@ import hashlib
 import keras
 import numpy as np
 
+from paenet.config import DEFAULT_METHOD
 from paenet.expansion import ExpansionPolicy, expand, masked_parameters, propose_widths
 from paenet.layers import MAX_TASKS
 from paenet.models.base import TaskSpec, keyed_variables, layer_key, variable_key
@@ -96,10 +97,10 @@ class Packer:
         self.base_parameters = masked_parameters(model) if model.num_tasks else None
         self._before_start = None
 
-    def start_task(self, spec: TaskSpec, picks: bool = False) -> int:
-        """Adds task `spec` to the model, claims the free weights for it and returns its number. With
-        `picks` (CPG) the task learns a picking mask over the older tasks' weights instead of reading
-        all of them."""
+    def start_task(self, spec: TaskSpec, picks: bool = False, claim: bool = True) -> int:
+        """Adds task `spec` to the model, claims the free weights for it (unless not `claim`: it then
+        owns no kernel weight) and returns its number. With `picks` (CPG) the task learns a picking mask
+        over the older tasks' weights instead of reading all of them."""
         if self.active_task is not None:
             raise RuntimeError(f"task {self.active_task} is still active: finish it first")
         if len(self.records) != self.model.num_tasks:
@@ -112,7 +113,8 @@ class Packer:
         self.model = self.model.with_tasks([*self.model.task_specs, TaskSpec.from_dict(spec)], pick_tasks)
         if self.base_parameters is None:
             self.base_parameters = masked_parameters(self.model)
-        claim_free_weights(self.model, task, self.reinitialize_claimed)
+        if claim:
+            claim_free_weights(self.model, task, self.reinitialize_claimed)
         if self.task_parts == "inherit" and task > 1:
             self.model.inherit_task_parts(task - 1 if self.model.sharing == "cumulative" else 1, task)
         self._activate(task)
@@ -231,7 +233,7 @@ class Packer:
             owners = np.where((now >= 1) & (now <= finished), now, mask[changed])
             self.model.check_unfinished(int(owners.min()), "restore_task with a snapshot from an earlier task")
 
-    def finish(self, metrics: dict | None = None, method: str = "pae") -> TaskRecord:
+    def finish(self, metrics: dict | None = None, method: str = DEFAULT_METHOD) -> TaskRecord:
         """Ends the active task: its weights, picks and task-specific parts are frozen from now on."""
         task = self.check_active()
         if task in self.model.pick_tasks:

@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 
+from paenet.config import DEFAULT_METHOD
 from paenet.models.base import dtype_policy, layer_key
 
 
@@ -35,7 +36,7 @@ class TaskRecord:
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     pruning: list[dict] = dataclasses.field(default_factory=list)           # one entry per round
     expansions: list[dict] = dataclasses.field(default_factory=list)        # round, widths, parameters
-    method: str = "pae"                   # the continual-learning method that packed it (paenet.methods)
+    method: str = DEFAULT_METHOD          # the continual-learning method that packed it (paenet.methods)
     compute_dtype: str = "float32"        # the Keras dtype policy the task computes under (in its digest)
 
     def to_dict(self) -> dict:

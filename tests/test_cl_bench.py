@@ -30,7 +30,7 @@ def test_quick_run_compares_every_method_on_split5(tmp_path):
     rows, summary = [l for l in lines if "seed" in l], [l for l in lines if "seeds" in l]
     assert [r["method"] for r in rows] == [s["method"] for s in summary] == list(ALL_METHODS)
     by_method = {r["method"]: r for r in rows}
-    for method in ("packnet", "pae", "cpg"):
+    for method in ("packnet", "pae", "cpg", "piggyback"):
         assert by_method[method]["bwt"] == 0.0 and by_method[method]["forgetting"] == 0.0
         assert 1.0 <= by_method[method]["weights_x"] <= 2.0 and 0.0 <= by_method[method]["free"] < 1.0
         assert by_method[method]["size_vs_independent"] < 1.0 and by_method[method]["fwt"] is not None
@@ -50,6 +50,10 @@ def test_quick_run_compares_every_method_on_split5(tmp_path):
             assert 0 < task["steps"] <= budget and task["status"] in ("goal_met", "below_goal")
             assert task["owned"] >= 0 and 0.0 <= task["free_after"] < 1.0 and 0.0 <= task["chosen_sparsity"] < 1.0
         assert runs[method]["per_task"][0]["owned"] > 0
+    # Piggyback: task 1 takes the whole network, each later task only picks among its weights.
+    assert by_method["piggyback"]["weights_x"] == 1.0 and by_method["piggyback"]["free"] == 0.0
+    assert [t["owned"] > 0 for t in runs["piggyback"]["per_task"]] == [True, False, False]
+    assert {t["steps"] for t in runs["piggyback"]["per_task"]} == {budget}
     table = (tmp_path / "results.md").read_text()
     assert all(f"| split5 | {m} | 1 |" in table for m in ALL_METHODS) and "no ordering is claimed" in table
     for plot in ("split5_final_accuracy.png", "split5_accuracy_vs_size.png"):

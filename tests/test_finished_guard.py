@@ -137,13 +137,15 @@ READS = {    # compute from a model, a task's values or numbers, writing nothing
     "paenet.training.owned_l2", "paenet.training.Trainer.evaluate", "paenet.training.make_predict_fn",
     "paenet.training.predict", "paenet.training.top1_accuracy", "paenet.export.export_savedmodel",
     "paenet.export.export_workspace", "paenet.evaluation.continual.AccuracyMatrix.record",
+    "paenet.evaluation.continual.AccuracyMatrix.record_before", "paenet.training.inference_function",
+    "paenet.cl.benchmark.BenchConfig.task_budget", "paenet.cl.benchmark.reserve_for",
 }
 CONSTRUCTS = {   # make a new, unfinished object (a model's finished tasks come from its config, kept)
     "paenet.layers.masked.MaskedKernelLayer.__init__", "paenet.layers.task_parts.TaskBatchNorm.__init__",
     "paenet.models.base.PackableModel.__init__", "paenet.records.TaskRecord.__init__",
     "paenet.config.Settings.__init__", "paenet.config.from_flags", "paenet.cl.sequences.Sequence.__init__",
     "paenet.cl.sequences.SequenceSpec.__init__", "paenet.evaluation.continual.AccuracyMatrix.__init__",
-    "paenet.app.import_task_modules",
+    "paenet.app.import_task_modules", "paenet.cl.benchmark.MethodResult.__init__",
 }
 ACTIVE_ONLY = {  # act on the packer's active task, never a finished one (the active one is unfinished)
     "paenet.packing.Packer.start_task", "paenet.packing.Packer.snapshot_task", "paenet.goal.pack_task",

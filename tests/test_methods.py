@@ -65,9 +65,10 @@ class _Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", sorted(methods.METHODS))
+@pytest.mark.parametrize("method", sorted(methods.PACKING_METHODS))
 def test_every_method_keeps_earlier_tasks_exact_and_resumes_after_a_kill(method, tmp_path, monkeypatch):
-    _exact_and_resumable(tmp_path, monkeypatch, method, (15, 25))
+    # Task 2 trains 20 steps, then a method that prunes runs a round of 10: killed in each, or twice in training.
+    _exact_and_resumable(tmp_path, monkeypatch, method, (15, 25) if methods.get_method(method).prunes else (5, 15))
 
 
 def test_the_training_recipe_keeps_earlier_tasks_exact_and_resumes_after_a_kill(tmp_path, monkeypatch):
@@ -175,5 +176,32 @@ def test_a_workspace_refuses_a_method_that_needs_another_sharing(tmp_path):
     assert app.pack(_settings(workspace, "synth_a", "pae", sharing="first"))[0] == app.GOAL_MET
     with pytest.raises(app.UsageError, match="--method=cpg cannot pack into this workspace"):
         app.pack(_settings(workspace, "synth_b", "cpg"))
-    with pytest.raises(app.UsageError, match="--method=nope: must be one of"):
-        app.pack(_settings(workspace, "synth_b", "nope"))
+    for name in ("nope", "independent"):       # a baseline of the benchmark packs no shared network
+        with pytest.raises(app.UsageError, match=f"--method={name}: must be one of"):
+            app.pack(_settings(workspace, "synth_b", name))
+
+
+def test_piggyback_picks_over_frozen_weights_owns_none_and_costs_one_bit_a_weight():
+    """Task 2 learns only its picks, BatchNorm, biases and head: every kernel entry and mask bit-identical,
+    no weight claimed (the free ones stay free), its picks moved from their start, one bit per pickable weight."""
+    from paenet.evaluation.model_size import paper_accounting
+    from paenet.layers.masked import PICK_INIT
+    packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(SIZE, SIZE, 3), name="m"))
+    images, labels = _images(1, 3)
+    plan = PackingPlan(train_steps=6, targets=(0.5,), steps_per_round=2, prune_steps=1, frequency=1)
+    pack_task(packer, TaskSpec("one", 3), array_dataset(images, labels, 32, training=True, seed=0),
+              array_dataset(images, labels, 32), Goal(absolute=0.0), plan, method="packnet")
+    kernels = [(l.kernel.numpy().tobytes(), l.mask.numpy().tobytes()) for l in packer.model.masked_layers()]
+    free = sum(int((l.mask.numpy() == 0).sum()) for l in packer.model.masked_layers())
+    assert free > 0
+    outcome = pack_task(packer, TaskSpec("two", 3), array_dataset(images, labels, 32, training=True, seed=1),
+                        array_dataset(images, labels, 32), Goal(absolute=0.0), plan, method="piggyback")
+    model = packer.model
+    assert outcome.record.method == "piggyback" and model.pick_tasks == (2,)
+    assert sum(outcome.record.owned.values()) == 0 and outcome.record.metrics["chosen_sparsity"] == 0.0
+    assert [(l.kernel.numpy().tobytes(), l.mask.numpy().tobytes()) for l in model.masked_layers()] == kernels
+    assert any((l.pick_variable(2).numpy() != np.float32(PICK_INIT)).any() for l in model.masked_layers())
+    rows = paper_accounting(model, packer.records)
+    pickable = sum(int(((l.mask.numpy() >= 1) & (l.mask.numpy() <= 1)).sum()) for l in model.masked_layers())
+    assert rows[1]["owned_weights"] == 0 and rows[1]["pick_bits"] == pickable == rows[0]["owned_weights"]
+    assert rows[1]["module_bytes"] == rows[1]["specific_bytes"] + -(-pickable // 8)

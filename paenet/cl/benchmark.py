@@ -1,7 +1,8 @@
 """The continual-learning benchmark: every method over one task sequence, on the same backbone, seed,
 step budget and input pipeline, measured as continual-learning papers measure it.
 
-Methods (``BASELINES`` and ``paenet.methods``):
+Methods (``paenet.methods``; every one but ``finetune`` runs the task template, ``paenet.goal.GoalLoop``,
+through ``run_method``):
 
 * ``independent``: one fresh network per task: the accuracy ceiling, at k times the size. Each task
   trains ``BenchConfig.task_budget`` steps (at least as many as any packing method can spend on a task:
@@ -10,7 +11,8 @@ Methods (``BASELINES`` and ``paenet.methods``):
   set the packing methods' goals (CPG's "avg" setting: that accuracy minus ``margin``).
 * ``independent_pruned``: the same networks' tasks, each in its own fresh network, pruned to its own
   turning point under the same goal (PackNet on one task): the size every method is compared with.
-* ``finetune``: one network trained task after task with nothing frozen (every task reads every
+* ``finetune``: one network trained task after task with nothing frozen (outside the template, whose
+  packer refuses by construction to change a finished task) (every task reads every
   weight; each keeps its own BatchNorm and head), the same budget and best-state rule: the forgetting
   baseline.
 * ``packnet``, ``pae``, ``cpg``: the task template (``paenet.goal.GoalLoop``) with that method, under the
@@ -18,13 +20,16 @@ Methods (``BASELINES`` and ``paenet.methods``):
   finished, pruned to keep at most 1/(remaining + 1) of the weights it claimed (CPG's
   ``ratio_allow_for_curr_task``), so every method has a full accuracy matrix and no miss starves the
   tasks after it.
+* ``piggyback``: task 1 takes the whole network; every later task learns only a binary mask over it
+  and its own BatchNorm and head, trained like the baselines (``task_budget`` steps, best validated state),
+  missing goals kept as trained (it owns no weight it could release).
 
 Per method: the test accuracy matrix (task i after training task j, each task's test split evaluated
 once per step) and GEM's ``R[j - 1, j]``; average final accuracy, backward transfer (BWT), Avalanche's
 forgetting, GEM's forward transfer (against a randomly initialised network: ``independent``'s accuracy
 before training), the accuracy against ``independent`` (``vs_independent``), weights relative to one
-network, the share still free, the model size with masks (and CPG's pick bits) and its ratios to
-``independent`` and ``independent_pruned``, optimizer steps, wall time; per task, the steps, the goal,
+network, the share still free, the model size with masks (and the pick bits of CPG and Piggyback) and
+its ratios to ``independent`` and ``independent_pruned``, optimizer steps, wall time; per task, the steps, the goal,
 the status, the weights it owns, the share free after it and its chosen sparsity. ``check`` fails loudly
 when a packing method forgets (BWT not exactly 0.0 or a finished task's digest changed), when fine-tuning
 does not forget on a sequence that must show it, or when a baseline trained a task fewer steps than a
@@ -44,7 +49,7 @@ from paenet.evaluation.continual import AccuracyMatrix
 from paenet.evaluation.model_size import KERNEL_BYTES, MB, paper_accounting
 from paenet.expansion import ExpansionPolicy, masked_parameters
 from paenet.goal import Goal, GoalLoop, LoopObserver, PackingPlan
-from paenet.methods import METHODS
+from paenet.methods import PACKING_METHODS, get_method
 from paenet.models import TaskSpec, create_backbone
 from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import Packer
@@ -52,7 +57,7 @@ from paenet.records import IntegrityError, verify
 from paenet.training import make_train_step, top1_accuracy
 
 BASELINES = ("independent", "independent_pruned", "finetune")
-PACKING = tuple(sorted(METHODS))
+PACKING = tuple(sorted(PACKING_METHODS))
 ALL_METHODS = (*BASELINES, *PACKING)
 
 
@@ -215,33 +220,6 @@ def _train_best(step, variables, train, steps: int, every: int, validate) -> flo
     return best
 
 
-def run_independent(sequence: Sequence, config: BenchConfig, budget: int, progress: bool = False) -> MethodResult:
-    """One fresh network per task, `budget` steps each, kept at its best validated state; the matrix's
-    row j repeats every earlier task's own accuracy (each network is untouched by later tasks), and each
-    task's accuracy before training is a randomly initialised network's (GEM's b)."""
-    _seeded(sequence)
-    start = time.perf_counter()
-    names = [t.name for t in sequence.tasks]
-    matrix, tests, tasks, size = AccuracyMatrix(names), _test_sets(sequence, config), [], 0
-    for task, spec in enumerate(_specs(sequence), 1):
-        packer = Packer(_backbone(sequence), _optimizer(config))
-        packer.start_task(spec)
-        model = packer.model
-        matrix.record_before(task, top1_accuracy(model, 1, tests[task - 1]))
-        step = make_train_step(model, packer.optimizer, 1)
-        variables = [l.kernel for l in model.masked_layers()] + model.task_variables(1)
-        val = _val_set(sequence, task, config)
-        best = _train_best(step, variables, _train_set(sequence, task, config), budget, config.eval_every,
-                           lambda: top1_accuracy(model, 1, val))
-        accuracy = top1_accuracy(model, 1, tests[task - 1])
-        for after in range(task, len(names) + 1):
-            matrix.record(after, task, accuracy)
-        size += _unmasked_bytes(model, [1])
-        tasks.append({"steps": budget, "val_accuracy": best})
-    return MethodResult(sequence.name, "independent", matrix, weights_x=float(len(names)), free=0.0,
-                        size_mb=size / MB, seconds=time.perf_counter() - start, seed=sequence.seed, tasks=tasks)
-
-
 class _Unfrozen:
     """The optimizer interface ``make_train_step`` uses, over a plain Keras optimizer that moves every
     kernel weight (fine-tuning: nothing is frozen)."""
@@ -309,7 +287,7 @@ def _pack(packer, sequence, task, config, goal, plan, method, matrix, test, prog
                        _validator(_val_set(sequence, task, config)), Goal(absolute=goal), plan, method=method,
                        observer=observer, progress=progress).run()
     if outcome.record is None:
-        raise BenchmarkFailure(f"{method} on {sequence.name} dropped task {task}: the rule at the cap keeps every task")
+        raise BenchmarkFailure(f"{method.name} on {sequence.name} dropped task {task}: the rule at the cap keeps every task")
     record = outcome.record
     return outcome, {"steps": observer.steps, "goal": goal, "status": outcome.status,
                      "val_accuracy": outcome.val_accuracy, "owned": int(sum(record.owned.values())),
@@ -324,53 +302,49 @@ def reserve_for(task: int, tasks: int) -> float:
     return remaining / (remaining + 1)
 
 
-def run_packing(sequence: Sequence, method: str, config: BenchConfig, goals: list[float],
-                progress: bool = False) -> MethodResult:
-    """The task template with `method`, every task to its goal (`goals`, one per task, on validation)."""
+def run_method(sequence: Sequence, method, config: BenchConfig, goals: list[float], budget: int,
+               progress: bool = False) -> MethodResult:
+    """The task template with `method` (``paenet.methods``), every task to its goal (`goals`, one per
+    task, on validation), in one network or, where the method says so, each in a network of its own. A
+    method that does not prune trains each task `budget` steps, validated every ``eval_every``, ending on
+    its best validated state (the baselines' rule)."""
+    method = get_method(method)
     _seeded(sequence)
     start = time.perf_counter()
     specs, tests = _specs(sequence), _test_sets(sequence, config)
-    matrix = AccuracyMatrix([s.name for s in specs])
-    packer = Packer(_backbone(sequence), _optimizer(config), task_parts="inherit")
-    tasks = []
+    matrix, tasks, homes, accuracy = AccuracyMatrix([s.name for s in specs]), [], [], {}
+    packer = None
     for task in range(1, len(specs) + 1):
-        plan = config.plan(reserve_for(task, len(specs)))
+        packer = method.network_for(packer, lambda: Packer(_backbone(sequence), _optimizer(config),
+                                                           task_parts="inherit"))
+        plan = config.plan(0.0 if method.fresh_network else reserve_for(task, len(specs)))
+        if not method.prunes:
+            plan = dataclasses.replace(plan, train_steps=budget, eval_every=config.eval_every)
         _, entry = _pack(packer, sequence, task, config, goals[task - 1], plan, method, matrix, tests[task - 1],
                          progress)
         tasks.append(entry)
-        for earlier in range(1, task + 1):
-            matrix.record(task, earlier, top1_accuracy(packer.model, earlier, tests[earlier - 1]))
-    try:
-        verify(packer.model, packer.records)
-    except IntegrityError as e:
-        raise BenchmarkFailure(f"{method} on {sequence.name}: {e}") from None
-    model = packer.model
-    return MethodResult(sequence.name, method, matrix, weights_x=masked_parameters(model) / packer.base_parameters,
-                        free=_free(model), size_mb=_size_mb(model, packer.records, packer.base_parameters),
+        homes.append((packer, packer.model.num_tasks))
+        for earlier, (home, number) in enumerate(homes, 1):
+            if home is packer:            # a task in another network is as it was when it finished
+                accuracy[earlier] = top1_accuracy(home.model, number, tests[earlier - 1])
+            matrix.record(task, earlier, accuracy[earlier])
+    networks = list({id(home): home for home, _ in homes}.values())
+    for network in networks:
+        try:
+            verify(network.model, network.records)
+        except IntegrityError as e:
+            raise BenchmarkFailure(f"{method.name} on {sequence.name}: {e}") from None
+    base = networks[0].base_parameters
+    if method.fresh_network:
+        weights_x, free = sum(t["owned"] for t in tasks) / base, 0.0
+    else:
+        weights_x, free = masked_parameters(packer.model) / base, _free(packer.model)
+    if method.fresh_network and not method.prunes:     # one unpruned task a network: no masks needed
+        size = sum(_unmasked_bytes(n.model, range(1, n.model.num_tasks + 1)) for n in networks) / MB
+    else:
+        size = sum(_size_mb(n.model, n.records, n.base_parameters) for n in networks)
+    return MethodResult(sequence.name, method.name, matrix, weights_x=weights_x, free=free, size_mb=size,
                         seconds=time.perf_counter() - start, seed=sequence.seed, tasks=tasks)
-
-
-def run_independent_pruned(sequence: Sequence, config: BenchConfig, goals: list[float],
-                           progress: bool = False) -> MethodResult:
-    """Each task alone in a fresh network, pruned to its own turning point under its goal (PackNet on one
-    task; a task that misses it stays unpruned: no task comes after it in its network)."""
-    _seeded(sequence)
-    start = time.perf_counter()
-    names = [t.name for t in sequence.tasks]
-    matrix, tests, tasks, size, owned = AccuracyMatrix(names), _test_sets(sequence, config), [], 0.0, 0
-    base = None
-    for task in range(1, len(names) + 1):
-        packer = Packer(_backbone(sequence), _optimizer(config), task_parts="inherit")
-        _, entry = _pack(packer, sequence, task, config, goals[task - 1], config.plan(0.0), "packnet", matrix,
-                         tests[task - 1], progress)
-        tasks.append(entry)
-        accuracy = top1_accuracy(packer.model, 1, tests[task - 1])
-        for after in range(task, len(names) + 1):
-            matrix.record(after, task, accuracy)
-        size += _size_mb(packer.model, packer.records, packer.base_parameters)
-        owned, base = owned + entry["owned"], packer.base_parameters
-    return MethodResult(sequence.name, "independent_pruned", matrix, weights_x=owned / base, free=0.0,
-                        size_mb=size, seconds=time.perf_counter() - start, seed=sequence.seed, tasks=tasks)
 
 
 def run_sequence(sequence: Sequence, methods, config: BenchConfig, progress: bool = False):
@@ -378,7 +352,7 @@ def run_sequence(sequence: Sequence, methods, config: BenchConfig, progress: boo
     (the goals, the budget's validation and GEM's random-network accuracies come from it) and is yielded
     first. Yields each ``MethodResult`` as it finishes."""
     budget = config.task_budget(max_expansions(sequence, config))
-    independent = run_independent(sequence, config, budget, progress)
+    independent = run_method(sequence, "independent", config, [0.0] * len(sequence.tasks), budget, progress)
     yield independent
     goals = [max(0.0, t["val_accuracy"] - config.margin) for t in independent.tasks]
     for method in ALL_METHODS[1:]:
@@ -386,17 +360,15 @@ def run_sequence(sequence: Sequence, methods, config: BenchConfig, progress: boo
             continue
         if method == "finetune":
             yield run_finetune(sequence, config, budget, progress)
-        elif method == "independent_pruned":
-            yield run_independent_pruned(sequence, config, goals, progress)
         else:
-            yield run_packing(sequence, method, config, goals, progress)
+            yield run_method(sequence, method, config, goals, budget, progress)
 
 
 def check(result: MethodResult, must_forget: bool, independent: MethodResult | None = None) -> None:
     """Raises ``BenchmarkFailure`` when a packing method's BWT is not exactly 0.0, when fine-tuning
     does not forget where `must_forget`, or when a packing method spent more steps on a task than
     `independent` trained it (the budgets were not equal)."""
-    if independent is not None and result.method in METHODS:
+    if independent is not None and result.method in PACKING_METHODS:
         over = [t for t, (mine, base) in enumerate(zip(result.tasks, independent.tasks), 1)
                 if mine["steps"] > base["steps"]]
         if over:
@@ -405,7 +377,7 @@ def check(result: MethodResult, must_forget: bool, independent: MethodResult | N
     if result.matrix.num_tasks < 2:
         return
     bwt = result.matrix.backward_transfer()
-    if result.method in METHODS and bwt != 0.0:
+    if result.method in PACKING_METHODS and bwt != 0.0:
         raise BenchmarkFailure(f"{result.method} on {result.sequence}: backward transfer {bwt!r}, not exactly 0.0")
     if result.method == "finetune" and must_forget and not bwt < 0.0:
         raise BenchmarkFailure(f"finetune on {result.sequence}: backward transfer {bwt:.4f} shows no forgetting")

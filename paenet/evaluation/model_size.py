@@ -2,7 +2,7 @@
 
 Paper accounting (PAE's model analyzer, its bugs fixed): task t's *module* is the kernel weights it owns
 x 4 B, plus 1 B per mask entry it owns, plus its task-specific variables (BatchNorm, biases, head) at the
-shapes it computes with, plus, for a task that picks (CPG), 1 bit per entry it may pick from (every
+shapes it computes with, plus, for a task that picks (CPG, Piggyback), 1 bit per entry it may pick from (every
 entry of tasks 1..t-1 at its shapes), rounded up to whole bytes. The packed model after task k holds modules 1..k; the alternative is k separate
 copies of the original network (before any expansion, as the paper's "three separate 89.6 MB models"),
 copy t holding its kernel weights x 4 B plus task t's own variables (no mask). The model that *runs*

@@ -1,14 +1,21 @@
 """Continual-learning methods: small strategies over the one task template (``paenet.goal.GoalLoop``).
 
-A method answers the few questions in which PackNet, PAE and CPG differ (``Method``): may the network
-grow when a task misses its goal, does a new task pick among older weights or read all of them, what
-happens when the goal stays out of reach. Everything else (claim, train, prune in rounds to the turning
-point, finish or roll back, checkpoints, events) is the template's. Adding a method is one module with a
-``Method`` subclass registered here, plus a flag file or config that names it.
+A method is a ``Method`` subclass: a few attributes (grows, picks, claims, prunes, its own rule for a
+missed goal) and the hooks the template calls where methods differ: how a task starts (``start``: claims,
+picks), which network it goes into (``network_for``: the packed one or a fresh one), what follows a
+training phase (``after_training``: expand, prune, finish or miss) and what a missed goal leads to
+(``miss_rule``). Everything else (train, prune in rounds to the turning point, finish or roll back,
+checkpoints, events) is the template's. Adding a method is one module with a registered ``Method``
+subclass, imported here; ``--method`` offers those that pack one network (``PACKING_METHODS``), the
+continual-learning benchmark runs them all. Fine-tuning is the one baseline outside the template: it
+rewrites finished tasks' weights, which the template's packer refuses by construction.
 """
-from paenet.methods.base import METHODS, Method, get_method, register_method
+from paenet.methods.base import METHODS, PACKING_METHODS, Method, get_method, register_method
+from paenet.methods.baselines import Independent, IndependentPruned
 from paenet.methods.cpg import CPG
 from paenet.methods.packnet import PackNet
 from paenet.methods.pae import PAE
+from paenet.methods.piggyback import Piggyback
 
-__all__ = ["CPG", "METHODS", "Method", "PAE", "PackNet", "get_method", "register_method"]
+__all__ = ["CPG", "METHODS", "PACKING_METHODS", "Independent", "IndependentPruned", "Method", "PAE", "PackNet",
+           "Piggyback", "get_method", "register_method"]

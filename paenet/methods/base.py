@@ -1,7 +1,8 @@
 """The method seam: what a continual-learning method decides inside the task template."""
 from __future__ import annotations
 
-METHODS: dict[str, type["Method"]] = {}
+METHODS: dict[str, type["Method"]] = {}          # every method, the benchmark's baselines included
+PACKING_METHODS: dict[str, type["Method"]] = {}  # the methods that pack one network (``--method``)
 
 MISS_ROLL_BACK = "roll_back"
 MISS_KEEP = "keep"
@@ -9,40 +10,82 @@ MISS_RESERVE = "reserve"       # the plan's rule at the cap (paenet.goal): finis
 
 
 class Method:
-    """A continual-learning method as the template sees it. Subclasses set the class attributes.
+    """A continual-learning method as the task template (``paenet.goal.GoalLoop``) sees it: a few class
+    attributes and the hooks the template calls at its turning points. Subclasses set the attributes and
+    override a hook only where they differ.
 
     Attributes:
       name: the registered name (``--method=NAME``), recorded in the workspace and in each task's record.
       expands: when the trained task misses its goal, widen the network (up to the plan's cap) and retrain.
       picks: a new task learns a binary picking mask over the older tasks' weights (CPG) instead of
         reading all of them.
-      on_miss: what a task that misses its goal at its widest does: ``"roll_back"`` (nothing of it is
-        kept) or ``"keep"`` (it is finished unpruned: the best the method can do).
+      claims: a new task claims the free weights (every method but one that only picks).
+      prunes: a task that meets its goal is pruned in rounds to its turning point, releasing weights.
+      on_miss: what a task that misses its goal at its widest does under the method's own rule:
+        ``"roll_back"`` (nothing of it is kept) or ``"keep"`` (it is finished unpruned: the best the method
+        can do).
       sharing: the ownership rule it needs the network to have (``paenet.layers``), or None for any.
+      fresh_network: every task gets a network of its own (the ``independent`` baselines), not the
+        packed one.
+      packs: tasks share one network and every finished task stays bit-identical: the app's ``--method``
+        offers it.
     """
 
     name = ""
     expands = False
     picks = False
+    claims = True
+    prunes = True
     on_miss = MISS_ROLL_BACK
     sharing = None
+    fresh_network = False
+    packs = True
+
+    def start(self, packer, spec) -> int:
+        """How a task starts in `packer` (hook): adds it, claiming the free weights and learning picks
+        as the method says; returns its number."""
+        return packer.start_task(spec, picks=self.picks, claim=self.claims)
+
+    def network_for(self, packer, fresh):
+        """The packer the next task goes into (hook): `packer`, the one of the tasks before (None for
+        the first task), or ``fresh()``, a new one, for a method that gives every task its own network."""
+        return fresh() if self.fresh_network or packer is None else packer
+
+    def after_training(self, accuracy: float, target: float, can_retrain: bool) -> str:
+        """What follows a training phase that reached `accuracy` against `target` (hook): ``"expand"``
+        (widen and retrain), ``"miss"`` (the goal is out of reach: ``miss_rule`` decides), ``"prune"``
+        or ``"finish"``. `can_retrain`: there is training data (an imported task may have none)."""
+        if accuracy < target:
+            return "expand" if can_retrain and self.expands else "miss"
+        return "prune" if self.prunes else "finish"
+
+    def miss_rule(self, plan_rule: str, override: str | None = None, can_retrain: bool = True) -> str:
+        """What a task that misses its goal at its widest does (hook): `override` if given, else the
+        plan's rule at the cap (``"reserve"``: finished, pruned to release the plan's reserve) or, when
+        the plan leaves it to the method, ``on_miss``. A task without training data cannot be pruned to
+        a reserve and retrained: it falls back to ``on_miss``."""
+        rule = override or (MISS_RESERVE if plan_rule == MISS_RESERVE else self.on_miss)
+        return self.on_miss if rule == MISS_RESERVE and not can_retrain else rule
 
     def compatible_with(self, other: str, sharing: str) -> bool:
         """Whether tasks of this method may follow tasks packed by method `other` in a network with the
         ownership rule `sharing`. Every method here keeps the same per-task state (ownership masks,
         optional picks) and each task's record names its method, so any of them may follow any other
         when the network's rule is the one this method needs."""
-        return other in METHODS and self.sharing in (None, sharing)
+        return other in PACKING_METHODS and self.sharing in (None, sharing)
 
     def __repr__(self):
         return f"{type(self).__name__}()"
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: makes `cls` available by its name to ``get_method`` and ``--method``."""
+    """Class decorator: makes `cls` available by its name to ``get_method`` (and to ``--method`` when it
+    packs)."""
     if not cls.name or cls.name in METHODS:
         raise ValueError(f"a method needs a new, non-empty name; got {cls.name!r}")
     METHODS[cls.name] = cls
+    if cls.packs:
+        PACKING_METHODS[cls.name] = cls
     return cls
 
 
