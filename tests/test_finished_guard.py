@@ -137,7 +137,7 @@ READS = {    # compute from a model, a task's values or numbers, writing nothing
     "paenet.training.owned_l2", "paenet.training.Trainer.evaluate", "paenet.training.make_predict_fn",
     "paenet.training.predict", "paenet.training.top1_accuracy", "paenet.export.export_savedmodel",
     "paenet.export.export_workspace", "paenet.evaluation.continual.AccuracyMatrix.record",
-    "paenet.evaluation.continual.AccuracyMatrix.record_before", "paenet.training.inference_function",
+    "paenet.evaluation.continual.AccuracyMatrix.record_before",
     "paenet.cl.benchmark.BenchConfig.task_budget", "paenet.cl.benchmark.reserve_for",
 }
 CONSTRUCTS = {   # make a new, unfinished object (a model's finished tasks come from its config, kept)
