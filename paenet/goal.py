@@ -323,15 +323,19 @@ class GoalLoop:
             self._next("finish")
             return
         schedule = schedules[self.state.round]
-        entry = self.trainer.prune_round(self.train, schedule, self.plan.steps_per_round,
-                                         validation=lambda p: self._validated(f"prune {schedule.final_sparsity:g}", p),
-                                         start=self.state.phase_step, on_step=self._on_step)
+        entry = self._prune_round(schedule, "prune")
         if entry["val_accuracy"] < self.state.target:
             self._next("finish")          # the turning point: more pruning only loses more
             return
         self._keep(schedule.final_sparsity, entry["val_accuracy"])
         self.state.round += 1
         self._next("prune")
+
+    def _prune_round(self, schedule, stage: str) -> dict:
+        """One pruning round of `schedule` from the checkpointed step, validated as `stage` and its sparsity."""
+        return self.trainer.prune_round(self.train, schedule, self.plan.steps_per_round,
+                                        validation=lambda p: self._validated(f"{stage} {schedule.final_sparsity:g}", p),
+                                        start=self.state.phase_step, on_step=self._on_step)
 
     def _reserve(self):
         """Prunes a task that missed its goal in the plan's rounds below ``plan.reserve`` and one to it,
@@ -344,9 +348,7 @@ class GoalLoop:
             self._next("finish")
             return
         schedule = round_schedules(targets, plan.steps_per_round, plan.prune_steps, plan.frequency)[self.state.round]
-        entry = self.trainer.prune_round(self.train, schedule, plan.steps_per_round,
-                                         validation=lambda p: self._validated(f"reserve {schedule.final_sparsity:g}", p),
-                                         start=self.state.phase_step, on_step=self._on_step)
+        entry = self._prune_round(schedule, "reserve")
         self.state.round += 1
         if self.state.round == len(targets):
             self._keep(schedule.final_sparsity, entry["val_accuracy"])

@@ -236,7 +236,7 @@ class _Unfrozen:
         self.inner.apply_gradients(grads_and_vars)
 
 
-def run_finetune(sequence: Sequence, config: BenchConfig, budget: int, progress: bool = False) -> MethodResult:
+def run_finetune(sequence: Sequence, config: BenchConfig, budget: int) -> MethodResult:
     """One network, every task reading and training every kernel weight (all owned by task 1 so that
     every task reads them), each task with its own BatchNorm and head, `budget` steps a task ending on
     its best validated state."""
@@ -359,7 +359,7 @@ def run_sequence(sequence: Sequence, methods, config: BenchConfig, progress: boo
         if method not in methods:
             continue
         if method == "finetune":
-            yield run_finetune(sequence, config, budget, progress)
+            yield run_finetune(sequence, config, budget)
         else:
             yield run_method(sequence, method, config, goals, budget, progress)
 
