@@ -23,7 +23,14 @@ The command exports a workspace's finished tasks to ``WORKSPACE/exports/``: ``sa
 ``--compressed`` also ``compressed.npz`` (``paenet.compressed``), and ``sizes.json`` (the paper's
 accounting and the real bytes, ``paenet.model_size``), which it also prints; with ``--litert`` also
 ``model.tflite`` (``paenet.litert``: a signature per task, shared or per-task-constants layout), with
-``--int8`` ``model_int8.tflite``.
+``--int8`` ``model_int8.tflite``. The int8 model is judged per task: a classifier on the labelled held-out
+(validation) split of its own data, reloaded as the workspace packed it (``held_out_splits``: the
+workspace's seed, fold and image size, ``--data_dir``), by its top-1 with the float and the int8 model,
+refused when it loses more than ``litert.INT8_MAX_ACCURACY_DROP`` (``--int8_max_accuracy_drop``); a
+feature task by its mean embedding cosine with the float model, and a classifier whose labelled split
+cannot be reached (no ``workspace.json``, a task not registered, data not found: the report says which)
+by its top-1 agreement with it, both refused below ``litert.INT8_AGREEMENT``; ``--force_int8`` writes it
+anyway. Classifier signatures return the class names (``classes``) in every format.
 """
 from __future__ import annotations
 
@@ -110,13 +117,16 @@ def export_savedmodel(model, output_dir: str, tasks=None, records=None, inputs=s
 
 def export_workspace(workspace: str, output: str | None = None, compressed: bool = False,
                      tasks=None, litert: str | None = None, int8: bool = False, representative=None,
-                     force_int8: bool = False) -> dict:
+                     force_int8: bool = False, data_dir: str | None = None,
+                     int8_max_accuracy_drop: float | None = None) -> dict:
     """Exports the finished tasks of `workspace` (a workspace or a bare packing folder), or the named
     `tasks` among them, to `output` (default ``WORKSPACE/exports``); returns what ``sizes.json`` holds.
 
     The compressed file holds the whole packing, every task; the SavedModel serves the chosen tasks, and
     so does ``model.tflite`` with `litert` (a ``paenet.litert`` layout), or ``model_int8.tflite`` with
-    `int8`, checked (and int8 calibrated) on `representative` (``task=DIR`` or ``DIR`` for every task).
+    `int8`, checked (and int8 calibrated) on `representative` (``task=DIR`` or ``DIR`` for every task),
+    and int8 judged on each classifier's held-out split in `data_dir` (``held_out_splits``), refused beyond
+    `int8_max_accuracy_drop` (default ``litert.INT8_MAX_ACCURACY_DROP``) unless `force_int8`.
     """
     located = locate(workspace)
     packer = load_packing(located.packing)
@@ -129,6 +139,9 @@ def export_workspace(workspace: str, output: str | None = None, compressed: bool
     output = located.output(output, EXPORTS)
     for name in (SAVEDMODEL, COMPRESSED, SIZES):
         recover_replaced(os.path.join(output, name))       # what a killed export left aside
+    if litert or int8:     # first: a LiteRT model refused leaves the folder as it was
+        lite = _export_litert(located, packer.model, output, tasks or finished, litert or "constants", int8,
+                              representative, force_int8, data_dir, int8_max_accuracy_drop)
     path = export_savedmodel(packer.model, os.path.join(output, SAVEDMODEL), tasks or finished, packer.records)
     sizes = {"tasks": list(tasks or finished),
              "paper_accounting": model_size.paper_accounting(packer.model, packer.records, packer.base_parameters),
@@ -139,8 +152,7 @@ def export_workspace(workspace: str, output: str | None = None, compressed: bool
     elif os.path.exists(os.path.join(output, COMPRESSED)):
         os.remove(os.path.join(output, COMPRESSED))   # an earlier export's: it may hold other weights
     if litert or int8:
-        sizes["litert"] = _export_litert(packer.model, output, tasks or finished, litert or "constants", int8,
-                                         representative, force_int8)
+        sizes["litert"] = lite
     write_json_atomic(os.path.join(output, SIZES), sizes)
     return sizes
 
@@ -164,7 +176,39 @@ def representative_folders(model, numbers, entries) -> dict:
     return folders
 
 
-def _export_litert(model, output, tasks, layout, int8, representative, force_int8) -> dict:
+def held_out_splits(located, model, numbers, data_dir: str | None) -> tuple[dict, dict]:
+    """(task number -> ("val", labelled batches), task name -> why not) for each classifier among `numbers`:
+    its registered task's validation split, loaded from `data_dir` (None: the task's default) with the
+    workspace's image size, batch size, seed and fold, which rebuild the split it was packed with (never
+    its training images). Feature tasks are judged by embedding cosine and are in neither."""
+    from paenet import tasks as registry
+    from paenet.cli import user_errors
+    from paenet.workspace import CONFIG, Workspace
+    held_out, missing = {}, {}
+    for t in numbers:
+        name = model.task_specs[t - 1].name
+        if serving.serves_embeddings(model, t):
+            continue
+        if located.file(CONFIG) is None:
+            missing[name] = f"no {CONFIG} beside {located.packing} to rebuild its split from"
+            continue
+        config = Workspace(located.workspace).config()
+        context = registry.TaskContext(data_dir, config["image_size"], config["batch_size"], config["seed"],
+                                       config["fold"], progress=False)
+        try:
+            split = registry.get(name).load(context).held_out.get("val")
+        except user_errors() as e:
+            missing[name] = f"its data did not load: {e.args[0] if isinstance(e, KeyError) else e}"
+            continue
+        if split is None:
+            missing[name] = "its data has no labelled validation split"
+        else:
+            held_out[t] = ("val", split)
+    return held_out, missing
+
+
+def _export_litert(located, model, output, tasks, layout, int8, representative, force_int8, data_dir,
+                   max_drop) -> dict:
     from paenet import litert
     numbers = select_tasks(model, tasks)
     folders = representative_folders(model, numbers, representative)
@@ -172,8 +216,12 @@ def _export_litert(model, output, tasks, layout, int8, representative, force_int
         raise ValueError("--int8 needs --representative: a folder of each task's images (task=DIR or DIR)")
     images = (litert.sample_images(folders, model.image_shape[0]) if folders
               else {t: litert.noise_images(model) for t in numbers})
+    held_out, missing = held_out_splits(located, model, numbers, data_dir) if int8 else ({}, {})
     result = litert.export(model, os.path.join(output, LITERT_INT8 if int8 else LITERT), numbers, layout, images,
-                           int8, force_int8)
+                           int8, force_int8, held_out,
+                           litert.INT8_MAX_ACCURACY_DROP if max_drop is None else max_drop)
+    for name, reason in missing.items():
+        result["check"][name]["no_held_out"] = reason
     if int8:       # the float model's figures beside the int8 model's
         result["float_check"] = litert.check(litert.convert(model, numbers, "constants"), model, numbers, images)
     return result
@@ -198,10 +246,17 @@ def format_sizes(sizes: dict) -> str:
             before = lite.get("float_check", {}).get(name)
             lines.append(f"  {name}: max |LiteRT - SavedModel| {figures['max_abs_diff']:.3g}, agreement "
                          f"{figures['agreement']:.4f}" + (f" (float: {before['agreement']:.4f})" if before else ""))
+            if "accuracy_drop" in figures:
+                lines.append(f"    top-1 on its {figures['split']} split ({figures['samples']} images): float "
+                             f"{figures['accuracy_float']:.4f}, int8 {figures['accuracy_int8']:.4f}, drop "
+                             f"{figures['accuracy_drop']:.4f}, agreement {figures['held_out_agreement']:.4f}")
+            elif "no_held_out" in figures:
+                lines.append(f"    no labelled data ({figures['no_held_out']}): judged by agreement only")
     return "\n".join(lines)
 
 
 def define_flags():
+    from paenet.litert import INT8_AGREEMENT, INT8_MAX_ACCURACY_DROP
     flags.DEFINE_string("workspace", None, "A PAENet workspace folder, or a bare packing folder.")
     flags.DEFINE_string("output", None, "Folder to export to (default: WORKSPACE/exports; required for a "
                                         "bare packing folder). Its savedmodel/ and compressed.npz are replaced.")
@@ -213,8 +268,17 @@ def define_flags():
                       "shared: each kernel and mask stored once, selected at run time; constants: each task's "
                       "kernels as constants (faster, larger).")
     flags.DEFINE_bool("int8", False, "Write model_int8.tflite instead: int8 post-training quantisation (constants "
-                                     "layout), calibrated on --representative, refused below the stated agreement.")
-    flags.DEFINE_bool("force_int8", False, "Write the int8 model even when a task falls below the agreement.")
+                                     "layout), calibrated on --representative. Refused when a classifier loses more "
+                                     f"than {INT8_MAX_ACCURACY_DROP} (absolute) top-1 accuracy on its labelled "
+                                     "validation split (--data_dir), or, without one, a task agrees with the float "
+                                     f"model less than {INT8_AGREEMENT} (top-1, or mean embedding cosine for a "
+                                     "feature task).")
+    flags.DEFINE_bool("force_int8", False, "Write the int8 model even when a task falls beyond its tolerance.")
+    flags.DEFINE_float("int8_max_accuracy_drop", INT8_MAX_ACCURACY_DROP,
+                       "With --int8: the most top-1 accuracy (absolute) a classifier may lose on its validation split.")
+    flags.DEFINE_string("data_dir", None, "With --int8: the data folder the tasks were packed from, to judge each "
+                                          "classifier on its validation split (default: the task's default).")
+    flags.DEFINE_multi_string("task_module", [], "Python module(s) to import first: they register user tasks.")
     flags.DEFINE_list("representative", None, "task=DIR (or DIR for every task): images of each task's own data, "
                                               "to check the LiteRT model on and calibrate int8.")
 
@@ -226,9 +290,11 @@ def main(argv):
     from paenet.cli import report_errors
     if FLAGS.int8 and FLAGS.litert and FLAGS.litert_layout != "constants":
         raise app.UsageError("--int8 quantises the constants layout: pass --litert_layout=constants or no --litert")
+    from paenet.app import import_task_modules
+    report_errors("paenet.export", lambda: import_task_modules(FLAGS.task_module))
     sizes = report_errors("paenet.export", lambda: export_workspace(
         FLAGS.workspace, FLAGS.output, FLAGS.compressed, FLAGS.tasks, FLAGS.litert and FLAGS.litert_layout,
-        FLAGS.int8, FLAGS.representative, FLAGS.force_int8))
+        FLAGS.int8, FLAGS.representative, FLAGS.force_int8, FLAGS.data_dir, FLAGS.int8_max_accuracy_drop))
     print(format_sizes(sizes))
 
 

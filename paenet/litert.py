@@ -14,10 +14,13 @@ Neither is bit-identical to the SavedModel: LiteRT's kernels (XNNPACK) sum in an
 constants layout folds BatchNorm into the kernels. ``TOLERANCE`` is the largest difference of any float
 output allowed per layout; ``check`` measures it on given images, and ``export`` refuses a model beyond it.
 
-int8 (``quantize``): post-training quantisation of weights and activations from a representative sample
-of each task's own images (float input and output kept); ``check`` against the float SavedModel gives
-each classifier's top-1 agreement and each feature task's mean cosine similarity, and ``export`` refuses
-a task below ``INT8_AGREEMENT`` unless told to.
+int8: post-training quantisation of weights and activations from a representative sample of each task's
+own images (float input and output kept). A classifier given its labelled held-out split is judged on the
+labels: ``held_out_accuracy`` measures its top-1 with the float model (the SavedModel's float signature)
+and with the int8 model on the same images, and ``export`` refuses a task that loses more than
+``INT8_MAX_ACCURACY_DROP`` (absolute; the default of its `max_drop`). Any other task is judged against
+the float model on the sample (``check``: a classifier's top-1 agreement, a feature task's mean embedding
+cosine), refused below ``INT8_AGREEMENT``. ``force`` writes the model anyway.
 """
 from __future__ import annotations
 
@@ -33,6 +36,10 @@ from paenet.layers.masked import selection_at_run_time
 LAYOUTS = ("shared", "constants")
 TOLERANCE = {"shared": 1e-4, "constants": 1e-4}   # max |LiteRT - SavedModel| of a float output
 INT8_AGREEMENT = 0.9          # int8: least top-1 agreement (classifier) or mean cosine (feature task)
+# int8: the most top-1 accuracy (absolute) a classifier may lose on its labelled held-out split. Post-training
+# int8 usually costs CNN classifiers well under one point; two leave room for the few borderline images of a
+# small split and still stop a calibration that broke a task.
+INT8_MAX_ACCURACY_DROP = 0.02
 
 
 class LiteRTError(ValueError):
@@ -142,28 +149,70 @@ def check(flat: bytes, model, tasks, images: dict) -> dict:
     return results
 
 
+def held_out_accuracy(flat_or_interpreter, model, task: int, dataset) -> dict:
+    """Task `task` on every (standardised images, labels) batch of `dataset`: top-1 against the labels of
+    the float model (``accuracy_float``: the packed model as PAENet evaluates it, with ``paenet.training``'s
+    inference function, as the task's validation accuracy) and of the LiteRT model
+    (``accuracy_litert``), ``accuracy_drop`` (float - LiteRT), their top-1 ``agreement`` and the number of
+    ``samples``."""
+    from paenet.training import inference_function
+    it = interpreter(flat_or_interpreter) if isinstance(flat_or_interpreter, bytes) else flat_or_interpreter
+    name = model.task_specs[task - 1].name
+    forward = inference_function(model, task)
+    right_float = right = agree = samples = 0
+    for x, y in dataset:
+        x, y = np.asarray(x, np.float32), np.asarray(y)
+        float_top1 = np.asarray(forward(x)).argmax(1)
+        litert_top1 = run(it, name, x)["probabilities"].argmax(1)
+        right_float += int((float_top1 == y).sum())
+        right += int((litert_top1 == y).sum())
+        agree += int((float_top1 == litert_top1).sum())
+        samples += len(y)
+    if not samples:
+        raise ValueError(f"task {name!r}: its held-out split has no images")
+    return {"accuracy_float": right_float / samples, "accuracy_litert": right / samples,
+            "accuracy_drop": (right_float - right) / samples, "agreement": agree / samples, "samples": samples}
+
+
 def _write(path: str, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
 
 
 def export(model, path: str, tasks, layout: str = "shared", images: dict | None = None, int8: bool = False,
-           force: bool = False) -> dict:
+           force: bool = False, held_out: dict | None = None, max_drop: float = INT8_MAX_ACCURACY_DROP) -> dict:
     """Writes the LiteRT model of `tasks` (numbers) to `path` after checking it on `images` (task number
     -> standardised images; int8 calibrates on them too) against the SavedModel's answers; returns the
-    check's figures. Refuses (LiteRTError, nothing written) a float model beyond ``TOLERANCE`` and, unless
-    `force`, an int8 model whose task agrees less than ``INT8_AGREEMENT``."""
+    check's figures, per task name. Refuses (LiteRTError, nothing written) a float model beyond
+    ``TOLERANCE`` and, unless `force`, an int8 model of which a task in `held_out` (task number -> (split
+    name, labelled batches), classifiers) loses more than `max_drop` (absolute) of top-1 accuracy on
+    it, or another task agrees with the float model less than ``INT8_AGREEMENT``. A held-out task's figures
+    gain ``accuracy_float``, ``accuracy_int8``, ``accuracy_drop``, ``held_out_agreement``, ``split`` and
+    ``samples``."""
     from paenet.fileio import write_replacing
     if int8 and not images:
         raise ValueError("int8 quantisation needs a representative sample of each task's images")
     flat = convert(model, tasks, layout, images if int8 else None)
     checked = check(flat, model, tasks, images) if images else {}
+    for t, (split, dataset) in ((held_out or {}).items() if int8 else ()):
+        measured = held_out_accuracy(flat, model, t, dataset)
+        checked[model.task_specs[t - 1].name].update(
+            accuracy_float=measured["accuracy_float"], accuracy_int8=measured["accuracy_litert"],
+            accuracy_drop=measured["accuracy_drop"], held_out_agreement=measured["agreement"], split=split,
+            samples=measured["samples"])
     for name, figures in checked.items():
-        if int8 and figures["agreement"] < INT8_AGREEMENT and not force:
-            raise LiteRTError(f"int8 {name}: agreement {figures['agreement']:.4f} with the float model is below "
-                              f"{INT8_AGREEMENT}: not written (pass --force_int8 to write it anyway)")
         if not int8 and figures["max_abs_diff"] > TOLERANCE[layout]:
             raise LiteRTError(f"{layout} layout, {name}: max |LiteRT - SavedModel| {figures['max_abs_diff']:.3g} "
                               f"is above {TOLERANCE[layout]}: not written")
+        if not int8 or force:
+            continue
+        if "accuracy_drop" in figures and figures["accuracy_drop"] > max_drop:
+            raise LiteRTError(f"int8 {name}: top-1 {figures['accuracy_int8']:.4f} on its {figures['split']} split "
+                              f"({figures['samples']} images) against {figures['accuracy_float']:.4f} for the "
+                              f"float model loses {figures['accuracy_drop']:.4f}, more than "
+                              f"{max_drop}: not written (pass --force_int8 to write it anyway)")
+        if "accuracy_drop" not in figures and figures["agreement"] < INT8_AGREEMENT:
+            raise LiteRTError(f"int8 {name}: agreement {figures['agreement']:.4f} with the float model is below "
+                              f"{INT8_AGREEMENT}: not written (pass --force_int8 to write it anyway)")
     write_replacing(path, lambda tmp: _write(tmp, flat))
     return {"layout": layout, "int8": int8, "bytes": len(flat), "check": checked}

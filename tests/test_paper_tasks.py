@@ -11,7 +11,7 @@ from paenet.data.splits import group_split
 from paenet.models import SmallCNN, TaskSpec
 from paenet.packing import Packer
 from paenet.tasks.paper import adience_sources
-from paenet.training import Trainer
+from paenet.training import Trainer, top1_accuracy
 
 
 def _pack_briefly(definition, data):
@@ -49,8 +49,12 @@ def test_adience_tasks_train_on_four_folds_and_validate_on_held_out_subjects(tmp
                           "train": sum(known) - known[fold] - len(val_subjects)}
     if fold == 0:
         packer = _pack_briefly(tasks.get(name), data)
-        for evaluate in (data.validate, data.test):
+        for split, evaluate in (("val", data.validate), ("test", data.test)):
             assert 0.0 <= evaluate(packer.model, packer.active_task) <= 1.0
+            # the labelled split a model outside PAENet is judged on (the int8 export) is the one evaluated
+            assert evaluate(packer.model, packer.active_task) == top1_accuracy(packer.model, packer.active_task,
+                                                                               data.held_out[split])
+            assert sum(len(y) for _, y in data.held_out[split]) == data.sizes[split]
 
 
 def test_subject_split_holds_about_the_fraction_and_no_subject_twice():
@@ -82,7 +86,7 @@ def test_fotw_gender_trains_on_fotw_and_imdb_wiki(tmp_path):
     build("fotw_gender", str(tmp_path / "fotw"), str(tmp_path / "tfds"))
     build("imdb_wiki", str(tmp_path / "imdb"), str(tmp_path / "tfds"))
     data = tasks.get("fotw_gender").load(tasks.TaskContext(str(tmp_path / "tfds"), image_size=32, batch_size=2))
-    assert data.sizes["val"] == len(fotw["validation"]) and data.test is None
+    assert data.sizes["val"] == len(fotw["validation"]) and data.test is None and set(data.held_out) == {"val"}
     assert data.sizes["train"] == len(fotw["train"]) + len(imdb["kept"])
 
 

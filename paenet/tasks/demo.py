@@ -21,7 +21,7 @@ def classification_data(images: np.ndarray, labels: np.ndarray, context: TaskCon
                                         seed=context.seed),
                     validate=top1_validator(val_ds), sizes={"train": len(train), "val": len(val)},
                     data={"val": f"{len(val)} images of {source}: a seeded {val_fraction:.0%} per class"},
-                    class_names=tuple(class_names))
+                    class_names=tuple(class_names), held_out={"val": val_ds})
 
 
 def _real_image_task(name: str, description: str, loader, num_classes: int, relabel=None,

@@ -46,10 +46,12 @@ def _task_data(context: TaskContext, num_classes: int, train: pipeline.ImageSour
     def evaluation(source):
         return pipeline.evaluation_dataset(source, max(context.batch_size, 64), context.image_size)
     parts = {"train": train, "val": validation, **({"test": test} if test is not None else {})}
+    held_out = {split: evaluation(source) for split, source in parts.items() if split != "train"}
     return TaskData(train=pipeline.training_dataset(train, context.batch_size, context.seed, context.image_size),
-                    validate=top1_validator(evaluation(validation)),
-                    test=top1_validator(evaluation(test)) if test is not None else None, loss=loss,
-                    sizes={k: int(pipeline.class_counts(v, num_classes).sum()) for k, v in parts.items()})
+                    validate=top1_validator(held_out["val"]),
+                    test=top1_validator(held_out["test"]) if test is not None else None, loss=loss,
+                    sizes={k: int(pipeline.class_counts(v, num_classes).sum()) for k, v in parts.items()},
+                    held_out=held_out)
 
 
 def _concatenated(sources) -> pipeline.ImageSource:

@@ -34,6 +34,9 @@ class TaskData:
     roc: Callable | None = None     # a verification task's ROC on its test split: f(model, task) -> dict
     data: dict = dataclasses.field(default_factory=dict)   # what each split ("val", "test") is, in words
     class_names: tuple = ()         # names found in the data (e.g. the people of a folder), else the definition's
+    # Split ("val", "test") -> the labelled (x, y) batches its evaluators read, so that a model outside PAENet
+    # (the int8 LiteRT export) is evaluated on the same held-out images.
+    held_out: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
