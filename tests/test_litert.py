@@ -15,7 +15,8 @@ import tensorflow as tf
 from packed_workspace import make_workspace
 from paenet import litert
 from paenet.data.preprocessing import fixed_standardization
-from paenet.export import LITERT, LITERT_INT8, SAVEDMODEL, export_savedmodel, held_out_splits
+from paenet.export import (LITERT, LITERT_INT8, SAVEDMODEL, export_savedmodel, format_sizes,
+                           held_out_splits)
 from paenet.workspace import Workspace, locate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,7 +96,9 @@ def test_int8_judges_each_classifier_by_its_top1_on_the_labels_before_and_after(
         spec, figures = model.task_specs[t - 1], result["check"][model.task_specs[t - 1].name]
         labels = packed["labels"] % spec.num_classes
         float_top1 = np.argmax(model(packed["images"], task=t, training=False), axis=1)
-        int8_top1 = litert.run(interpreter, spec.name, packed["images"])["probabilities"].argmax(1)
+        answers = litert.run(interpreter, spec.name, packed["images"])
+        int8_top1 = answers["probabilities"].argmax(1)
+        assert answers["classes"].tolist() == [[c.encode() for c in spec.class_names]] * len(labels)
         assert figures["accuracy_float"] == np.mean(float_top1 == labels) > 1 / spec.num_classes + 0.2
         assert figures["accuracy_int8"] == np.mean(int8_top1 == labels)
         assert figures["accuracy_drop"] == pytest.approx(figures["accuracy_float"] - figures["accuracy_int8"])
@@ -120,6 +123,10 @@ def test_held_out_splits_say_why_a_classifier_has_none(packed):
     held_out, missing = held_out_splits(locate(packed["workspace"]), model, [1, 2, 3], None)
     assert held_out == {} and set(missing) == {"age", "gender"}
     assert all(reason.startswith("no workspace.json beside") for reason in missing.values())
+    check = {"max_abs_diff": 0.01, "agreement": 0.95, "no_held_out": missing["age"]}
+    report = format_sizes({"paper_accounting": [], "savedmodel_bytes": 1,
+                           "litert": {"layout": "constants", "int8": True, "bytes": 1, "check": {"age": check}}})
+    assert f"no labelled data ({missing['age']}): judged by agreement only" in report
 
 
 TASK_MODULE = '''"""The fixture's classifiers as tasks whose validation split is DATA_DIR/<task>.npz."""
