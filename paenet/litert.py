@@ -208,9 +208,9 @@ def export(model, path: str, tasks, layout: str = "shared", images: dict | None 
             continue
         if "accuracy_drop" in figures and figures["accuracy_drop"] > max_drop:
             raise LiteRTError(f"int8 {name}: top-1 {figures['accuracy_int8']:.4f} on its {figures['split']} split "
-                              f"({figures['samples']} images) against {figures['accuracy_float']:.4f} for the "
-                              f"float model loses {figures['accuracy_drop']:.4f}, more than "
-                              f"{max_drop}: not written (pass --force_int8 to write it anyway)")
+                              f"({figures['samples']} images) against the float model's "
+                              f"{figures['accuracy_float']:.4f}: a loss of {figures['accuracy_drop']:.4f}, more "
+                              f"than {max_drop}: not written (pass --force_int8 to write it anyway)")
         if "accuracy_drop" not in figures and figures["agreement"] < INT8_AGREEMENT:
             raise LiteRTError(f"int8 {name}: agreement {figures['agreement']:.4f} with the float model is below "
                               f"{INT8_AGREEMENT}: not written (pass --force_int8 to write it anyway)")
