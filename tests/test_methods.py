@@ -14,12 +14,13 @@ from paenet.data.arrays import array_dataset
 from paenet.evaluation.classification import top1_validator
 from paenet.expansion import ExpansionPolicy
 from paenet.goal import Goal, PackingPlan, pack_task
-from paenet.models import SmallCNN, TaskSpec
+from paenet.models import TaskSpec
 from paenet.monitor import WorkspaceObserver
 from paenet.packing import Packer
 from paenet.tasks.registry import TaskData, TaskDefinition
+from tiny_models import TINY, one_block_cnn
 
-SIZE = 16
+SIZE = TINY["small_cnn"]["image_size"]
 
 
 def _images(seed: int, classes: int, n: int = 96):
@@ -48,7 +49,7 @@ for _t in (_synthetic_task("synth_a", 1, 3), _synthetic_task("synth_b", 2, 4)):
 
 def _settings(workspace, task, method, **changes):
     return dataclasses.replace(app.Settings(
-        workspace=str(workspace), task=task, method=method, image_size=SIZE, widths=(4, 8), dense_units=8,
+        workspace=str(workspace), task=task, method=method, **TINY["small_cnn"],
         batch_size=16, goal=0.0, checkpoint_every=10, progress=False,
         plan=PackingPlan(train_steps=20, targets=(0.5,), steps_per_round=10, prune_steps=5, frequency=5)), **changes)
 
@@ -123,7 +124,7 @@ def _exact_and_resumable(tmp_path, monkeypatch, method, stops, **changes):
 
 def _unreachable(method, on_miss=None, plan_miss="method", reserve=0.5):
     """Task 2 with random labels and a goal of 1.0: no width reaches it."""
-    packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(SIZE, SIZE, 3), name="m"))
+    packer = Packer(one_block_cnn(SIZE, name="m"))
     images, labels = _images(1, 3)
     data = array_dataset(images, labels, 32, training=True, seed=0)
     plan = PackingPlan(train_steps=3, targets=(0.3, 0.5, 0.9), steps_per_round=2, prune_steps=1, frequency=1,
@@ -186,7 +187,7 @@ def test_piggyback_picks_over_frozen_weights_owns_none_and_costs_one_bit_a_weigh
     no weight claimed (the free ones stay free), its picks moved from their start, one bit per pickable weight."""
     from paenet.evaluation.model_size import paper_accounting
     from paenet.layers.masked import PICK_INIT
-    packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(SIZE, SIZE, 3), name="m"))
+    packer = Packer(one_block_cnn(SIZE, name="m"))
     images, labels = _images(1, 3)
     plan = PackingPlan(train_steps=6, targets=(0.5,), steps_per_round=2, prune_steps=1, frequency=1)
     pack_task(packer, TaskSpec("one", 3), array_dataset(images, labels, 32, training=True, seed=0),
@@ -216,8 +217,8 @@ def test_finetune_trains_every_weight_in_a_packer_that_freezes_nothing():
     from paenet.records import task_digest
     finetune = methods.get_method("finetune")
     assert "finetune" not in methods.PACKING_METHODS and not finetune.freezes
-    assert type(methods.get_method("pae").packer(SmallCNN(widths=(4,), input_shape=(SIZE, SIZE, 3)), "adam")) is Packer
-    packer = finetune.packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(SIZE, SIZE, 3), name="m"), "adam")
+    assert type(methods.get_method("pae").packer(one_block_cnn(SIZE), "adam")) is Packer
+    packer = finetune.packer(one_block_cnn(SIZE, name="m"), "adam")
     assert isinstance(packer, FineTuningPacker)
     images, labels = _images(1, 3)
     plan = PackingPlan(train_steps=6, targets=(0.5,), steps_per_round=2, prune_steps=1, frequency=1, eval_every=3)
