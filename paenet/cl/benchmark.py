@@ -104,8 +104,7 @@ class BenchConfig:
 @dataclasses.dataclass
 class MethodResult:
     """One method over one sequence with one seed; `tasks` holds one dict per task (``steps``,
-    ``val_accuracy``, and for the goal loop's methods ``goal``, ``status``, ``owned``, ``free_after``,
-    ``chosen_sparsity``, ``expansions``)."""
+    ``val_accuracy``, ``goal``, ``status``, ``owned``, ``free_after``, ``chosen_sparsity``, ``expansions``)."""
 
     sequence: str
     method: str
@@ -249,9 +248,10 @@ def reserve_for(task: int, tasks: int) -> float:
 def run_method(sequence: Sequence, method, config: BenchConfig, goals: list[float], budget: int,
                progress: bool = False) -> MethodResult:
     """The task template with `method` (``paenet.methods``), every task to its goal (`goals`, one per
-    task, on validation), in one network or, where the method says so, each in a network of its own. A
-    method that does not prune trains each task `budget` steps, validated every ``eval_every``, ending on
-    its best validated state (the baselines' rule)."""
+    task, on validation), in one network or, where the method says so, each in a network of its own, in
+    the packer the method chooses (``Method.packer``). A method that does not prune trains each task
+    `budget` steps, validated every ``eval_every``, ending on its best validated state (the baselines'
+    rule)."""
     method = get_method(method)
     _seeded(sequence)
     start = time.perf_counter()
