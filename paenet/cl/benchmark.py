@@ -309,8 +309,8 @@ def run_sequence(sequence: Sequence, methods, config: BenchConfig, progress: boo
 
 def check(result: MethodResult, must_forget: bool, independent: MethodResult | None = None) -> None:
     """Raises ``BenchmarkFailure`` when a packing method's BWT is not exactly 0.0, when a method that does
-    not freeze finished tasks (fine-tuning) does not forget where `must_forget`, or when a packing method spent more steps on a task than
-    `independent` trained it (the budgets were not equal)."""
+    not freeze finished tasks (fine-tuning) does not forget where `must_forget`, or when a packing method
+    spent more steps on a task than `independent` trained it (the budgets were not equal)."""
     if independent is not None and result.method in PACKING_METHODS:
         over = [t for t, (mine, base) in enumerate(zip(result.tasks, independent.tasks), 1)
                 if mine["steps"] > base["steps"]]

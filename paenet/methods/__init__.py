@@ -18,5 +18,5 @@ from paenet.methods.packnet import PackNet
 from paenet.methods.pae import PAE
 from paenet.methods.piggyback import Piggyback
 
-__all__ = ["CPG", "FineTune", "METHODS", "PACKING_METHODS", "Independent", "IndependentPruned", "Method", "PAE", "PackNet",
-           "Piggyback", "get_method", "register_method"]
+__all__ = ["CPG", "FineTune", "METHODS", "PACKING_METHODS", "Independent", "IndependentPruned", "Method", "PAE",
+           "PackNet", "Piggyback", "get_method", "register_method"]
