@@ -9,6 +9,9 @@ to its value from before the step. Weight decay therefore acts only on owned ent
 The wrapper holds the inner optimizer's config, not its state: ``start_task`` builds a fresh inner
 optimizer, so slots never carry over from one task to the next, and one wrapper can serve many tasks.
 
+Fine-tuning, the forgetting baseline, is the one user that freezes nothing (``start_task(every_weight=True)``,
+``paenet.packing.FineTuningPacker``): refused on a model with a finished task, so no finished task moves.
+
 A picking task's picking masks (CPG) train with an optimizer of their own (``pick_optimizer``, Adam at
 5e-4 as in ivclab/CPG): they are never weight-decayed, and ``freeze_picks`` takes them out of training
 (CPG keeps them fixed while the task is pruned).
@@ -68,16 +71,20 @@ class ExactFreezingOptimizer:
         self._check_started()
         return self.inner.iterations
 
-    def start_task(self, model, task: int):
+    def start_task(self, model, task: int, every_weight: bool = False):
         """Prepares fresh inner optimizers for `task`: the model's masked kernels plus the task's own
         trainable variables (no other task's BatchNorm, biases or head is ever passed to it), and the
-        task's picking masks if it picks. A finished task is refused (FinishedTaskError)."""
+        task's picking masks if it picks. A finished task is refused (FinishedTaskError). With
+        `every_weight` (fine-tuning) every kernel entry moves, whoever owns it: refused
+        (FinishedTaskError naming task 1) when the model has any finished task."""
         task = model.check_unfinished(task, "ExactFreezingOptimizer.start_task")
+        if every_weight and model.frozen_tasks:
+            model.check_unfinished(1, "ExactFreezingOptimizer.start_task(every_weight=True)")
         self._model = model
         layers = model.masked_layers()
         self.task = task
         self.inner = keras.optimizers.deserialize(self._config)
-        self._masks = {id(layer.kernel): layer.mask for layer in layers}
+        self._masks = {} if every_weight else {id(layer.kernel): layer.mask for layer in layers}
         self._weights = [l.kernel for l in layers] + model.task_variables(task, trainable_only=True)
         self.inner.build(self._weights)
         self._picks = model.pick_variables(task)
@@ -100,7 +107,8 @@ class ExactFreezingOptimizer:
         return self.inner.scale_loss(loss) if isinstance(self.inner, keras.optimizers.LossScaleOptimizer) else loss
 
     def apply_gradients(self, grads_and_vars):
-        """One step of the inner optimizer, then every entry not owned by the active task restored.
+        """One step of the inner optimizer, then every entry not owned by the active task restored (none
+        when started with `every_weight`).
         Refused once the task is finished (checked eagerly, or when a ``tf.function`` traces it;
         ``paenet.training.make_train_step`` checks every call)."""
         self._check_started()

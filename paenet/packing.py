@@ -7,7 +7,8 @@ training (``paenet.training.Trainer``) moves only what k owns (``ExactFreezingOp
 the new weights (``paenet.expansion``); pruning releases part of k's weights to later tasks
 (``TaskPruner``); finishing writes a ``TaskRecord`` whose digest guards k forever after. The
 accuracy-goal loop that drives these steps is ``paenet.goal``; ``paenet.checkpoint`` saves and loads a
-packer.
+packer. ``FineTuningPacker`` is the same lifecycle with nothing frozen: fine-tuning's, the forgetting
+baseline.
 """
 from __future__ import annotations
 
@@ -75,6 +76,8 @@ class Packer:
         with cumulative sharing, task 1 with "first"), so that it starts computing that task's features
         rather than waiting for its moving averages to settle. Heads always start fresh.
     """
+
+    freezes = True      # a finished task is frozen: every public writer refuses it (FineTuningPacker: none is)
 
     def __init__(self, model, optimizer="adam", records=(), reinitialize_claimed: bool = False,
                  task_parts: str = "fresh"):
@@ -168,7 +171,7 @@ class Packer:
 
     def _activate(self, task: int):
         self.active_task = task
-        self.optimizer.start_task(self.model, task)
+        self.optimizer.start_task(self.model, task, every_weight=not self.freezes)
 
     def prune(self, sparsity: float) -> dict[str, int]:
         """Prunes the active task to `sparsity` of its space in every layer (the first call fixes the
@@ -234,7 +237,8 @@ class Packer:
             self.model.check_unfinished(int(owners.min()), "restore_task with a snapshot from an earlier task")
 
     def finish(self, metrics: dict | None = None, method: str = DEFAULT_METHOD) -> TaskRecord:
-        """Ends the active task: its weights, picks and task-specific parts are frozen from now on."""
+        """Ends the active task: its weights, picks and task-specific parts are frozen from now on (in a
+        ``FineTuningPacker``: recorded, not frozen)."""
         task = self.check_active()
         if task in self.model.pick_tasks:
             for layer in self.model.masked_layers():
@@ -248,7 +252,8 @@ class Packer:
             metrics=dict(metrics or {}), pruning=list(self.rounds), expansions=list(self.expansions),
             compute_dtype=self.model.dtype_policy.name)
         self.records.append(record)
-        self.model.mark_finished(self.records)
+        if self.freezes:
+            self.model.mark_finished(self.records)
         self._end_task()
         return record
 
@@ -290,3 +295,19 @@ class Packer:
                 pruner.space = state["pruning_space"]
                 packer._begin_pruning(pruner)
         return packer
+
+
+class FineTuningPacker(Packer):
+    """Fine-tuning's network, the forgetting baseline (``paenet.methods.baselines.FineTune``, the one method
+    that chooses it): a ``Packer``'s lifecycle in which no task is ever frozen. Every task trains every
+    kernel weight (``ExactFreezingOptimizer.start_task(every_weight=True)``) and its own BatchNorm, biases
+    and head; finishing writes its record but does not freeze it, so the tasks after it change it by design
+    (its digest then no longer matches). A model that has finished tasks is refused (FinishedTaskError
+    naming task 1): they stay frozen."""
+
+    freezes = False
+
+    def __init__(self, model, optimizer="adam", task_parts: str = "fresh"):
+        if model.frozen_tasks:
+            model.check_unfinished(1, "FineTuningPacker, which trains every weight,")
+        super().__init__(model, optimizer, task_parts=task_parts)

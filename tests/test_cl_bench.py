@@ -45,6 +45,10 @@ def test_quick_run_compares_every_method_on_split5(tmp_path):
     assert len(details["runs"]) == len(ALL_METHODS) and len(runs["pae"]["accuracy"]) == 3
     budget = runs["independent"]["per_task"][0]["steps"]
     assert {t["steps"] for t in runs["finetune"]["per_task"]} == {budget}
+    # Fine-tuning: one unmasked network that task 1 takes whole, every later task training all of it.
+    assert by_method["finetune"]["weights_x"] == 1.0 and by_method["finetune"]["free"] == 0.0
+    assert [t["owned"] > 0 for t in runs["finetune"]["per_task"]] == [True, False, False]
+    assert by_method["finetune"]["size_mb"] < by_method["independent"]["size_mb"] / 2    # one of 3 networks
     for method in ("packnet", "pae", "cpg", "independent_pruned"):
         for task in runs[method]["per_task"]:
             assert 0 < task["steps"] <= budget and task["status"] in ("goal_met", "below_goal")

@@ -11,7 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tiny_models import tiny_flags
+
 REPO = Path(__file__).resolve().parents[1]
+# The scripts import the tests' tiny networks (tests/tiny_models.py) as the tests do.
+ENV = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
 
 
 TRAIN_BOTH = r'''
@@ -24,8 +28,7 @@ y = rng.integers(0, 3, GLOBAL_BATCH * STEPS)
 
 
 def build():
-    return SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3),
-                    tasks=[TaskSpec("done", 3), TaskSpec("new", 3)]).build_variables()
+    return tiny_cnn(tasks=[TaskSpec("done", 3), TaskSpec("new", 3)]).build_variables()
 
 
 keras.utils.set_random_seed(0)                          # the same start on every worker
@@ -76,11 +79,12 @@ from paenet.distribute import make_strategy
 from paenet.training import make_train_step
 from paenet.expansion import expand, uniform_widths
 from paenet.layers.masked import leading
-from paenet.models import SmallCNN, TaskSpec
+from paenet.models import TaskSpec
 from paenet.models.base import keyed_variables
 from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import claim_free_weights
 from paenet.pruning import TaskPruner
+from tiny_models import tiny_cnn
 
 strategy = make_strategy("mirrored", ("/cpu:0", "/cpu:1"))
 '''
@@ -158,10 +162,11 @@ from paenet.distribute import make_strategy
 from paenet.training import make_train_step
 strategy = make_strategy("multi_worker")
 import keras
-from paenet.models import SmallCNN, TaskSpec
+from paenet.models import TaskSpec
 from paenet.models.base import keyed_variables
 from paenet.optim import ExactFreezingOptimizer
 from paenet.pruning import TaskPruner
+from tiny_models import tiny_cnn
 
 '''
 
@@ -219,7 +224,7 @@ def _result(process_output: str, stderr: str) -> dict:
 
 def test_mirrored_on_two_logical_devices(tmp_path):
     run = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                         timeout=600)
+                         timeout=600, env=ENV)
     assert run.returncode == 0, run.stderr[-3000:]
     check(_result(run.stdout, run.stderr))
 
@@ -241,7 +246,7 @@ def _run_workers(command, returncode: int = 0, env=None) -> list[tuple[str, str]
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     workers = [subprocess.Popen(
         command(i), cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
+        env={**ENV, "CUDA_VISIBLE_DEVICES": "",
              "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}), **(env or {})})
         for i in range(2)]
     try:
@@ -281,11 +286,12 @@ import tiny_tasks  # registers tiny_a, tiny_b
 from paenet import app
 from paenet.config import PackingPlan, Settings
 from paenet.monitor import WorkspaceObserver
+from tiny_models import TINY
 
 
 def settings(workspace, task):
-    return Settings(workspace=f"{root}/{workspace}", task=task, image_size=16, widths=(4, 8), dense_units=16,
-                    batch_size=16, goal=0.0, checkpoint_every=4, progress=False, distribution="mirrored",
+    return Settings(workspace=f"{root}/{workspace}", task=task, **TINY["small_cnn"], batch_size=16, goal=0.0,
+                    checkpoint_every=4, progress=False, distribution="mirrored",
                     plan=PackingPlan(train_steps=8, targets=(0.5,), steps_per_round=6, prune_steps=3, frequency=1))
 
 
@@ -358,7 +364,7 @@ def test_the_app_packs_under_multi_worker_and_a_killed_run_resumes_to_the_same_e
     BatchNorm statistics, which come from its own share of the batch). A run whose workers are all killed
     in the pruning round, after the checkpoint at step 4, resumes under the strategy to the same end."""
     args = ["--task_module=tiny_tasks", "--task_module=kill_at_step", "--task=tiny_a", "--goal=0.0",
-            "--image_size=16", "--widths=4,8", "--dense_units=16", "--batch_size=16", "--train_steps=4",
+            *tiny_flags("small_cnn"), "--batch_size=16", "--train_steps=4",
             "--targets=0.5", "--steps_per_round=4", "--prune_steps=2", "--prune_frequency=1", "--checkpoint_every=4",
             "--noprogress", "--distribution=multi_worker"]
 

@@ -14,13 +14,14 @@ from paenet.packing import Packer
 from paenet.records import task_digest
 from paenet.training import Trainer
 from randomized import randomize
+from tiny_models import tiny_backbone
 
 RNG = np.random.default_rng(11)
 
 
 def _random_two_task_model():
-    model = InceptionResnetV1(input_size=80, width_multiplier=0.125, block_counts=(1, 1, 1), name="irv1",
-                              tasks=[TaskSpec("face", 0), TaskSpec("other", 3)]).build_variables()
+    model = tiny_backbone("inception_resnet_v1", name="irv1",
+                          tasks=[TaskSpec("face", 0), TaskSpec("other", 3)]).build_variables()
     return randomize(model, RNG, scale=0.1)
 
 
@@ -42,7 +43,8 @@ def test_expansions_keep_the_old_task_and_lay_concatenations_out_round_by_round(
     np.testing.assert_allclose(wide(x, task=2).numpy(), other, rtol=1e-5, atol=1e-5)
     same_widths = InceptionResnetV1(input_size=80, widths={k.replace(".", "/"): v for k, v in
                                                            wide.width_config().items()},
-                                    block_counts=(1, 1, 1), tasks=[TaskSpec("face", 0)]).build_variables()
+                                    block_counts=(1, 1, 1), embedding_size=model.embedding_size,
+                                    tasks=[TaskSpec("face", 0)]).build_variables()
     assert masked_parameters(wide) == masked_parameters(same_widths) > masked_parameters(model)
     assert len(wide.width_history) == 2 and wide.width_history[0] == model.widths
 

@@ -20,10 +20,11 @@ from paenet.training import Trainer
 
 from test_face_task import make_lfw
 from test_facenet_import import save_checkpoint
+from tiny_models import TINY, tiny_backbone
 
 # Identities in a non-sorted creation order, each its own grey level (so a crop's mean names its identity).
 GREYS = {"n000300": 200, "n000100": 40, "n000200": 120}
-SIZE = 80                                   # the smallest InceptionResnetV1 input
+SIZE = TINY["inception_resnet_v1"]["image_size"]      # 80, the smallest InceptionResnetV1 input
 
 
 def make_training_folder(root: Path, images: int = 4) -> Path:
@@ -38,9 +39,7 @@ def make_training_folder(root: Path, images: int = 4) -> Path:
 
 
 def tiny_face_model(classes: int) -> InceptionResnetV1:
-    model = InceptionResnetV1(tasks=[TaskSpec("face", classes)], input_size=SIZE, width_multiplier=0.125,
-                              embedding_size=8, block_counts=(1, 1, 1), keep_probability=1.0,
-                              bn_momentum=0.5).build_variables()
+    model = tiny_backbone("inception_resnet_v1", tasks=[TaskSpec("face", classes)], bn_momentum=0.5).build_variables()
     claim_free_weights(model, 1)
     return model
 

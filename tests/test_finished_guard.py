@@ -25,7 +25,7 @@ from paenet.methods import get_method
 from paenet.models import TaskSpec
 from paenet.models.base import dtype_policy
 from paenet.optim import ExactFreezingOptimizer
-from paenet.packing import Packer, claim_free_weights
+from paenet.packing import FineTuningPacker, Packer, claim_free_weights
 from paenet.pruning import TaskPruner
 from paenet.records import IntegrityError, verify
 from paenet.training import make_train_step
@@ -89,6 +89,7 @@ WRITERS = {
         refuses=1, act=lambda g: (g.packer.start_task(TaskSpec("three", 2)), g.packer.restore_task(g.snapshot))),
     "paenet.packing.Packer.resume_task": dict(refuses=1, act=lambda g: g.packer.resume_task(1)),
     "paenet.packing.Packer.__init__": dict(refuses=None, act=_adopt, model=lambda g, copy: copy),
+    "paenet.packing.FineTuningPacker.__init__": dict(refuses=1, act=lambda g: FineTuningPacker(g.model)),
     "paenet.pruning.TaskPruner.__init__": dict(refuses=2, act=lambda g: TaskPruner(g.model, 2).prune(0.9)),
     "paenet.packing.claim_free_weights": dict(
         refuses=2, act=lambda g: claim_free_weights(g.model, 2, reinitialize=True)),
@@ -208,6 +209,17 @@ def test_an_entry_point_never_changes_a_finished_task(entry, method):
         model = g.model
     verify(model, records)          # digests cover kernels, picks, BatchNorm statistics, biases and heads
     verify(model)                   # and the digests the model holds itself
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_training_every_weight_is_refused_while_any_task_is_finished(method):
+    """Fine-tuning's optimizer moves every kernel entry: with task 1 finished it refuses even the
+    unfinished task 2, naming task 1, and nothing changes."""
+    def every_weight(packer, x):
+        with pytest.raises(FinishedTaskError, match=r"^task 1 \(one\) is finished: ExactFreezingOptimizer"):
+            ExactFreezingOptimizer("adam").start_task(packer.model, 2, every_weight=True)
+    g = _packed(method, during_second=every_weight)
+    verify(g.model, g.packer.records)
 
 
 @pytest.mark.parametrize("method", METHODS)

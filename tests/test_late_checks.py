@@ -21,9 +21,10 @@ from paenet.export import export_workspace  # noqa: E402
 from paenet.report import write_report  # noqa: E402
 from paenet.tasks import face  # noqa: E402
 from test_reliability import TINY, Killed, contents  # noqa: E402
+from tiny_models import tiny_flags  # noqa: E402
 
-TINY_FLAGS = ["--task_module=tiny_tasks", "--task=tiny_a", "--goal=0.0", "--image_size=16", "--widths=4,8",
-              "--dense_units=16", "--batch_size=16", "--noprogress"]
+TINY_FLAGS = ["--task_module=tiny_tasks", "--task=tiny_a", "--goal=0.0", *tiny_flags("small_cnn"), "--batch_size=16",
+              "--noprogress"]
 
 
 @pytest.fixture(scope="module")

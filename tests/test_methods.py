@@ -14,12 +14,13 @@ from paenet.data.arrays import array_dataset
 from paenet.evaluation.classification import top1_validator
 from paenet.expansion import ExpansionPolicy
 from paenet.goal import Goal, PackingPlan, pack_task
-from paenet.models import SmallCNN, TaskSpec
+from paenet.models import TaskSpec
 from paenet.monitor import WorkspaceObserver
 from paenet.packing import Packer
 from paenet.tasks.registry import TaskData, TaskDefinition
+from tiny_models import TINY, one_block_cnn
 
-SIZE = 16
+SIZE = TINY["small_cnn"]["image_size"]
 
 
 def _images(seed: int, classes: int, n: int = 96):
@@ -48,7 +49,7 @@ for _t in (_synthetic_task("synth_a", 1, 3), _synthetic_task("synth_b", 2, 4)):
 
 def _settings(workspace, task, method, **changes):
     return dataclasses.replace(app.Settings(
-        workspace=str(workspace), task=task, method=method, image_size=SIZE, widths=(4, 8), dense_units=8,
+        workspace=str(workspace), task=task, method=method, **TINY["small_cnn"],
         batch_size=16, goal=0.0, checkpoint_every=10, progress=False,
         plan=PackingPlan(train_steps=20, targets=(0.5,), steps_per_round=10, prune_steps=5, frequency=5)), **changes)
 
@@ -123,7 +124,7 @@ def _exact_and_resumable(tmp_path, monkeypatch, method, stops, **changes):
 
 def _unreachable(method, on_miss=None, plan_miss="method", reserve=0.5):
     """Task 2 with random labels and a goal of 1.0: no width reaches it."""
-    packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(SIZE, SIZE, 3), name="m"))
+    packer = Packer(one_block_cnn(SIZE, name="m"))
     images, labels = _images(1, 3)
     data = array_dataset(images, labels, 32, training=True, seed=0)
     plan = PackingPlan(train_steps=3, targets=(0.3, 0.5, 0.9), steps_per_round=2, prune_steps=1, frequency=1,
@@ -176,7 +177,7 @@ def test_a_workspace_refuses_a_method_that_needs_another_sharing(tmp_path):
     assert app.pack(_settings(workspace, "synth_a", "pae", sharing="first"))[0] == app.GOAL_MET
     with pytest.raises(app.UsageError, match="--method=cpg cannot pack into this workspace"):
         app.pack(_settings(workspace, "synth_b", "cpg"))
-    for name in ("nope", "independent"):       # a baseline of the benchmark packs no shared network
+    for name in ("nope", "independent", "finetune"):     # the benchmark's baselines pack no shared network
         with pytest.raises(app.UsageError, match=f"--method={name}: must be one of"):
             app.pack(_settings(workspace, "synth_b", name))
 
@@ -186,7 +187,7 @@ def test_piggyback_picks_over_frozen_weights_owns_none_and_costs_one_bit_a_weigh
     no weight claimed (the free ones stay free), its picks moved from their start, one bit per pickable weight."""
     from paenet.evaluation.model_size import paper_accounting
     from paenet.layers.masked import PICK_INIT
-    packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(SIZE, SIZE, 3), name="m"))
+    packer = Packer(one_block_cnn(SIZE, name="m"))
     images, labels = _images(1, 3)
     plan = PackingPlan(train_steps=6, targets=(0.5,), steps_per_round=2, prune_steps=1, frequency=1)
     pack_task(packer, TaskSpec("one", 3), array_dataset(images, labels, 32, training=True, seed=0),
@@ -205,3 +206,34 @@ def test_piggyback_picks_over_frozen_weights_owns_none_and_costs_one_bit_a_weigh
     pickable = sum(int(((l.mask.numpy() >= 1) & (l.mask.numpy() <= 1)).sum()) for l in model.masked_layers())
     assert rows[1]["owned_weights"] == 0 and rows[1]["pick_bits"] == pickable == rows[0]["owned_weights"]
     assert rows[1]["module_bytes"] == rows[1]["specific_bytes"] + -(-pickable // 8)
+
+
+def test_finetune_trains_every_weight_in_a_packer_that_freezes_nothing():
+    """Fine-tuning through the template: task 1 claims every weight, task 2 owns none yet trains them all
+    (task 1's kernel entries move: its digest no longer matches, by design), each task keeps its own
+    BatchNorm and head (task 1's stay bit-identical), nothing is frozen; a packing method's packer is a
+    plain ``Packer``."""
+    from paenet.packing import FineTuningPacker
+    from paenet.records import task_digest
+    finetune = methods.get_method("finetune")
+    assert "finetune" not in methods.PACKING_METHODS and not finetune.freezes
+    assert type(methods.get_method("pae").packer(one_block_cnn(SIZE), "adam")) is Packer
+    packer = finetune.packer(one_block_cnn(SIZE, name="m"), "adam")
+    assert isinstance(packer, FineTuningPacker)
+    images, labels = _images(1, 3)
+    plan = PackingPlan(train_steps=6, targets=(0.5,), steps_per_round=2, prune_steps=1, frequency=1, eval_every=3)
+    for name, seed in (("one", 0), ("two", 1)):
+        outcome = pack_task(packer, TaskSpec(name, 3), array_dataset(images, labels, 32, training=True, seed=seed),
+                            array_dataset(images, labels, 32), Goal(absolute=0.0), plan, method=finetune,
+                            progress=False)
+        assert outcome.status == "goal_met" and outcome.record.method == "finetune"
+        assert outcome.record.metrics["chosen_sparsity"] == 0.0
+        if name == "one":
+            kernels = [l.kernel.numpy() for l in packer.model.masked_layers()]
+            own = {k: v.tobytes() for k, v in packer.model.task_values(1).items()}
+    model = packer.model
+    assert model.frozen_tasks == 0 and [sum(r.owned.values()) > 0 for r in packer.records] == [True, False]
+    assert all((l.mask.numpy() == 1).all() for l in model.masked_layers())
+    assert all((l.kernel.numpy() != k).mean() > 0.5 for l, k in zip(model.masked_layers(), kernels))
+    assert task_digest(model, 1) != packer.records[0].digest and task_digest(model, 2) == packer.records[1].digest
+    assert {k: v.tobytes() for k, v in model.task_values(1).items()} == own

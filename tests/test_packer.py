@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from paenet.models import SmallCNN, TaskSpec
+from paenet.models import TaskSpec
 from paenet.packing import Packer
 from paenet.training import Trainer
-from tiny_models import tiny_cnn
+from tiny_models import one_block_cnn, tiny_cnn
 
 RNG = np.random.default_rng(2)
 
@@ -51,7 +51,7 @@ def _trunk(model, x, task):
 
 
 def test_resume_task_takes_over_an_imported_task_and_cannot_roll_it_back():
-    model = SmallCNN(widths=(4,), dense_units=4, input_shape=(16, 16, 3), tasks=[TaskSpec("face", 2)]).build_variables()
+    model = one_block_cnn(tasks=[TaskSpec("face", 2)]).build_variables()
     packer = Packer(model, "sgd")
     with pytest.raises(ValueError, match="only task 1"):
         packer.resume_task(2)

@@ -8,14 +8,15 @@ import archives
 from data_prep.build import build
 from paenet import tasks
 from paenet.data.splits import group_split
-from paenet.models import SmallCNN, TaskSpec
+from paenet.models import TaskSpec
 from paenet.packing import Packer
 from paenet.tasks.paper import adience_sources
 from paenet.training import Trainer, top1_accuracy
+from tiny_models import one_block_cnn
 
 
 def _pack_briefly(definition, data):
-    packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(32, 32, 3)), "adam")
+    packer = Packer(one_block_cnn(32), "adam")
     packer.start_task(TaskSpec(definition.name, definition.num_classes))
     trainer = Trainer(packer, data.loss, progress=False)
     trainer.train(data.train, 3)

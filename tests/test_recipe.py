@@ -7,9 +7,10 @@ import tensorflow as tf
 from paenet.config import PackingPlan
 from paenet.data.arrays import array_dataset
 from paenet.goal import Goal, GoalLoop, LoopObserver
-from paenet.models import SmallCNN, TaskSpec
+from paenet.models import TaskSpec
 from paenet.packing import Packer
 from paenet.training import make_train_step, owned_l2
+from tiny_models import one_block_cnn
 
 SIZE = 8
 
@@ -22,7 +23,7 @@ def _data(n=32, seed=0):
 
 
 def _packer_with_two_tasks():
-    packer = Packer(SmallCNN(widths=(4,), dense_units=4, dropout=0.0, input_shape=(SIZE, SIZE, 3), name="m"))
+    packer = Packer(one_block_cnn(SIZE, name="m"))
     packer.start_task(TaskSpec("one", 2))
     packer.prune(0.5)
     packer.finish()
@@ -59,7 +60,7 @@ class _Rates(LoopObserver):
 
 
 def test_a_plateau_decays_the_rate_restores_the_best_state_and_the_second_one_ends_the_phase():
-    packer = Packer(SmallCNN(widths=(4,), dense_units=4, dropout=0.0, input_shape=(SIZE, SIZE, 3), name="m"),
+    packer = Packer(one_block_cnn(SIZE, name="m"),
                     optimizer={"class_name": "Adam", "config": {"learning_rate": 0.01}})
     images, labels = _data()
     scripted = iter([0.5, 0.7, 0.6, 0.65])     # best at step 4; no gain at steps 6 and 8: two plateaus

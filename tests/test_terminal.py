@@ -10,10 +10,11 @@ import numpy as np
 import tensorflow as tf
 
 from paenet import config
-from paenet.models import SmallCNN, TaskSpec
+from paenet.models import TaskSpec
 from paenet.packing import Packer
 from paenet.quiet import startup_noise_removed, verbosity_requested
 from paenet.training import inference_function, top1_accuracy
+from tiny_models import one_block_cnn
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP = ("WARNING: All log messages before absl::InitializeLog()", "port.cc", "cudart_stub.cc",
@@ -71,7 +72,7 @@ class _Records(logging.Handler):
 
 
 def test_evaluating_after_every_round_reuses_one_traced_function():
-    packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(8, 8, 3), name="quiet"))
+    packer = Packer(one_block_cnn(8, name="quiet"))
     packer.start_task(TaskSpec("a", 2))
     images = np.random.default_rng(0).uniform(size=(10, 8, 8, 3)).astype(np.float32)
     data = tf.data.Dataset.from_tensor_slices((images, np.arange(10) % 2)).batch(4)
@@ -100,7 +101,7 @@ def test_evaluating_several_models_once_each_is_not_taken_for_retracing():
     tf.get_logger().addHandler(records)
     try:
         for n in range(7):
-            packer = Packer(SmallCNN(widths=(4,), dense_units=4, input_shape=(8, 8, 3), name=f"m{n}"))
+            packer = Packer(one_block_cnn(8, name=f"m{n}"))
             packer.start_task(TaskSpec("a", 2))
             top1_accuracy(packer.model, 1, data)
     finally:

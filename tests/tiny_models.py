@@ -1,5 +1,6 @@
 """The tiny networks the tests share, in one place: the app's settings for a tiny version of every
-registered backbone (``TINY``), the backbone they make, and the tiny small CNN most tests pack into."""
+registered backbone (``TINY``), the backbone and the command-line flags they make, and the two tiny small
+CNNs most tests pack into."""
 from paenet.config import Settings
 from paenet.models import SmallCNN, get_backbone
 
@@ -29,6 +30,17 @@ def tiny_backbone(case: str, **kwargs):
     return backbone.cls(**backbone.arguments(settings), **kwargs)
 
 
+def tiny_flags(case: str) -> list[str]:
+    """The command-line flags of `case` (a key of ``TINY`` without backbone options), as ``paenet.main``
+    takes them."""
+    return [f"--{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in TINY[case].items()]
+
+
 def tiny_cnn(**kwargs) -> SmallCNN:
     """A small CNN of two conv blocks (4, 8 filters) and 8 dense units on 16x16 images."""
     return SmallCNN(widths=(4, 8), dense_units=8, input_shape=(16, 16, 3), **kwargs)
+
+
+def one_block_cnn(image_size: int = 16, **kwargs) -> SmallCNN:
+    """The smallest small CNN: one conv block of 4 filters and 4 dense units on `image_size` square images."""
+    return SmallCNN(widths=(4,), dense_units=4, input_shape=(image_size, image_size, 3), **kwargs)

@@ -1,8 +1,9 @@
 """The continual-learning benchmark: every method over one task sequence, on the same backbone, seed,
 step budget and input pipeline, measured as continual-learning papers measure it.
 
-Methods (``paenet.methods``; every one but ``finetune`` runs the task template, ``paenet.goal.GoalLoop``,
-through ``run_method``):
+Methods (``paenet.methods``, every registered one; each runs the task template, ``paenet.goal.GoalLoop``,
+through ``run_method``, in the packer it chooses, ``Method.packer``, which says which optimizer trains
+what; this module has no training loop of its own):
 
 * ``independent``: one fresh network per task: the accuracy ceiling, at k times the size. Each task
   trains ``BenchConfig.task_budget`` steps (at least as many as any packing method can spend on a task:
@@ -11,10 +12,11 @@ through ``run_method``):
   set the packing methods' goals (CPG's "avg" setting: that accuracy minus ``margin``).
 * ``independent_pruned``: the same networks' tasks, each in its own fresh network, pruned to its own
   turning point under the same goal (PackNet on one task): the size every method is compared with.
-* ``finetune``: one network trained task after task with nothing frozen (outside the template, whose
-  packer refuses by construction to change a finished task) (every task reads every
-  weight; each keeps its own BatchNorm and head), the same budget and best-state rule: the forgetting
-  baseline.
+* ``finetune``: one network trained task after task with nothing frozen (its packer,
+  ``paenet.packing.FineTuningPacker``, trains every kernel weight for every task and freezes no finished
+  one; every task reads every weight and keeps its own BatchNorm and head), the same budget and best-state
+  rule: the forgetting baseline. Its finished tasks change by design: only its last task's record is
+  verified.
 * ``packnet``, ``pae``, ``cpg``: the task template (``paenet.goal.GoalLoop``) with that method, under the
   rule at the cap: a task that misses its goal at the widest network its method allows is still
   finished, pruned to keep at most 1/(remaining + 1) of the weights it claimed (CPG's
@@ -49,14 +51,14 @@ from paenet.evaluation.continual import AccuracyMatrix
 from paenet.evaluation.model_size import KERNEL_BYTES, MB, paper_accounting
 from paenet.expansion import ExpansionPolicy, masked_parameters
 from paenet.goal import Goal, GoalLoop, LoopObserver, PackingPlan
-from paenet.methods import PACKING_METHODS, get_method
+from paenet.methods import METHODS, PACKING_METHODS, get_method
 from paenet.models import TaskSpec, create_backbone
 from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import Packer
 from paenet.records import IntegrityError, verify
-from paenet.training import make_train_step, top1_accuracy
+from paenet.training import top1_accuracy
 
-BASELINES = ("independent", "independent_pruned", "finetune")
+BASELINES = ("independent", *(m for m in METHODS if m not in PACKING_METHODS and m != "independent"))
 PACKING = tuple(sorted(PACKING_METHODS))
 ALL_METHODS = (*BASELINES, *PACKING)
 
@@ -102,8 +104,7 @@ class BenchConfig:
 @dataclasses.dataclass
 class MethodResult:
     """One method over one sequence with one seed; `tasks` holds one dict per task (``steps``,
-    ``val_accuracy``, and for the goal loop's methods ``goal``, ``status``, ``owned``, ``free_after``,
-    ``chosen_sparsity``, ``expansions``)."""
+    ``val_accuracy``, ``goal``, ``status``, ``owned``, ``free_after``, ``chosen_sparsity``, ``expansions``)."""
 
     sequence: str
     method: str
@@ -204,64 +205,6 @@ def max_expansions(sequence: Sequence, config: BenchConfig) -> int:
     return count
 
 
-def _train_best(step, variables, train, steps: int, every: int, validate) -> float:
-    """Runs `step(x, y)` on `steps` batches of `train`, validating every `every` steps and at the end;
-    leaves `variables` at their best validated values and returns that accuracy."""
-    batches, best, kept, done = iter(train.repeat()), -1.0, None, 0
-    for end in [*range(every, steps, every), steps]:
-        for _ in range(end - done):
-            step(*next(batches))
-        done = end
-        accuracy = validate()
-        if accuracy > best:
-            best, kept = accuracy, [v.numpy() for v in variables]
-    for v, value in zip(variables, kept):
-        v.assign(value)
-    return best
-
-
-class _Unfrozen:
-    """The optimizer interface ``make_train_step`` uses, over a plain Keras optimizer that moves every
-    kernel weight (fine-tuning: nothing is frozen)."""
-
-    def __init__(self, optimizer, model, task: int):
-        self.task, self.inner = task, optimizer
-        self.trainable_variables = ([l.kernel for l in model.masked_layers()]
-                                    + model.task_variables(task, trainable_only=True))
-
-    def scale_loss(self, loss):
-        return loss
-
-    def apply_gradients(self, grads_and_vars):
-        self.inner.apply_gradients(grads_and_vars)
-
-
-def run_finetune(sequence: Sequence, config: BenchConfig, budget: int) -> MethodResult:
-    """One network, every task reading and training every kernel weight (all owned by task 1 so that
-    every task reads them), each task with its own BatchNorm and head, `budget` steps a task ending on
-    its best validated state."""
-    _seeded(sequence)
-    start = time.perf_counter()
-    specs, tests = _specs(sequence), _test_sets(sequence, config)
-    matrix, tasks = AccuracyMatrix([s.name for s in specs]), []
-    model = _backbone(sequence, specs).build_variables()
-    for layer in model.masked_layers():
-        layer.mask.assign(np.ones(layer.mask.shape, np.uint8))
-    for task in range(1, len(specs) + 1):
-        matrix.record_before(task, top1_accuracy(model, task, tests[task - 1]))
-        step = make_train_step(model, _Unfrozen(keras.optimizers.Adam(config.learning_rate), model, task), task)
-        variables = [l.kernel for l in model.masked_layers()] + model.task_variables(task)
-        val = _val_set(sequence, task, config)
-        best = _train_best(step, variables, _train_set(sequence, task, config), budget, config.eval_every,
-                           lambda: top1_accuracy(model, task, val))
-        for earlier in range(1, task + 1):
-            matrix.record(task, earlier, top1_accuracy(model, earlier, tests[earlier - 1]))
-        tasks.append({"steps": budget, "val_accuracy": best})
-    size = _unmasked_bytes(model, range(1, len(specs) + 1))
-    return MethodResult(sequence.name, "finetune", matrix, weights_x=1.0, free=0.0, size_mb=size / MB,
-                        seconds=time.perf_counter() - start, seed=sequence.seed, tasks=tasks)
-
-
 def _validator(dataset):
     return lambda model, task: top1_accuracy(model, task, dataset)
 
@@ -305,9 +248,10 @@ def reserve_for(task: int, tasks: int) -> float:
 def run_method(sequence: Sequence, method, config: BenchConfig, goals: list[float], budget: int,
                progress: bool = False) -> MethodResult:
     """The task template with `method` (``paenet.methods``), every task to its goal (`goals`, one per
-    task, on validation), in one network or, where the method says so, each in a network of its own. A
-    method that does not prune trains each task `budget` steps, validated every ``eval_every``, ending on
-    its best validated state (the baselines' rule)."""
+    task, on validation), in one network or, where the method says so, each in a network of its own, in
+    the packer the method chooses (``Method.packer``). A method that does not prune trains each task
+    `budget` steps, validated every ``eval_every``, ending on its best validated state (the baselines'
+    rule)."""
     method = get_method(method)
     _seeded(sequence)
     start = time.perf_counter()
@@ -315,8 +259,8 @@ def run_method(sequence: Sequence, method, config: BenchConfig, goals: list[floa
     matrix, tasks, homes, accuracy = AccuracyMatrix([s.name for s in specs]), [], [], {}
     packer = None
     for task in range(1, len(specs) + 1):
-        packer = method.network_for(packer, lambda: Packer(_backbone(sequence), _optimizer(config),
-                                                           task_parts="inherit"))
+        packer = method.network_for(packer, lambda: method.packer(_backbone(sequence), _optimizer(config),
+                                                                  task_parts="inherit"))
         plan = config.plan(0.0 if method.fresh_network else reserve_for(task, len(specs)))
         if not method.prunes:
             plan = dataclasses.replace(plan, train_steps=budget, eval_every=config.eval_every)
@@ -330,8 +274,11 @@ def run_method(sequence: Sequence, method, config: BenchConfig, goals: list[floa
             matrix.record(task, earlier, accuracy[earlier])
     networks = list({id(home): home for home, _ in homes}.values())
     for network in networks:
+        # A method that does not freeze finished tasks (fine-tuning) changes them by design: only the
+        # last task, which nothing followed, must still match its record.
+        records = network.records if method.freezes else network.records[-1:]
         try:
-            verify(network.model, network.records)
+            verify(network.model, records)
         except IntegrityError as e:
             raise BenchmarkFailure(f"{method.name} on {sequence.name}: {e}") from None
     base = networks[0].base_parameters
@@ -339,7 +286,7 @@ def run_method(sequence: Sequence, method, config: BenchConfig, goals: list[floa
         weights_x, free = sum(t["owned"] for t in tasks) / base, 0.0
     else:
         weights_x, free = masked_parameters(packer.model) / base, _free(packer.model)
-    if method.fresh_network and not method.prunes:     # one unpruned task a network: no masks needed
+    if not method.prunes and not method.picks:     # every weight stays with the task that claimed it: no masks
         size = sum(_unmasked_bytes(n.model, range(1, n.model.num_tasks + 1)) for n in networks) / MB
     else:
         size = sum(_size_mb(n.model, n.records, n.base_parameters) for n in networks)
@@ -356,18 +303,14 @@ def run_sequence(sequence: Sequence, methods, config: BenchConfig, progress: boo
     yield independent
     goals = [max(0.0, t["val_accuracy"] - config.margin) for t in independent.tasks]
     for method in ALL_METHODS[1:]:
-        if method not in methods:
-            continue
-        if method == "finetune":
-            yield run_finetune(sequence, config, budget)
-        else:
+        if method in methods:
             yield run_method(sequence, method, config, goals, budget, progress)
 
 
 def check(result: MethodResult, must_forget: bool, independent: MethodResult | None = None) -> None:
-    """Raises ``BenchmarkFailure`` when a packing method's BWT is not exactly 0.0, when fine-tuning
-    does not forget where `must_forget`, or when a packing method spent more steps on a task than
-    `independent` trained it (the budgets were not equal)."""
+    """Raises ``BenchmarkFailure`` when a packing method's BWT is not exactly 0.0, when a method that does
+    not freeze finished tasks (fine-tuning) does not forget where `must_forget`, or when a packing method
+    spent more steps on a task than `independent` trained it (the budgets were not equal)."""
     if independent is not None and result.method in PACKING_METHODS:
         over = [t for t, (mine, base) in enumerate(zip(result.tasks, independent.tasks), 1)
                 if mine["steps"] > base["steps"]]
@@ -379,5 +322,5 @@ def check(result: MethodResult, must_forget: bool, independent: MethodResult | N
     bwt = result.matrix.backward_transfer()
     if result.method in PACKING_METHODS and bwt != 0.0:
         raise BenchmarkFailure(f"{result.method} on {result.sequence}: backward transfer {bwt!r}, not exactly 0.0")
-    if result.method == "finetune" and must_forget and not bwt < 0.0:
-        raise BenchmarkFailure(f"finetune on {result.sequence}: backward transfer {bwt:.4f} shows no forgetting")
+    if must_forget and not get_method(result.method).freezes and not bwt < 0.0:
+        raise BenchmarkFailure(f"{result.method} on {result.sequence}: backward transfer {bwt:.4f} shows no forgetting")

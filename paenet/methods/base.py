@@ -1,6 +1,8 @@
 """The method seam: what a continual-learning method decides inside the task template."""
 from __future__ import annotations
 
+from paenet.packing import FineTuningPacker, Packer
+
 METHODS: dict[str, type["Method"]] = {}          # every method, the benchmark's baselines included
 PACKING_METHODS: dict[str, type["Method"]] = {}  # the methods that pack one network (``--method``)
 
@@ -29,6 +31,8 @@ class Method:
         packed one.
       packs: tasks share one network and every finished task stays bit-identical: the app's ``--method``
         offers it.
+      freezes: a finished task is frozen, bit-identical whatever follows; False only for fine-tuning, whose
+        later tasks train every weight (the forgetting baseline; ``packer``).
     """
 
     name = ""
@@ -40,15 +44,24 @@ class Method:
     sharing = None
     fresh_network = False
     packs = True
+    freezes = True
 
     def start(self, packer, spec) -> int:
         """How a task starts in `packer` (hook): adds it, claiming the free weights and learning picks
         as the method says; returns its number."""
         return packer.start_task(spec, picks=self.picks, claim=self.claims)
 
+    def packer(self, model, optimizer, **kwargs) -> Packer:
+        """A packer for `model` (hook), which says which optimizer trains what: a ``Packer``, in which a
+        task's optimizer moves only the kernel weights it owns and every finished task is frozen, or, for
+        a method that does not freeze finished tasks, a ``FineTuningPacker``, in which every task trains
+        every kernel weight. `optimizer`, `kwargs`: as ``Packer`` takes them."""
+        return (Packer if self.freezes else FineTuningPacker)(model, optimizer, **kwargs)
+
     def network_for(self, packer, fresh):
         """The packer the next task goes into (hook): `packer`, the one of the tasks before (None for
-        the first task), or ``fresh()``, a new one, for a method that gives every task its own network."""
+        the first task), or ``fresh()``, a new one (made by ``packer``), for a method that gives every
+        task its own network."""
         return fresh() if self.fresh_network or packer is None else packer
 
     def after_training(self, accuracy: float, target: float, can_retrain: bool) -> str:
@@ -63,9 +76,10 @@ class Method:
         """What a task that misses its goal at its widest does (hook): `override` if given, else the
         plan's rule at the cap (``"reserve"``: finished, pruned to release the plan's reserve) or, when
         the plan leaves it to the method, ``on_miss``. A task without training data cannot be pruned to
-        a reserve and retrained: it falls back to ``on_miss``."""
+        a reserve and retrained, and a method that does not prune releases nothing: both fall back to
+        ``on_miss``."""
         rule = override or (MISS_RESERVE if plan_rule == MISS_RESERVE else self.on_miss)
-        return self.on_miss if rule == MISS_RESERVE and not can_retrain else rule
+        return self.on_miss if rule == MISS_RESERVE and not (can_retrain and self.prunes) else rule
 
     def compatible_with(self, other: str, sharing: str) -> bool:
         """Whether tasks of this method may follow tasks packed by method `other` in a network with the

@@ -9,7 +9,7 @@ per weight it may pick from, stored as bits when it finishes (``paenet.evaluatio
 first task of an empty network has nothing to pick from: it claims every weight and trains them, as the
 paper's pretrained backbone was trained. Nothing is pruned and nothing grows.
 """
-from paenet.methods.base import MISS_KEEP, MISS_RESERVE, Method, register_method
+from paenet.methods.base import MISS_KEEP, Method, register_method
 
 
 @register_method
@@ -25,8 +25,3 @@ class Piggyback(Method):
 
     def start(self, packer, spec) -> int:
         return packer.start_task(spec, picks=True, claim=packer.model.num_tasks == 0)
-
-    def miss_rule(self, plan_rule: str, override: str | None = None, can_retrain: bool = True) -> str:
-        """A missed goal keeps the task as trained: it owns no weight it could release to a reserve."""
-        rule = super().miss_rule(plan_rule, override, can_retrain)
-        return MISS_KEEP if rule == MISS_RESERVE else rule
