@@ -110,7 +110,8 @@ class LoopObserver:
         """The state the loop will keep changed to `snapshot` (``Packer.snapshot_task``)."""
 
     def on_event(self, loop: "GoalLoop", name: str, value):
-        """A named event: ``val_accuracy`` (float), ``expansion`` (the event dict), ``rolled_back``."""
+        """A named event: ``val_accuracy`` (float), ``validated_at`` ((step, accuracy) of a phase validated
+        every ``plan.eval_every`` steps), ``expansion`` (the event dict), ``rolled_back``."""
 
 
 class GoalLoop:
@@ -199,7 +200,9 @@ class GoalLoop:
             step = state.phase_step
             # (a resumed run validates first where the killed one stopped before it could)
             if step > p["at"] and (step % plan.eval_every == 0 or step >= plan.train_steps):
-                self._plateau(packer, rate, self._validated(f"{label} step {step}", packer), step)
+                accuracy = self._validated(f"{label} step {step}", packer)
+                self.observer.on_event(self, "validated_at", (step, accuracy))
+                self._plateau(packer, rate, accuracy, step)
             if state.phase_step >= plan.train_steps:
                 break
             end = min(plan.train_steps, (step // plan.eval_every + 1) * plan.eval_every)
