@@ -69,6 +69,7 @@ class BenchConfig:
     """Steps and optimisation, the same for every method. `train_steps` trains each task (and retrains
     it after each expansion); pruning rounds go to `targets`, `steps_per_round` steps each, pruning over
     the first `prune_steps` every `prune_frequency`. The baselines validate every `eval_every` steps.
+    Up to `steps_per_call` steps run in one compiled call (``paenet.training.make_train_loop``).
     Expansion widens by exactly the ratio (`expansion_multiple` 1): these networks are 16 to 300 units
     wide, where rounding to multiples of 8 would change how much a round adds by up to half."""
 
@@ -86,6 +87,7 @@ class BenchConfig:
     expansion_multiple: int = 1
     eval_batch_size: int = 1000
     eval_every: int = 100
+    steps_per_call: int = 25
 
     def plan(self, reserve: float = 0.0) -> PackingPlan:
         """The goal loop's plan; a task that misses its goal at its widest releases `reserve` of its weights."""
@@ -295,7 +297,7 @@ def _pack(packer, sequence, task, config, goal, plan, method, matrix, test, prog
     observer = _TaskObserver(matrix, task, test)
     outcome = GoalLoop(packer, sequence.tasks[task - 1].spec, _train_set(sequence, task, config),
                        _validator(_val_set(sequence, task, config)), Goal(absolute=goal), plan, method=method,
-                       observer=observer, progress=progress).run()
+                       observer=observer, progress=progress, steps_per_call=config.steps_per_call).run()
     if outcome.record is None:
         raise BenchmarkFailure(f"{method.name} on {sequence.name} dropped task {task}: the rule at the cap keeps every task")
     record = outcome.record
