@@ -29,11 +29,16 @@ import sys
 
 from absl import app, flags
 
-# Steps per sequence of the full CPU configuration (each sequence's backbone is in paenet.cl.sequences).
+# Steps per sequence of the full CPU configuration (each sequence's backbone is in paenet.cl.sequences): sized
+# so that the default run (3 seeds x 3 sequences x every method, --jobs=2) finishes within 45 minutes on a
+# quiet 2-core machine, which these networks' per-step costs allow at about a fifth of an epoch a phase.
+# Longer runs: --steps_scale (experiments/cl_bench/fashion_mnist_gpu.flags).
 FULL = {
-    "split5": dict(train_steps=300, steps_per_round=60, prune_steps=30, targets=(0.5, 0.75, 0.875, 0.95)),
-    "permuted10": dict(train_steps=500, steps_per_round=100, prune_steps=50, targets=(0.5, 0.75, 0.875, 0.95)),
-    "permuted20_small": dict(train_steps=500, steps_per_round=100, prune_steps=50,
+    "split5": dict(train_steps=60, steps_per_round=12, prune_steps=6, prune_frequency=2, eval_every=20,
+                   targets=(0.5, 0.75, 0.875, 0.95)),
+    "permuted10": dict(train_steps=100, steps_per_round=20, prune_steps=10, prune_frequency=2, eval_every=20,
+                       targets=(0.5, 0.75, 0.875, 0.95)),
+    "permuted20_small": dict(train_steps=100, steps_per_round=20, prune_steps=10, prune_frequency=2, eval_every=20,
                              targets=(0.5, 0.75, 0.875, 0.95)),
     # CPG's CIFAR-100 protocol (ivclab/CPG experiment1/CPG_cifar100_scratch_mul_1.5.sh): 2,500 training images
     # a task at batch 32 is 78 steps an epoch (CPG trains on all 2,500; here 10% of them are held out for
@@ -45,6 +50,9 @@ FULL = {
                            expansion_cap=1.5, eval_every=780),
 }
 FULL["cifar100_resnet18"] = FULL["cifar100_cpg20"]
+# Each sequence's run time relative to split5's (measured, one seed, every method): parallel workers take
+# the longest first.
+COST = {"split5": 1.0, "permuted10": 2.0, "permuted20_small": 3.0}
 # The sequences a plain run measures (CIFAR-100 needs the user's download and a GPU).
 DEFAULT_SEQUENCES = ("split5", "permuted10", "permuted20_small")
 QUICK = dict(train_steps=12, steps_per_round=4, prune_steps=2, prune_frequency=1, targets=(0.5,), batch_size=32,
@@ -82,6 +90,9 @@ def define_flags():
     flags.DEFINE_list("from_results", [], "Run nothing: read these results.json files (with --readme).")
     flags.DEFINE_string("readme", None, "Rewrite the generated table of this Markdown file from the results.")
     flags.DEFINE_bool("progress", True, "Progress bars.")
+    flags.DEFINE_integer("jobs", min(2, os.cpu_count() or 1),
+                         "Worker processes, each running one (sequence, seed) at a time; 1 runs in this process. "
+                         "The results do not depend on it.")
 
 
 def config_for(sequence: str, quick: bool, steps_scale: float = 1.0, **overrides):
@@ -123,7 +134,7 @@ def check_flags():
         unknown = [v for v in values if v not in known]
         if unknown or not values:
             raise ValueError(f"--{name}: unknown {unknown or 'none given'}; choose among {', '.join(known)}")
-    for name in ("steps_scale", "width_scale", "learning_rate", "pick_learning_rate", "batch_size"):
+    for name in ("steps_scale", "width_scale", "learning_rate", "pick_learning_rate", "batch_size", "jobs"):
         if getattr(FLAGS, name) is not None and getattr(FLAGS, name) <= 0:
             raise ValueError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
     if not 0.0 <= FLAGS.margin < 1.0:
@@ -160,48 +171,114 @@ def _plots(name: str, results: dict, caption: str) -> None:
                                 os.path.join(FLAGS.output_dir, f"{name}_accuracy_vs_size.png"), caption)
 
 
-def measure(save) -> dict:
-    """Every sequence x seed x method; the results file's contents, also handed to `save` after each
-    sequence (a long run leaves the sequences it finished)."""
-    from paenet.benchmarks.timing import device_name
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One (sequence, seed) run of every method: what a worker process needs, nothing read from FLAGS."""
+
+    sequence: str
+    seed: int
+    methods: tuple
+    quick: bool
+    steps_scale: float
+    width_scale: float
+    overrides: dict
+    fashion_mnist_dir: str
+    data_dir: str | None
+    progress: bool
+
+
+def run_job(job: Job) -> dict:
+    """Every method of `job` over its sequence and seed, each result checked (``BenchmarkFailure``
+    otherwise): the sequence's configuration and, in ``ALL_METHODS``' order, the MethodResults asked for."""
     from paenet.cl.benchmark import BASELINES, check, run_sequence
     from paenet.cl.sequences import load_sequence
+    sequence = load_sequence(job.sequence, job.fashion_mnist_dir, job.seed, job.quick, data_dir=job.data_dir)
+    sequence = dataclasses.replace(sequence, backbone_kwargs=_scaled(sequence.backbone_kwargs, job.width_scale),
+                                   tasks=sequence.tasks[:QUICK_TASKS] if job.quick else sequence.tasks)
+    config = config_for(job.sequence, job.quick, job.steps_scale, **job.overrides)
+    baselines, results = {}, []
+    for result in run_sequence(sequence, job.methods, config, job.progress):
+        if result.method in BASELINES:
+            baselines[result.method] = result
+        check(result, must_forget=job.sequence in MUST_FORGET and not job.quick,
+              independent=baselines.get("independent"))
+        if result.method in job.methods:
+            results.append(result)
+    return {"config": {**dataclasses.asdict(config), "backbone": sequence.backbone,
+                       "backbone_kwargs": {k: list(v) if isinstance(v, tuple) else v
+                                           for k, v in sequence.backbone_kwargs.items()}},
+            "results": results, "baselines": {k: v for k, v in baselines.items()}}
+
+
+def run_jobs(jobs: list[Job], workers: int):
+    """Yields (index of the job in `jobs`, ``run_job(job)``) as each job finishes: in this process with one worker, else in
+    `workers` spawned processes (TensorFlow does not survive a fork), the longest sequences first.
+    Networks this small leave most of a core idle between TensorFlow's ops (the per-step work in Python
+    is single-threaded), so two processes on two cores do nearly twice the steps of one. Each worker keeps
+    TensorFlow's default threads, as one process has: a run's numbers do not depend on `workers`."""
+    if workers <= 1 or len(jobs) <= 1:
+        for k, job in enumerate(jobs):
+            yield k, run_job(job)
+        return
+    import concurrent.futures
+    import multiprocessing
+    order = sorted(range(len(jobs)), key=lambda k: -COST.get(jobs[k].sequence, 1.0))
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_job, jobs[k]): k for k in order}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def measure(save) -> dict:
+    """Every sequence x seed x method; the results file's contents, also handed to `save` after each
+    (sequence, seed) finishes (a long run leaves what it finished). The rows and runs are in the
+    sequences', seeds' and methods' order, whatever order the jobs finish in."""
+    from paenet.benchmarks.timing import device_name
     from paenet.cl.summary import summarise, validation_noise
+    from tqdm import tqdm
     device = device_name()
     meta = {"commit": _commit(), "command": " ".join(["python -m paenet.cl_bench", *sys.argv[1:]]),
             "device": device, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "results_path": os.path.join(FLAGS.output_dir, "results.json"), "seeds": seeds(), "configs": {}}
-    rows, runs = [], []
-    for name in FLAGS.sequences:
-        by_method: dict = {}
-        for seed in seeds():
-            sequence = load_sequence(name, FLAGS.fashion_mnist_dir, seed, FLAGS.quick, data_dir=FLAGS.data_dir)
-            sequence = dataclasses.replace(sequence, backbone_kwargs=_scaled(sequence.backbone_kwargs, FLAGS.width_scale),
-                                           tasks=sequence.tasks[:QUICK_TASKS] if FLAGS.quick else sequence.tasks)
-            config = config_for(name, FLAGS.quick, FLAGS.steps_scale, margin=FLAGS.margin, batch_size=FLAGS.batch_size,
-                                learning_rate=FLAGS.learning_rate, pick_learning_rate=FLAGS.pick_learning_rate)
-            meta["configs"][name] = {**dataclasses.asdict(config), "backbone": sequence.backbone,
-                                     "backbone_kwargs": {k: list(v) if isinstance(v, tuple) else v
-                                                         for k, v in sequence.backbone_kwargs.items()}}
-            baselines = {}
-            for result in run_sequence(sequence, FLAGS.methods, config, FLAGS.progress):
-                if result.method in BASELINES:
-                    baselines[result.method] = result
-                check(result, must_forget=name in MUST_FORGET and not FLAGS.quick,
-                      independent=baselines.get("independent"))
-                if result.method not in FLAGS.methods:
-                    continue
-                row = result.row(baselines, device)
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-                runs.append(result.to_dict())
-                by_method.setdefault(result.method, []).append(result)
-        _plots(name, by_method, f"{meta['command']}\ncommit {meta['commit']}, {device}, {meta['date']}")
-        save({"meta": meta, "summary": summarise(rows), "noise": validation_noise(runs), "rows": rows, "runs": runs})
-    summary = summarise(rows)
-    for line in summary:
+            "results_path": os.path.join(FLAGS.output_dir, "results.json"), "seeds": seeds(), "configs": {},
+            "jobs": FLAGS.jobs}
+    overrides = dict(margin=FLAGS.margin, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+                     pick_learning_rate=FLAGS.pick_learning_rate)
+    parallel = FLAGS.jobs > 1
+    jobs = [Job(name, seed, tuple(FLAGS.methods), FLAGS.quick, FLAGS.steps_scale, FLAGS.width_scale, overrides,
+                FLAGS.fashion_mnist_dir, FLAGS.data_dir, FLAGS.progress and not parallel)
+            for name in FLAGS.sequences for seed in seeds()]
+    done: dict = {}       # job index -> run_job's outcome
+
+    def contents():
+        rows, runs = [], []
+        for k in sorted(done):
+            rows += [r.row(done[k]["baselines"], device) for r in done[k]["results"]]
+            runs += [r.to_dict() for r in done[k]["results"]]
+        return {"meta": meta, "summary": summarise(rows), "noise": validation_noise(runs), "rows": rows, "runs": runs}
+
+    bar = tqdm(total=len(jobs), desc="sequence x seed", disable=not (FLAGS.progress and parallel))
+    for k, outcome in run_jobs(jobs, FLAGS.jobs):
+        done[k] = outcome
+        meta["configs"][jobs[k].sequence] = outcome["config"]
+        for result in outcome["results"]:
+            print(json.dumps(result.row(outcome["baselines"], device)), flush=True)
+        bar.update()
+        same = [i for i, j in enumerate(jobs) if j.sequence == jobs[k].sequence]
+        if all(i in done for i in same):
+            results = [r for i in same for r in done[i]["results"]]
+            _plots(jobs[k].sequence, {m: [r for r in results if r.method == m] for m in dict.fromkeys(r.method for r in results)},
+                   f"{meta['command']}\ncommit {meta['commit']}, {device}, {meta['date']}")
+        save(contents())
+    bar.close()
+    results = contents()
+    for line in results["summary"]:
         print(json.dumps(line), flush=True)
-    return {"meta": meta, "summary": summary, "noise": validation_noise(runs), "rows": rows, "runs": runs}
+    return results
 
 
 def run() -> int:

@@ -110,7 +110,8 @@ class LoopObserver:
         """The state the loop will keep changed to `snapshot` (``Packer.snapshot_task``)."""
 
     def on_event(self, loop: "GoalLoop", name: str, value):
-        """A named event: ``val_accuracy`` (float), ``expansion`` (the event dict), ``rolled_back``."""
+        """A named event: ``val_accuracy`` (float), ``validated_at`` ((step, accuracy) of a phase validated
+        every ``plan.eval_every`` steps), ``expansion`` (the event dict), ``rolled_back``."""
 
 
 class GoalLoop:
@@ -126,13 +127,15 @@ class GoalLoop:
       on_miss: overrides the miss rule: ``"reserve"`` (the plan's, by default: finished, pruned to release
         ``plan.reserve`` of its weights), or the method's ``on_miss`` when the plan says ``"method"``.
       progress: show progress bars.
+      steps_per_call: training steps per compiled call (``paenet.training.Trainer``): more than 1 only
+        for an observer that does not checkpoint within a phase (the continual-learning benchmark).
     """
 
     def __init__(self, packer: Packer, spec: TaskSpec, train, validate, goal: Goal,
                  plan: PackingPlan = PackingPlan(), test=None, loss=None, observer: LoopObserver | None = None,
                  state: LoopState | None = None, best_snapshot: dict | None = None,
                  method: Method | str = DEFAULT_METHOD,
-                 on_miss: str | None = None, progress: bool = True):
+                 on_miss: str | None = None, progress: bool = True, steps_per_call: int = 1):
         self.method = get_method(method)
         self.on_miss = on_miss
         self.packer, self.spec, self.train, self.validate = packer, spec, train, validate
@@ -140,8 +143,8 @@ class GoalLoop:
         self.observer = observer or LoopObserver()
         self.state = state or LoopState()
         self.best_snapshot = best_snapshot
-        self.progress = progress
-        self.trainer = Trainer(packer, loss, progress, plan.l2)
+        self.progress, self.steps_per_call = progress, steps_per_call
+        self.trainer = Trainer(packer, loss, progress, plan.l2, steps_per_call)
         self.baseline_packer = self.baseline_trainer = None
         if self.state.stage == "baseline":
             self._make_baseline()
@@ -199,7 +202,9 @@ class GoalLoop:
             step = state.phase_step
             # (a resumed run validates first where the killed one stopped before it could)
             if step > p["at"] and (step % plan.eval_every == 0 or step >= plan.train_steps):
-                self._plateau(packer, rate, self._validated(f"{label} step {step}", packer), step)
+                accuracy = self._validated(f"{label} step {step}", packer)
+                self.observer.on_event(self, "validated_at", (step, accuracy))
+                self._plateau(packer, rate, accuracy, step)
             if state.phase_step >= plan.train_steps:
                 break
             end = min(plan.train_steps, (step // plan.eval_every + 1) * plan.eval_every)
@@ -233,7 +238,8 @@ class GoalLoop:
         task = copy.start_task(self.spec)
         for layer in copy.model.masked_layers():
             layer.mask.assign(np.full(layer.mask.shape, task, np.uint8))
-        self.baseline_packer, self.baseline_trainer = copy, Trainer(copy, self.loss, self.progress, self.plan.l2)
+        self.baseline_packer, self.baseline_trainer = copy, Trainer(copy, self.loss, self.progress, self.plan.l2,
+                                                                      self.steps_per_call)
 
     def _start(self):
         if self.packer.active_task is not None:

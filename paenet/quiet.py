@@ -119,8 +119,13 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
 
 
 def _started_as_command() -> bool:
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    return bool(main_file) and Path(main_file).resolve().is_relative_to(ROOT)
+    """A command of this project, or a worker process one spawned (which imports the command's module as
+    ``__mp_main__``)."""
+    for name in ("__main__", "__mp_main__"):
+        main_file = getattr(sys.modules.get(name), "__file__", None)
+        if main_file and Path(main_file).resolve().is_relative_to(ROOT):
+            return True
+    return False
 
 
 def _install():

@@ -25,26 +25,14 @@ def owned_l2(model, task: int):
                      for l in model.masked_layers()])
 
 
-def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool = False, l2: float = 0.0,
-                    strategy=None):
-    """A ``tf.function`` ``step(x, y) -> loss`` that trains task `task` through an
-    ``ExactFreezingOptimizer`` started for that task; `l2` adds ``l2 * owned_l2(model, task)`` to the
-    loss. A loss with an ``outputs`` attribute gets those outputs of the model
-    (``model(x, outputs=loss_fn.outputs)``) instead of its default one.
-
-    Under a ``tf.distribute`` `strategy` (model and optimizer made in its scope), the step takes a global
-    batch and replica r trains on its r-th share (so a plain ``tf.data`` iterator, which a checkpoint can
-    hold, feeds it; a strategy's distributed iterator cannot be checkpointed). Each replica differentiates its
-    share's loss divided by the number of replicas (a Keras ``Loss`` divides itself, as Keras's convention is;
-    a plain function is divided here), so the all-reduced gradient is that of the loss over the global batch
-    (equal shares: a global batch that the replicas divide); the step returns that global loss
-    (``paenet.distribute``). Called after `task` finished, the step refuses (FinishedTaskError)."""
+def _step_body(model, optimizer, task: int, loss_fn, l2: float, replicas: int):
+    """One training step of task `task` on a batch (a replica's share of it), as a Python function to
+    trace: the loss, its gradient and the optimizer's update."""
     if optimizer.task != task:
         raise ValueError(f"the optimizer was started for task {optimizer.task}, not task {task}")
     loss_fn = loss_fn or classification_loss()
     variables = optimizer.trainable_variables
     outputs = {"outputs": loss_fn.outputs} if getattr(loss_fn, "outputs", None) else {}
-    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     divide = replicas > 1 and not isinstance(loss_fn, keras.losses.Loss)
 
     def replica_step(x, y):
@@ -59,6 +47,25 @@ def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool
         optimizer.apply_gradients(zip(grads, variables))
         return loss
 
+    return replica_step
+
+
+def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool = False, l2: float = 0.0,
+                    strategy=None):
+    """A ``tf.function`` ``step(x, y) -> loss`` that trains task `task` through an
+    ``ExactFreezingOptimizer`` started for that task; `l2` adds ``l2 * owned_l2(model, task)`` to the
+    loss. A loss with an ``outputs`` attribute gets those outputs of the model
+    (``model(x, outputs=loss_fn.outputs)``) instead of its default one.
+
+    Under a ``tf.distribute`` `strategy` (model and optimizer made in its scope), the step takes a global
+    batch and replica r trains on its r-th share (so a plain ``tf.data`` iterator, which a checkpoint can
+    hold, feeds it; a strategy's distributed iterator cannot be checkpointed). Each replica differentiates its
+    share's loss divided by the number of replicas (a Keras ``Loss`` divides itself, as Keras's convention is;
+    a plain function is divided here), so the all-reduced gradient is that of the loss over the global batch
+    (equal shares: a global batch that the replicas divide); the step returns that global loss
+    (``paenet.distribute``). Called after `task` finished, the step refuses (FinishedTaskError)."""
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    replica_step = _step_body(model, optimizer, task, loss_fn, l2, replicas)
     if strategy is None:
         return _refusing_once_finished(tf.function(replica_step, jit_compile=jit_compile), model, task)
 
@@ -74,12 +81,29 @@ def make_train_step(model, optimizer, task: int, loss_fn=None, jit_compile: bool
     return _refusing_once_finished(step, model, task)
 
 
+def make_train_loop(model, optimizer, task: int, loss_fn=None, l2: float = 0.0):
+    """A ``tf.function`` ``loop(iterator, n) -> losses`` that runs ``make_train_step``'s step on the
+    iterator's next `n` batches in one call (Keras's ``steps_per_execution``): on networks this small
+    the per-call overhead costs more than a step's arithmetic. Refuses once `task` finished."""
+    replica_step = _step_body(model, optimizer, task, loss_fn, l2, 1)
+
+    @tf.function
+    def loop(iterator, n):
+        losses = tf.TensorArray(tf.float32, size=n)
+        for i in tf.range(n):
+            x, y = next(iterator)
+            losses = losses.write(i, tf.cast(replica_step(x, y), tf.float32))
+        return losses.stack()
+
+    return _refusing_once_finished(loop, model, task)
+
+
 def _refusing_once_finished(step, model, task: int):
     """`step`, refused (FinishedTaskError) once `task` is finished: a compiled step checks nothing in
     Python after its first trace."""
-    def guarded(x, y):
+    def guarded(*args):
         model.check_unfinished(task, "a train step made by make_train_step")
-        return step(x, y)
+        return step(*args)
 
     return guarded
 
@@ -93,17 +117,21 @@ class Trainer:
       loss: the task's loss ``loss(y, outputs)`` (default: ``classification_loss()``).
       progress: show progress bars.
       l2: the factor of the penalty on the task's own kernel entries (``owned_l2``).
+      steps_per_call: steps run by one call of a compiled loop (``make_train_loop``) between pruning
+        steps; ``on_step`` is then called for each once its call returned, so a checkpoint taken from it
+        is consistent at a call's end only (1, the default, for an observer that checkpoints).
 
     Made inside a ``tf.distribute`` strategy's scope (``paenet.distribute``), it trains under that
     strategy: each global batch is split over the replicas, and pruning happens between steps, once.
     """
 
-    def __init__(self, packer, loss=None, progress: bool = True, l2: float = 0.0):
+    def __init__(self, packer, loss=None, progress: bool = True, l2: float = 0.0, steps_per_call: int = 1):
         self.packer, self.loss, self.progress, self.l2 = packer, loss, progress, l2
         self.phase_loss = [0.0, 0]      # loss sum and steps of the training phase so far (checkpointed)
         self._step = self._step_for = None
         self._batches = None
         self.strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
+        self.steps_per_call = 1 if self.strategy is not None else steps_per_call
 
     def _train_step(self):
         # Traced anew when the packer's model, optimizer or trainable variables changed (a task started,
@@ -111,10 +139,19 @@ class Trainer:
         p = self.packer
         key = (p.model, p.optimizer.inner, p.optimizer.trainable_variables)
         if self._step_for is None or any(a is not b for a, b in zip(key, self._step_for)):
-            self._step = make_train_step(p.model, p.optimizer, p.active_task, self.loss, l2=self.l2,
-                                         strategy=self.strategy)
+            if self.steps_per_call > 1:
+                self._step = make_train_loop(p.model, p.optimizer, p.active_task, self.loss, l2=self.l2)
+            else:
+                self._step = make_train_step(p.model, p.optimizer, p.active_task, self.loss, l2=self.l2,
+                                             strategy=self.strategy)
             self._step_for = key
         return self._step
+
+    def _run(self, batches, count: int) -> list[float]:
+        """`count` training steps on the next batches of `batches`; their losses."""
+        if self.steps_per_call == 1:
+            return [float(self._train_step()(*next(batches)))]
+        return self._train_step()(batches, tf.constant(count)).numpy().tolist()
 
     def batches(self, dataset):
         """The iterator the active task draws `dataset`'s batches from (kept across calls, checkpointable).
@@ -143,16 +180,21 @@ class Trainer:
         if start == 0:
             self.phase_loss = [0.0, 0]
         name = packer.model.task_specs[task - 1].name
-        for step in tqdm(range(start, steps), desc=f"{name} {description}", initial=start, total=steps,
-                         disable=not self.progress, leave=False):
-            target = schedule.target(step) if schedule else None
-            if target is not None:
-                packer.prune(target)
-            x, y = next(batches)
-            loss = float(self._train_step()(x, y))
-            self.phase_loss = [self.phase_loss[0] + loss, self.phase_loss[1] + 1]
-            if on_step is not None:
-                on_step(step + 1, loss)
+        with tqdm(desc=f"{name} {description}", initial=start, total=steps, disable=not self.progress,
+                  leave=False) as bar:
+            step = start
+            while step < steps:
+                target = schedule.target(step) if schedule else None
+                if target is not None:
+                    packer.prune(target)
+                end = min(steps, step + self.steps_per_call)
+                end = next((s for s in range(step + 1, end) if schedule and schedule.target(s) is not None), end)
+                for done, loss in enumerate(self._run(batches, end - step), step + 1):
+                    self.phase_loss = [self.phase_loss[0] + loss, self.phase_loss[1] + 1]
+                    if on_step is not None:
+                        on_step(done, loss)
+                bar.update(end - step)
+                step = end
         return self.phase_loss[0] / self.phase_loss[1] if self.phase_loss[1] else float("nan")
 
     def prune_round(self, dataset, schedule: CubicSchedule, steps: int, validation=None, start: int = 0,

@@ -8,8 +8,10 @@ what; this module has no training loop of its own):
 * ``independent``: one fresh network per task: the accuracy ceiling, at k times the size. Each task
   trains ``BenchConfig.task_budget`` steps (at least as many as any packing method can spend on a task:
   training, every expansion's retraining, every pruning round and the rounds of the rule at the cap),
-  validated every ``eval_every`` steps, ending on its best validated state. Its validation accuracies
-  set the packing methods' goals (CPG's "avg" setting: that accuracy minus ``margin``).
+  validated every ``eval_every`` steps, ending on its best validated state. Its best validation accuracy
+  within one training phase (``train_steps``: ``phase_val_accuracy``) sets the packing methods' goals
+  (CPG's "avg" setting: that accuracy minus ``margin``, from individual models trained as long as CPG's own
+  training phase): a goal from the whole budget, up to five phases long, is out of a phase's reach.
 * ``independent_pruned``: the same networks' tasks, each in its own fresh network, pruned to its own
   turning point under the same goal (PackNet on one task): the size every method is compared with.
 * ``finetune``: one network trained task after task with nothing frozen (its packer,
@@ -23,7 +25,8 @@ what; this module has no training loop of its own):
   ``ratio_allow_for_curr_task``), so every method has a full accuracy matrix and no miss starves the
   tasks after it.
 * ``piggyback``: task 1 takes the whole network; every later task learns only a binary mask over it
-  and its own BatchNorm and head, trained like the baselines (``task_budget`` steps, best validated state),
+  and its own BatchNorm and head, trained like the baselines (best validated state) for as many steps as
+  a packing method that does not grow can spend on a task (``task_budget(0)``: it cannot grow),
   missing goals kept as trained (it owns no weight it could release).
 
 Per method: the test accuracy matrix (task i after training task j, each task's test split evaluated
@@ -68,6 +71,7 @@ class BenchConfig:
     """Steps and optimisation, the same for every method. `train_steps` trains each task (and retrains
     it after each expansion); pruning rounds go to `targets`, `steps_per_round` steps each, pruning over
     the first `prune_steps` every `prune_frequency`. The baselines validate every `eval_every` steps.
+    Up to `steps_per_call` steps run in one compiled call (``paenet.training.make_train_loop``).
     Expansion widens by exactly the ratio (`expansion_multiple` 1): these networks are 16 to 300 units
     wide, where rounding to multiples of 8 would change how much a round adds by up to half."""
 
@@ -85,6 +89,7 @@ class BenchConfig:
     expansion_multiple: int = 1
     eval_batch_size: int = 1000
     eval_every: int = 100
+    steps_per_call: int = 25
 
     def plan(self, reserve: float = 0.0) -> PackingPlan:
         """The goal loop's plan; a task that misses its goal at its widest releases `reserve` of its weights."""
@@ -164,7 +169,9 @@ def _specs(sequence: Sequence) -> list[TaskSpec]:
 
 
 def _test_sets(sequence: Sequence, config: BenchConfig) -> list[tf.data.Dataset]:
-    return [t.dataset("test", config.eval_batch_size) for t in sequence.tasks]
+    """Each task's test batches, prepared once and kept: the accuracy matrix reads every earlier task's
+    after every task."""
+    return [t.dataset("test", config.eval_batch_size).cache() for t in sequence.tasks]
 
 
 def _train_set(sequence: Sequence, task: int, config: BenchConfig) -> tf.data.Dataset:
@@ -210,13 +217,18 @@ def _validator(dataset):
 
 
 class _TaskObserver(LoopObserver):
-    """Counts a task's optimizer steps and measures its test accuracy before its first step."""
+    """Counts a task's optimizer steps, keeps its validation curve (a phase validated every
+    ``eval_every`` steps) and measures its test accuracy before its first step."""
 
     def __init__(self, matrix: AccuracyMatrix, task: int, test):
-        self.matrix, self.task, self.test, self.steps = matrix, task, test, 0
+        self.matrix, self.task, self.test, self.steps, self.curve = matrix, task, test, 0, []
 
     def on_step(self, loop, loss):
         self.steps += 1
+
+    def on_event(self, loop, name, value):
+        if name == "validated_at":
+            self.curve.append([int(value[0]), float(value[1])])
 
     def on_phase_end(self, loop):
         if loop.state.stage == "train" and not loop.state.history:
@@ -228,14 +240,14 @@ def _pack(packer, sequence, task, config, goal, plan, method, matrix, test, prog
     observer = _TaskObserver(matrix, task, test)
     outcome = GoalLoop(packer, sequence.tasks[task - 1].spec, _train_set(sequence, task, config),
                        _validator(_val_set(sequence, task, config)), Goal(absolute=goal), plan, method=method,
-                       observer=observer, progress=progress).run()
+                       observer=observer, progress=progress, steps_per_call=config.steps_per_call).run()
     if outcome.record is None:
         raise BenchmarkFailure(f"{method.name} on {sequence.name} dropped task {task}: the rule at the cap keeps every task")
     record = outcome.record
     return outcome, {"steps": observer.steps, "goal": goal, "status": outcome.status,
                      "val_accuracy": outcome.val_accuracy, "owned": int(sum(record.owned.values())),
                      "free_after": _free(packer.model), "chosen_sparsity": record.metrics["chosen_sparsity"],
-                     "expansions": len(outcome.expansions)}
+                     "expansions": len(outcome.expansions), **({"val_curve": observer.curve} if observer.curve else {})}
 
 
 def reserve_for(task: int, tasks: int) -> float:
@@ -250,8 +262,9 @@ def run_method(sequence: Sequence, method, config: BenchConfig, goals: list[floa
     """The task template with `method` (``paenet.methods``), every task to its goal (`goals`, one per
     task, on validation), in one network or, where the method says so, each in a network of its own, in
     the packer the method chooses (``Method.packer``). A method that does not prune trains each task
-    `budget` steps, validated every ``eval_every``, ending on its best validated state (the baselines'
-    rule)."""
+    `budget` steps (a packing method, which cannot grow then: ``config.task_budget(0)``, the most a
+    packing method that does not grow can spend), validated every ``eval_every``, ending on its best
+    validated state (the baselines' rule)."""
     method = get_method(method)
     _seeded(sequence)
     start = time.perf_counter()
@@ -262,8 +275,9 @@ def run_method(sequence: Sequence, method, config: BenchConfig, goals: list[floa
         packer = method.network_for(packer, lambda: method.packer(_backbone(sequence), _optimizer(config),
                                                                   task_parts="inherit"))
         plan = config.plan(0.0 if method.fresh_network else reserve_for(task, len(specs)))
-        if not method.prunes:
-            plan = dataclasses.replace(plan, train_steps=budget, eval_every=config.eval_every)
+        if not method.prunes:      # trains for as long as the methods it is compared with can spend
+            steps = config.task_budget(0) if method.packs else budget
+            plan = dataclasses.replace(plan, train_steps=steps, eval_every=config.eval_every)
         _, entry = _pack(packer, sequence, task, config, goals[task - 1], plan, method, matrix, tests[task - 1],
                          progress)
         tasks.append(entry)
@@ -294,14 +308,25 @@ def run_method(sequence: Sequence, method, config: BenchConfig, goals: list[floa
                         seconds=time.perf_counter() - start, seed=sequence.seed, tasks=tasks)
 
 
+def phase_accuracy(task: dict, config: BenchConfig) -> float:
+    """The best validation accuracy `independent` reached on a task within one training phase
+    (``config.train_steps``, validated every ``eval_every``): what a packing method's training phase can
+    be asked to reach, as CPG sets its goals from individual models trained as long as its own training.
+    The independent row itself trains the whole budget."""
+    within = [accuracy for step, accuracy in task["val_curve"] if step <= config.train_steps]
+    return max(within or [task["val_curve"][0][1]])
+
+
 def run_sequence(sequence: Sequence, methods, config: BenchConfig, progress: bool = False):
     """Every method in `methods` over `sequence`, in ``ALL_METHODS``' order; ``independent`` runs always
     (the goals, the budget's validation and GEM's random-network accuracies come from it) and is yielded
     first. Yields each ``MethodResult`` as it finishes."""
     budget = config.task_budget(max_expansions(sequence, config))
     independent = run_method(sequence, "independent", config, [0.0] * len(sequence.tasks), budget, progress)
+    for t in independent.tasks:
+        t["phase_val_accuracy"] = phase_accuracy(t, config)
     yield independent
-    goals = [max(0.0, t["val_accuracy"] - config.margin) for t in independent.tasks]
+    goals = [max(0.0, t["phase_val_accuracy"] - config.margin) for t in independent.tasks]
     for method in ALL_METHODS[1:]:
         if method in methods:
             yield run_method(sequence, method, config, goals, budget, progress)

@@ -46,11 +46,12 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def validation_noise(runs: list[dict]) -> dict:
     """Per sequence, the validation noise the goals sit in: the standard deviation over seeds of the
-    ``independent`` model's validation accuracy on each task (``mean`` and ``max`` over the tasks;
+    ``independent`` model's validation accuracy on each task within one training phase, which the goals
+    come from (``mean`` and ``max`` over the tasks;
     None with one seed)."""
     noise = {}
     for sequence in dict.fromkeys(r["sequence"] for r in runs):
-        per_seed = [[t["val_accuracy"] for t in r["per_task"]] for r in runs
+        per_seed = [[t["phase_val_accuracy"] for t in r["per_task"]] for r in runs
                     if r["sequence"] == sequence and r["method"] == "independent"]
         if len(per_seed) < 2:
             noise[sequence] = {"mean": None, "max": None, "seeds": len(per_seed)}
