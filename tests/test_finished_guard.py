@@ -28,7 +28,7 @@ from paenet.optim import ExactFreezingOptimizer
 from paenet.packing import FineTuningPacker, Packer, claim_free_weights
 from paenet.pruning import TaskPruner
 from paenet.records import IntegrityError, verify
-from paenet.training import make_train_step
+from paenet.training import make_train_loop, make_train_step
 from tiny_models import tiny_backbone
 
 METHODS = ("packnet", "pae", "cpg")
@@ -55,6 +55,16 @@ def _train_once(packer, x):
     step = make_train_step(packer.model, packer.optimizer, packer.active_task)
     step(x, np.arange(len(x)) % 2)
     return step
+
+
+def _train_loop_once(packer, x):
+    loop = make_train_loop(packer.model, packer.optimizer, packer.active_task)
+    loop(iter(_batches(x).repeat()), tf.constant(2))
+    return loop
+
+
+def _batches(x):
+    return tf.data.Dataset.from_tensors((x, np.arange(len(x)) % 2))
 
 
 def _started_optimizer(packer, x):
@@ -85,6 +95,8 @@ WRITERS = {
         act=lambda g: g.extra.apply_gradients([(tf.ones_like(v), v) for v in g.extra.trainable_variables])),
     "paenet.training.make_train_step": dict(
         refuses=2, during=_train_once, act=lambda g: g.extra(g.x, np.arange(len(g.x)) % 2)),
+    "paenet.training.make_train_loop": dict(
+        refuses=2, during=_train_loop_once, act=lambda g: g.extra(iter(_batches(g.x).repeat()), tf.constant(2))),
     "paenet.packing.Packer.restore_task": dict(
         refuses=1, act=lambda g: (g.packer.start_task(TaskSpec("three", 2)), g.packer.restore_task(g.snapshot))),
     "paenet.packing.Packer.resume_task": dict(refuses=1, act=lambda g: g.packer.resume_task(1)),
@@ -140,6 +152,7 @@ READS = {    # compute from a model, a task's values or numbers, writing nothing
     "paenet.export.export_workspace", "paenet.evaluation.continual.AccuracyMatrix.record",
     "paenet.evaluation.continual.AccuracyMatrix.record_before",
     "paenet.cl.benchmark.BenchConfig.task_budget", "paenet.cl.benchmark.reserve_for",
+    "paenet.cl.benchmark.phase_accuracy", "paenet.litert.held_out_accuracy",
 }
 CONSTRUCTS = {   # make a new, unfinished object (a model's finished tasks come from its config, kept)
     "paenet.layers.masked.MaskedKernelLayer.__init__", "paenet.layers.task_parts.TaskBatchNorm.__init__",

@@ -69,3 +69,27 @@ def test_rollback_restores_the_packer_exactly():
     packer.rollback()
     assert packer.model is model and packer.records == records and packer.base_parameters == base
     assert packer.active_task is None
+
+
+def test_steps_per_call_trains_bit_identically_to_one_step_a_call_pruning_between_calls():
+    """A compiled loop of many steps (``Trainer(steps_per_call=...)``) runs the same steps on the same
+    batches as one call a step, pruning at the same steps, and reports every step to ``on_step``."""
+    from paenet.pruning import round_schedules
+    rng = np.random.default_rng(3)
+    data = tf.data.Dataset.from_tensor_slices((rng.random((64, 16, 16, 3), np.float32),
+                                               rng.integers(0, 3, 64))).batch(8)
+    schedule = round_schedules((0.5,), 11, 6, 2)[0]
+    results = []
+    for per_call in (1, 4):
+        tf.keras.utils.set_random_seed(1)
+        packer = Packer(tiny_cnn(), "adam")
+        packer.start_task(TaskSpec("a", 3))
+        seen = []
+        loss = Trainer(packer, progress=False, steps_per_call=per_call).train(
+            data, 11, schedule, on_step=lambda step, value: seen.append(step))
+        pruned = [float(np.mean(l.mask.numpy() == 0)) for l in packer.model.masked_layers()]
+        results.append((loss, [v.numpy() for v in packer.model.variables], seen, pruned))
+    (loss_1, values_1, seen_1, pruned_1), (loss_4, values_4, seen_4, pruned_4) = results
+    assert seen_1 == seen_4 == list(range(1, 12)) and loss_1 == loss_4
+    assert all(np.array_equal(a, b) for a, b in zip(values_1, values_4))
+    assert pruned_1 == pruned_4 and min(pruned_4) > 0.4
