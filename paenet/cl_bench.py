@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from absl import app, flags
 
@@ -38,8 +39,10 @@ FULL = {
                    targets=(0.5, 0.75, 0.875, 0.95)),
     "permuted10": dict(train_steps=100, steps_per_round=20, prune_steps=10, prune_frequency=2, eval_every=20,
                        targets=(0.5, 0.75, 0.875, 0.95)),
+    # The narrow MLP after one 100-step phase varies more between seeds (pooled std of independent's validation
+    # accuracy 0.017 on seeds 0-2, against permuted10's 0.007): its goals sit 0.04 under, the others' 0.02.
     "permuted20_small": dict(train_steps=100, steps_per_round=20, prune_steps=10, prune_frequency=2, eval_every=20,
-                             targets=(0.5, 0.75, 0.875, 0.95)),
+                             targets=(0.5, 0.75, 0.875, 0.95), margin=0.04),
     # CPG's CIFAR-100 protocol (ivclab/CPG experiment1/CPG_cifar100_scratch_mul_1.5.sh): 2,500 training images
     # a task at batch 32 is 78 steps an epoch (CPG trains on all 2,500; here 10% of them are held out for
     # validation, so the steps, not the images, are CPG's); 100 epochs of training; pruning rounds of 20
@@ -82,8 +85,9 @@ def define_flags():
                                                 "unless given).")
     flags.DEFINE_float("steps_scale", 1.0, "Multiplies every step count (a GPU flag file scales up).")
     flags.DEFINE_float("width_scale", 1.0, "Multiplies every backbone width (a GPU flag file scales up).")
-    flags.DEFINE_float("margin", 0.02, "Goal = the independent model's validation accuracy minus this (at least "
-                                       "twice the validation noise the runs measure; README).")
+    flags.DEFINE_float("margin", None, "Goal = the independent model's validation accuracy minus this (default: "
+                                       "each sequence's, at least twice the validation noise the runs measure: "
+                                       "0.02, permuted20_small 0.04).")
     flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate for the weights.")
     flags.DEFINE_float("pick_learning_rate", 5e-4, "Adam's learning rate for CPG's picking masks.")
     flags.DEFINE_integer("batch_size", None, "Training batch size (default: the sequence's, 128; CIFAR-100 32).")
@@ -137,7 +141,7 @@ def check_flags():
     for name in ("steps_scale", "width_scale", "learning_rate", "pick_learning_rate", "batch_size", "jobs"):
         if getattr(FLAGS, name) is not None and getattr(FLAGS, name) <= 0:
             raise ValueError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
-    if not 0.0 <= FLAGS.margin < 1.0:
+    if FLAGS.margin is not None and not 0.0 <= FLAGS.margin < 1.0:
         raise ValueError(f"--margin must be in [0, 1), got {FLAGS.margin}")
     seeds()
     if FLAGS.from_results and not FLAGS.readme:
@@ -253,12 +257,14 @@ def measure(save) -> dict:
                 FLAGS.fashion_mnist_dir, FLAGS.data_dir, FLAGS.progress and not parallel)
             for name in FLAGS.sequences for seed in seeds()]
     done: dict = {}       # job index -> run_job's outcome
+    started = time.perf_counter()
 
     def contents():
         rows, runs = [], []
         for k in sorted(done):
             rows += [r.row(done[k]["baselines"], device) for r in done[k]["results"]]
             runs += [r.to_dict() for r in done[k]["results"]]
+        meta["wall_seconds"] = time.perf_counter() - started
         return {"meta": meta, "summary": summarise(rows), "noise": validation_noise(runs), "rows": rows, "runs": runs}
 
     bar = tqdm(total=len(jobs), desc="sequence x seed", disable=not (FLAGS.progress and parallel))
@@ -282,7 +288,7 @@ def measure(save) -> dict:
 
 
 def run() -> int:
-    from paenet.cl.summary import markdown, noise_sentence, orderings, readme_section, replace_section
+    from paenet.cl.summary import margins, markdown, noise_sentence, orderings, readme_section, replace_section
     from paenet.fileio import write_json_atomic
     check_flags()
     if FLAGS.from_results:
@@ -297,7 +303,7 @@ def run() -> int:
             write_json_atomic(os.path.join(FLAGS.output_dir, "results.json"), results)
             with open(os.path.join(FLAGS.output_dir, "results.md"), "w") as f:
                 f.write(markdown(results["summary"]) + "\n" + orderings(results["summary"]) + "\n\n"
-                        + noise_sentence(results["noise"], FLAGS.margin) + "\n")
+                        + noise_sentence(results["noise"], margins(results)) + "\n")
 
         results = [measure(save)]
     if FLAGS.readme:

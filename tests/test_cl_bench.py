@@ -181,3 +181,15 @@ def test_the_budget_covers_every_step_a_packing_method_can_take_and_the_reserve_
     assert max_expansions(sequence, dataclasses.replace(config, expansion_ratio=1.5, expansion_cap=2.0)) == 3
     assert max_expansions(sequence, dataclasses.replace(config, expansion_ratio=1.5, expansion_cap=1.3)) == 1
     assert [reserve_for(t, 4) for t in (1, 2, 3, 4)] == [3 / 4, 2 / 3, 1 / 2, 0.0]
+
+
+def test_validation_noise_pools_the_tasks_variance_and_the_sentence_relates_each_sequences_margin():
+    from paenet.cl.summary import noise_sentence, validation_noise
+    runs = [{"sequence": "s", "method": "independent", "per_task": [{"phase_val_accuracy": a}, {"phase_val_accuracy": b}]}
+            for a, b in ((0.80, 0.70), (0.82, 0.70), (0.84, 0.76))]
+    noise = validation_noise(runs)["s"]
+    stds = np.std([[0.80, 0.82, 0.84], [0.70, 0.70, 0.76]], axis=1, ddof=1)
+    assert noise["pooled"] == pytest.approx(np.sqrt(np.mean(stds ** 2))) and noise["max"] == pytest.approx(stds.max())
+    sentence = noise_sentence({"s": noise}, {"s": 0.06})
+    assert f"s {noise['pooled']:.4f}" in sentence and f"margin 0.06, {0.06 / noise['pooled']:.1f}x" in sentence
+    assert noise_sentence(validation_noise(runs[:1]), {"s": 0.06}) == "Validation noise: not measured (one seed)."

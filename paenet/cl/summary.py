@@ -47,28 +47,34 @@ def summarise(rows: list[dict]) -> list[dict]:
 def validation_noise(runs: list[dict]) -> dict:
     """Per sequence, the validation noise the goals sit in: the standard deviation over seeds of the
     ``independent`` model's validation accuracy on each task within one training phase, which the goals
-    come from (``mean`` and ``max`` over the tasks;
-    None with one seed)."""
+    come from: ``pooled`` (the root of the mean variance over the tasks: the sequences' tasks are alike, and
+    one task's std from a few seeds is itself noisy), ``mean`` and ``max`` over the tasks (None with one seed)."""
     noise = {}
     for sequence in dict.fromkeys(r["sequence"] for r in runs):
         per_seed = [[t["phase_val_accuracy"] for t in r["per_task"]] for r in runs
                     if r["sequence"] == sequence and r["method"] == "independent"]
         if len(per_seed) < 2:
-            noise[sequence] = {"mean": None, "max": None, "seeds": len(per_seed)}
+            noise[sequence] = {"pooled": None, "mean": None, "max": None, "seeds": len(per_seed)}
             continue
         std = np.asarray(per_seed).std(axis=0, ddof=1)
-        noise[sequence] = {"mean": float(std.mean()), "max": float(std.max()), "seeds": len(per_seed)}
+        noise[sequence] = {"pooled": float(np.sqrt(np.mean(std ** 2))), "mean": float(std.mean()),
+                           "max": float(std.max()), "seeds": len(per_seed)}
     return noise
 
 
-def noise_sentence(noise: dict, margin: float) -> str:
-    """The measured validation noise against the goals' `margin`."""
-    parts = [f"{s} {n['mean']:.4f} (largest task {n['max']:.4f})" for s, n in noise.items() if n["mean"] is not None]
+def margins(results: dict) -> dict:
+    """Each sequence's goal margin in a results file's contents."""
+    return {name: config["margin"] for name, config in results["meta"]["configs"].items()}
+
+
+def noise_sentence(noise: dict, margin: dict) -> str:
+    """The measured validation noise against each sequence's goal `margin` (by sequence)."""
+    parts = [f"{s} {n['pooled']:.4f} (largest task {n['max']:.4f}): margin {margin[s]:g}, "
+             f"{margin[s] / n['pooled']:.1f}x" for s, n in noise.items() if n["pooled"] is not None]
     if not parts:
         return "Validation noise: not measured (one seed)."
-    worst = max(n["max"] for n in noise.values() if n["max"] is not None)
-    return (f"Validation noise (std over seeds of independent's validation accuracy per task, mean over tasks): "
-            f"{'; '.join(parts)}. The margin {margin:g} is {margin / worst:.1f}x the largest.")
+    return (f"Validation noise (std over seeds of independent's validation accuracy within one training phase, "
+            f"pooled over each sequence's tasks) against the goals' margin: {'; '.join(parts)}.")
 
 
 def _fmt(stat: dict, spec: str = ".4f") -> str:
@@ -120,10 +126,11 @@ def readme_section(results: list[dict]) -> str:
     """The README's generated section from one or more results files' contents (`results`): where each
     came from, one table, the orderings and the validation noise."""
     sources = "\n".join(f"From `{m['results_path']}`: commit `{m['commit']}`, `{m['command']}`, {m['device']}, "
-                        f"{m['date']}." for m in (r["meta"] for r in results))
+                        f"{m['date']}, {m['wall_seconds'] / 60:.1f} minutes of wall time with {m['jobs']} "
+                        f"worker process{'es' if m['jobs'] > 1 else ''}." for m in (r["meta"] for r in results))
     summary = [s for r in results for s in r["summary"]]
     noise = {k: v for r in results for k, v in r["noise"].items()}
-    margin = min(c["margin"] for r in results for c in r["meta"]["configs"].values())
+    margin = {k: v for r in results for k, v in margins(r).items()}
     return (f"{README_BEGIN}\n\n{sources}\n\n{markdown(summary)}\n{orderings(summary)}\n\n"
             f"{noise_sentence(noise, margin)}\n\n{README_END}")
 
