@@ -193,3 +193,19 @@ def test_validation_noise_pools_the_tasks_variance_and_the_sentence_relates_each
     sentence = noise_sentence({"s": noise}, {"s": 0.06})
     assert f"s {noise['pooled']:.4f}" in sentence and f"margin 0.06, {0.06 / noise['pooled']:.1f}x" in sentence
     assert noise_sentence(validation_noise(runs[:1]), {"s": 0.06}) == "Validation noise: not measured (one seed)."
+
+
+def test_worker_processes_give_the_numbers_one_process_gives(tmp_path):
+    """--jobs runs each (sequence, seed) in a spawned worker: the rows are those of one process, in order."""
+    rows = {}
+    for jobs in (1, 2):
+        result = _run("--quick", "--sequences=split5", "--seeds=0,1", "--methods=independent,packnet", f"--jobs={jobs}",
+                      f"--output_dir={tmp_path / str(jobs)}", "--noprogress")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "cuInit" not in result.stderr and "oneDNN" not in result.stderr      # the workers are quiet too
+        details = json.loads((tmp_path / str(jobs) / "results.json").read_text())
+        assert details["meta"]["jobs"] == jobs and details["meta"]["wall_seconds"] > 0
+        rows[jobs] = [{k: v for k, v in r.items() if k != "seconds"} for r in details["rows"]]
+    assert [(r["seed"], r["method"]) for r in rows[2]] == [(0, "independent"), (0, "packnet"), (1, "independent"),
+                                                          (1, "packnet")]
+    assert rows[1] == rows[2]

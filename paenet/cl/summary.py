@@ -70,7 +70,8 @@ def margins(results: dict) -> dict:
 def noise_sentence(noise: dict, margin: dict) -> str:
     """The measured validation noise against each sequence's goal `margin` (by sequence)."""
     parts = [f"{s} {n['pooled']:.4f} (largest task {n['max']:.4f}): margin {margin[s]:g}, "
-             f"{margin[s] / n['pooled']:.1f}x" for s, n in noise.items() if n["pooled"] is not None]
+             + (f"{margin[s] / n['pooled']:.1f}x" if n["pooled"] > 0 else "no variation over the seeds")
+             for s, n in noise.items() if n["pooled"] is not None]
     if not parts:
         return "Validation noise: not measured (one seed)."
     return (f"Validation noise (std over seeds of independent's validation accuracy within one training phase, "
