@@ -7,7 +7,7 @@ import pytest
 
 from paenet.data.arrays import array_dataset
 from paenet.expansion import ExpansionPolicy
-from paenet.goal import Goal, GoalLoop, LoopObserver, PackingPlan
+from paenet.goal import Goal, GoalLoop, LoopObserver, LoopState, PackingPlan
 from paenet.layers import PICK_INIT
 from paenet.methods import CPG
 from paenet.models import SmallCNN, TaskSpec
@@ -176,3 +176,14 @@ def test_restart_picks_reinitialises_them_and_makes_them_trainable_again():
     assert all(np.all(p.numpy() == np.float32(PICK_INIT)) for p in packer.model.pick_variables(2))
     assert set(map(id, packer.model.pick_variables(2))) <= set(map(id, packer.optimizer.trainable_variables))
     assert all(np.array_equal(m, layer.mask.numpy()) for m, layer in zip(masks, packer.model.masked_layers()))
+
+
+def test_a_loop_resumed_in_the_retraining_trains_the_picks_again():
+    """A packer reloaded in its pruning phase has its picks fixed; resumed in the retraining they train."""
+    packer = _one_task_packer()
+    packer.start_task(TaskSpec("two", 3), picks=True)
+    packer.prune(0.5)
+    state = LoopState(stage="retrain", phase_step=1, target=0.5, best={"sparsity": 0.5, "val_accuracy": 0.8},
+                      retrain={"at": 1, "best": 0.8, "since": 0})
+    GoalLoop(packer, TaskSpec("two", 3), TRAIN, None, Goal(absolute=0.5), PLAN, state=state, method="cpg")
+    assert set(map(id, packer.model.pick_variables(2))) <= set(map(id, packer.optimizer.trainable_variables))
