@@ -146,12 +146,13 @@ def _resume(workspace, finished, active: dict, spec, data, s: Settings, optimize
     from paenet.monitor import WorkspaceObserver
     state = LoopState.from_dict(active["loop"])
     best = workspace.checkpoints.load_best(active["best"]) if active["best"] else None   # before any log is made
+    start = workspace.checkpoints.load_best(active["start"]) if active.get("start") else None
     observer = WorkspaceObserver(workspace, {k: active[k] for k in ("task", "goal", "plan", "method") if k in active},
                                  s.checkpoint_every,
-                                 global_step=active["global_step"], best=active["best"])
+                                 global_step=active["global_step"], best=active["best"], start=active.get("start"))
     args = dict(spec=spec, train=data.train, validate=data.validate, goal=Goal(**active["goal"]),
                 plan=PackingPlan.from_dict(active["plan"]), test=data.test, loss=data.loss, observer=observer,
-                state=state, method=active.get("method", DEFAULT_METHOD), progress=s.progress)
+                state=state, method=active.get("method", DEFAULT_METHOD), start_snapshot=start, progress=s.progress)
     checkpoints = workspace.checkpoints
     if state.stage == "baseline":
         loop = GoalLoop(finished, best_snapshot=best, **args)

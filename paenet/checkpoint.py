@@ -11,7 +11,8 @@ Two folders (WORKSPACE.md documents both for users):
   always agree: the model's variables (picks included), both optimizers' slots (``ExactFreezingOptimizer``'s
   weights' and picks' optimizers), the data iterator's position and the JSON run state (``run_state``:
   the loop's state, ``Packer.state()`` and the trainer's phase loss, the model's config, the step count and
-  the kept snapshot's name). ``best-N.npz`` is the goal loop's kept snapshot.
+  the kept snapshot's name). ``best-N.npz`` is the goal loop's kept snapshot, ``start-N.npz`` the state a
+  growth restarts the task from (CPG).
 """
 from __future__ import annotations
 
@@ -119,12 +120,13 @@ def _rebuild(model_config: dict, records: list):
 
 # The active folder.
 
-def run_state(facts: dict, loop_state: dict, packer: Packer, trainer, global_step: int, best: str | None) -> dict:
+def run_state(facts: dict, loop_state: dict, packer: Packer, trainer, global_step: int, best: str | None,
+              start: str | None = None) -> dict:
     """The JSON run state of a checkpoint: the run's `facts` (task, goal, plan, method), the loop's
-    state, the packer's state with the `trainer`'s phase loss, the training steps so far and the name
-    of the kept snapshot."""
+    state, the packer's state with the `trainer`'s phase loss, the training steps so far and the names
+    of the kept snapshot and of the restart point (if any)."""
     return {**facts, "loop": loop_state, "packer": {**packer.state(), "phase_loss": list(trainer.phase_loss)},
-            "global_step": global_step, "best": best}
+            "global_step": global_step, "best": best, **({"start": start} if start else {})}
 
 
 class ActiveCheckpoints:
@@ -167,8 +169,9 @@ class ActiveCheckpoints:
         checkpoint = _checkpoint(packer, iterator, json.dumps(state))
         manager = tf.train.CheckpointManager(checkpoint, str(self.directory), max_to_keep=2)
         self.prefix = manager.save(checkpoint_number=number)
-        needed = {state.get("best")} | {_read_state(p, check=False).get("best") for p in manager.checkpoints[:-1]}
-        for old in self.directory.glob("best-*.npz"):
+        states = [state] + [_read_state(p, check=False) for p in manager.checkpoints[:-1]]
+        needed = {s.get(key) for s in states for key in ("best", "start")}
+        for old in [*self.directory.glob("best-*.npz"), *self.directory.glob("start-*.npz")]:
             if old.name not in needed:
                 old.unlink()
 
@@ -186,11 +189,11 @@ class ActiveCheckpoints:
         _checkpoint(packer, iterator, "").read(self.prefix).assert_existing_objects_matched()
         trainer.phase_loss = list(state["packer"].get("phase_loss", IDLE_PHASE_LOSS))
 
-    def save_best(self, snapshot: dict, number: int) -> str:
-        """Writes the goal loop's kept snapshot; returns its file name. Older ones stay until a checkpoint
-        that names this one is written (``save``)."""
+    def save_best(self, snapshot: dict, number: int, kind: str = "best") -> str:
+        """Writes the goal loop's kept snapshot (or, `kind` "start", its restart point); returns its file
+        name. Older ones stay until a checkpoint that names this one is written (``save``)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"best-{number}.npz"
+        name = f"{kind}-{number}.npz"
         tmp = self.directory / f".tmp-{name}"
         with open(tmp, "wb") as f:
             np.savez(f, **{k.replace("/", "|"): v for k, v in snapshot.items()})

@@ -7,6 +7,10 @@ sparsity, validating after each → keep the most-pruned round that still meets 
 miss) and what a missed goal leads to. A task that misses its goal at its widest is still finished,
 pruned to release the plan's ``reserve`` share of its weights to the tasks to come (CPG's rule at the
 cap); with ``plan.on_miss="method"`` the method decides instead: roll back or finish unpruned.
+A method may also restart a task from its start after each growth (``restarts``), try every pruning round
+and keep the sparsest that meets the goal (``after_round``), schedule its picks' learning rate
+(``pick_schedule``) and retrain a pruned task's re-initialised picks, kept only where validation improves
+(``retraining``, the ``retrain`` stage): CPG does all four.
 
 The loop is a resumable state machine: ``LoopState`` is plain JSON, an observer (the app's workspace)
 checkpoints it together with the model, the optimizer and the data iterator, and
@@ -22,7 +26,7 @@ import numpy as np
 from paenet.config import DEFAULT_METHOD, PackingPlan
 from paenet.evaluation.classification import top1_validator
 from paenet.methods import Method, get_method
-from paenet.methods.base import MISS_KEEP, MISS_RESERVE
+from paenet.methods.base import MISS_KEEP, MISS_RESERVE, ROUND_KEEP, ROUND_STOP
 from paenet.models.base import TaskSpec
 from paenet.packing import Packer
 from paenet.pruning import round_schedules
@@ -57,9 +61,10 @@ class Goal:
 
 @dataclasses.dataclass
 class LoopState:
-    """Where the loop stands. `stage`: start → [baseline] → train → (expand → train)* → prune → finish
-    → done; `phase_step`: training steps done in the current phase; `history`: (stage, validation
-    accuracy) pairs in order; `best`: the kept pruning state; `status`: set when done."""
+    """Where the loop stands. `stage`: start → [baseline] → train → (expand → train)* → prune → [retrain]
+    → finish → done; `phase_step`: training steps done in the current phase; `history`: (stage, validation
+    accuracy) pairs in order; `best`: the kept pruning state; `retrain`: the retraining's progress;
+    `status`: set when done."""
 
     stage: str = "start"
     phase_step: int = 0
@@ -72,6 +77,7 @@ class LoopState:
     status: str | None = None
     test_accuracy: float | None = None
     expansions: list = dataclasses.field(default_factory=list)
+    retrain: dict | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -113,6 +119,9 @@ class LoopObserver:
         """A named event: ``val_accuracy`` (float), ``validated_at`` ((step, accuracy) of a phase validated
         every ``plan.eval_every`` steps), ``expansion`` (the event dict), ``rolled_back``."""
 
+    def on_start(self, loop: "GoalLoop", snapshot: dict):
+        """The state a growth restarts the task from changed to `snapshot` (a method that ``restarts``)."""
+
 
 class GoalLoop:
     """Packs task `spec` into `packer` until it meets `goal` (see the module docstring).
@@ -122,7 +131,8 @@ class GoalLoop:
       validate, test: evaluators ``f(model, task) -> accuracy``, called for the active task
         (``paenet.evaluation.classification.top1_validator(ds)`` for a classification split); `test`
         is called once, at the end.
-      state, best_snapshot: a saved ``LoopState`` and kept snapshot to resume from.
+      state, best_snapshot, start_snapshot: a saved ``LoopState``, kept snapshot and restart point to
+        resume from.
       method: a ``paenet.methods.Method`` (instance, class or name).
       on_miss: overrides the miss rule: ``"reserve"`` (the plan's, by default: finished, pruned to release
         ``plan.reserve`` of its weights), or the method's ``on_miss`` when the plan says ``"method"``.
@@ -134,7 +144,7 @@ class GoalLoop:
     def __init__(self, packer: Packer, spec: TaskSpec, train, validate, goal: Goal,
                  plan: PackingPlan = PackingPlan(), test=None, loss=None, observer: LoopObserver | None = None,
                  state: LoopState | None = None, best_snapshot: dict | None = None,
-                 method: Method | str = DEFAULT_METHOD,
+                 method: Method | str = DEFAULT_METHOD, start_snapshot: dict | None = None,
                  on_miss: str | None = None, progress: bool = True, steps_per_call: int = 1):
         self.method = get_method(method)
         self.on_miss = on_miss
@@ -143,11 +153,15 @@ class GoalLoop:
         self.observer = observer or LoopObserver()
         self.state = state or LoopState()
         self.best_snapshot = best_snapshot
+        self.start_snapshot = start_snapshot
+        self._pick_rates = {}
         self.progress, self.steps_per_call = progress, steps_per_call
         self.trainer = Trainer(packer, loss, progress, plan.l2, steps_per_call)
         self.baseline_packer = self.baseline_trainer = None
         if self.state.stage == "baseline":
             self._make_baseline()
+        if self.state.stage == "retrain" and self.state.retrain is not None:
+            packer.restart_picks(reinitialize=False)       # resumed: the checkpoint holds the picks
         self.record = None
 
     @property
@@ -173,7 +187,13 @@ class GoalLoop:
 
     def _on_step(self, steps_done: int, loss: float):
         self.state.phase_step = steps_done
+        if steps_done in self._pick_rates and self.state.stage == "train":
+            self.packer.optimizer.set_learning_rates(picks=self._pick_rates[steps_done])
         self.observer.on_step(self, loss)
+
+    def _rate_steps(self):
+        """The steps after which ``_on_step`` changes the pick learning rate (a compiled call ends there)."""
+        return self._pick_rates if self.state.stage == "train" else ()
 
     def _validated(self, stage: str, packer: Packer) -> float:
         return self._record(stage, float(self.validate(packer.model, packer.active_task)))
@@ -192,7 +212,7 @@ class GoalLoop:
         plan, state = self.plan, self.state
         if not plan.eval_every:
             trainer.train(self.train, plan.train_steps, description=label, start=state.phase_step,
-                          on_step=self._on_step)
+                          on_step=self._on_step, stops=self._rate_steps())
             return self._validated(label, packer)
         rate = packer.optimizer.learning_rate
         if state.plateau is None:
@@ -208,7 +228,8 @@ class GoalLoop:
             if state.phase_step >= plan.train_steps:
                 break
             end = min(plan.train_steps, (step // plan.eval_every + 1) * plan.eval_every)
-            trainer.train(self.train, end, description=label, start=step, on_step=self._on_step)
+            trainer.train(self.train, end, description=label, start=step, on_step=self._on_step,
+                          stops=self._rate_steps())
         packer.restore_task(self.best_snapshot)
         rate.assign(p["rate"])
         state.plateau = None
@@ -250,6 +271,7 @@ class GoalLoop:
         else:
             self._set_target(self.goal.baseline)
             self.method.start(self.packer, self.spec)
+            self._mark_start()
             self._next("train")
 
     def _start_imported(self):
@@ -260,7 +282,14 @@ class GoalLoop:
             raise ValueError(f"task {name!r} is active in the packer, not {self.spec.name!r}")
         baseline = self._validated("imported", self.packer) if self.goal.needs_baseline else self.goal.baseline
         self._set_target(baseline)
+        self._mark_start()
         self._next("train")
+
+    def _mark_start(self):
+        """Keeps the state the task trains from now, which a method that ``restarts`` returns to at a growth."""
+        if self.method.restarts:
+            self.start_snapshot = self.packer.snapshot_task()
+            self.observer.on_start(self, self.start_snapshot)
 
     def _set_target(self, baseline):
         self.state.baseline, self.state.target = baseline, self.goal.value(baseline)
@@ -269,6 +298,7 @@ class GoalLoop:
         self._set_target(self._train_phase(self.baseline_trainer, self.baseline_packer, "baseline"))
         self.baseline_packer = self.baseline_trainer = None
         self.method.start(self.packer, self.spec)
+        self._mark_start()
         self._next("train")
 
     def _train(self):
@@ -276,6 +306,7 @@ class GoalLoop:
         if self.train is None and self.state.history:
             accuracy = self.state.history[-1][1]     # nothing to train: validated as imported already
         else:
+            self._schedule_picks()
             accuracy = self._train_phase(self.trainer, self.packer, label)
         after = self.method.after_training(accuracy, self.state.target, can_retrain=self.train is not None)
         if after == "miss":
@@ -284,6 +315,19 @@ class GoalLoop:
         if after != "expand":
             self._keep(0.0, accuracy)
         self._next(after)
+
+    def _schedule_picks(self):
+        """The method's pick learning rates over this training phase, the current one set (a resumed
+        phase included)."""
+        task = self.packer.active_task
+        self._pick_rates = {}
+        if not self.packer.model.pick_variables(task):
+            return
+        owns = any(np.any(layer.mask.numpy() == task) for layer in self.packer.model.masked_layers())
+        self._pick_rates = dict(self.method.pick_schedule(self.plan.train_steps, owns))
+        passed = [step for step in self._pick_rates if step <= self.state.phase_step]
+        if passed:
+            self.packer.optimizer.set_learning_rates(picks=self._pick_rates[max(passed)])
 
     def _keep(self, sparsity: float, accuracy: float):
         self.state.best = {"sparsity": sparsity, "val_accuracy": accuracy}
@@ -314,26 +358,37 @@ class GoalLoop:
         self._next("done")
 
     def _expand(self):
+        """Widens the network; a method that ``restarts`` widens the task's start instead of its trained
+        state (kept if the cap refuses the growth)."""
+        trained = None
+        if self.method.restarts and self.start_snapshot is not None:
+            trained = self.packer.snapshot_task()
+            self.packer.restore_task(self.start_snapshot)
         event = self.packer.expand(self.plan.expansion)
         if event is None:
+            if trained is not None:
+                self.packer.restore_task(trained)
             self._give_up()
             return
         self.state.expansions = list(self.packer.expansions)
         self.observer.on_event(self, "expansion", event)
+        self._mark_start()
         self._next("train")
 
     def _prune(self):
         plan = self.plan
         schedules = round_schedules(plan.targets, plan.steps_per_round, plan.prune_steps, plan.frequency)
         if self.state.round >= len(schedules):
-            self._next("finish")
+            self._next(self._after_pruning())
             return
         schedule = schedules[self.state.round]
         entry = self._prune_round(schedule, "prune")
-        if entry["val_accuracy"] < self.state.target:
-            self._next("finish")          # the turning point: more pruning only loses more
+        verdict = self.method.after_round(entry["val_accuracy"], self.state.target)
+        if verdict == ROUND_STOP:
+            self._next(self._after_pruning())      # the turning point: more pruning only loses more
             return
-        self._keep(schedule.final_sparsity, entry["val_accuracy"])
+        if verdict == ROUND_KEEP:
+            self._keep(schedule.final_sparsity, entry["val_accuracy"])
         self.state.round += 1
         self._next("prune")
 
@@ -351,7 +406,7 @@ class GoalLoop:
         if self.state.round >= len(targets):
             if not targets:
                 self._keep(0.0, self.state.history[-1][1])
-            self._next("finish")
+            self._next(self._after_pruning() if targets else "finish")
             return
         schedule = round_schedules(targets, plan.steps_per_round, plan.prune_steps, plan.frequency)[self.state.round]
         entry = self._prune_round(schedule, "reserve")
@@ -359,6 +414,46 @@ class GoalLoop:
         if self.state.round == len(targets):
             self._keep(schedule.final_sparsity, entry["val_accuracy"])
         self._next("reserve")
+
+    def _retraining(self):
+        """How the method retrains the pruned task (``Method.retraining``), or None (nor without data)."""
+        picks = bool(self.packer.model.pick_variables(self.packer.active_task))
+        return self.method.retraining(self.plan, picks) if self.train is not None else None
+
+    def _after_pruning(self) -> str:
+        return "retrain" if self._retraining() is not None else "finish"
+
+    def _retrain(self):
+        """The kept pruning state with its picks re-initialised, retrained at the method's rates and
+        validated every ``every`` steps until ``patience`` validations bring no gain; a validation above the
+        kept state's becomes the kept state (``choose_retrain_or_not.py`` in ivclab/CPG), so a retraining
+        that never improves leaves the task exactly as pruned."""
+        state, packer = self.state, self.packer
+        retraining = self._retraining()
+        if state.retrain is None:
+            packer.restore_task(self.best_snapshot)
+            packer.restart_picks(reinitialize=True)
+            state.retrain = {"at": 0, "best": state.best["val_accuracy"], "since": 0}
+        packer.optimizer.set_learning_rates(retraining.learning_rate, retraining.pick_learning_rate)
+        r, every = state.retrain, retraining.every
+        while True:
+            step = state.phase_step
+            if step > r["at"] and (step % every == 0 or step >= retraining.steps):
+                r["at"] = step
+                accuracy = self._validated(f"retrain step {step}", packer)
+                if accuracy > r["best"]:
+                    r.update(best=accuracy, since=0)
+                    self._keep(state.best["sparsity"], accuracy)
+                else:
+                    r["since"] += 1
+                    if r["since"] >= retraining.patience:
+                        break
+            if state.phase_step >= retraining.steps:
+                break
+            end = min(retraining.steps, (step // every + 1) * every)
+            self.trainer.train(self.train, end, description="retrain", start=step, on_step=self._on_step)
+        state.retrain = None
+        self._next("finish")
 
     def _finish(self):
         self.packer.restore_task(self.best_snapshot)

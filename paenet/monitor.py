@@ -29,16 +29,18 @@ class WorkspaceObserver(LoopObserver):
       run_state: JSON-serialisable facts that a resumed run needs (task name, goal, plan, ...).
       global_step: training steps so far (from the checkpoint when resuming).
       best: file name of the kept snapshot (from the checkpoint when resuming).
+      start: file name of the snapshot a growth restarts the task from (likewise).
     """
 
     def __init__(self, workspace, run_state: dict, checkpoint_every: int = 100, log_every: int = 10,
-                 global_step: int = 0, best: str | None = None):
+                 global_step: int = 0, best: str | None = None, start: str | None = None):
         self.workspace = workspace
         self.run_state = run_state
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every
         self.global_step = global_step
         self.best = best
+        self.start = start
         self.writer = tf.summary.create_file_writer(str(workspace.active_logs))
 
     def on_step(self, loop, loss: float):
@@ -47,6 +49,9 @@ class WorkspaceObserver(LoopObserver):
             with self.writer.as_default(step=self.global_step):
                 tf.summary.scalar("loss", loss)
                 tf.summary.scalar("learning_rate", float(loop.current_packer.optimizer.learning_rate.numpy()))
+                picks = loop.current_packer.optimizer.pick_learning_rate
+                if picks is not None:
+                    tf.summary.scalar("pick_learning_rate", float(picks.numpy()))
         if self.global_step % self.checkpoint_every == 0:
             self.checkpoint(loop)
 
@@ -58,6 +63,9 @@ class WorkspaceObserver(LoopObserver):
 
     def on_best(self, loop, snapshot: dict):
         self.best = self.workspace.checkpoints.save_best(snapshot, self.global_step)
+
+    def on_start(self, loop, snapshot: dict):
+        self.start = self.workspace.checkpoints.save_best(snapshot, self.global_step, kind="start")
 
     def on_event(self, loop, name: str, value):
         with self.writer.as_default(step=self.global_step):
@@ -72,7 +80,8 @@ class WorkspaceObserver(LoopObserver):
 
     def checkpoint(self, loop):
         packer, trainer = loop.current_packer, loop.current_trainer
-        state = run_state(self.run_state, loop.state.to_dict(), packer, trainer, self.global_step, self.best)
+        state = run_state(self.run_state, loop.state.to_dict(), packer, trainer, self.global_step, self.best,
+                          self.start)
         iterator = trainer.batches(loop.train) if loop.train is not None else None
         self.workspace.save_active(packer, state, self.global_step, iterator)
 

@@ -14,7 +14,8 @@ Fine-tuning, the forgetting baseline, is the one user that freezes nothing (``st
 
 A picking task's picking masks (CPG) train with an optimizer of their own (``pick_optimizer``, Adam at
 5e-4 as in ivclab/CPG): they are never weight-decayed, and ``freeze_picks`` takes them out of training
-(CPG keeps them fixed while the task is pruned).
+(CPG keeps them fixed while the task is pruned). ``set_learning_rates`` scales either optimizer's rate
+from its configured value (CPG's pick schedule and its retraining after pruning).
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class ExactFreezingOptimizer:
         self._picks = []
         self._masks = {}
         self._model = None
+        self._rates = None
 
     @property
     def config(self) -> dict:
@@ -93,7 +95,24 @@ class ExactFreezingOptimizer:
             self.pick_inner = keras.optimizers.deserialize(self._pick_config)
             self.pick_inner.build(self._picks)
         self.trainable_variables = self._weights + self._picks
+        self._rates = (float(self.learning_rate.numpy()),
+                       float(self.pick_inner.learning_rate.numpy()) if self.pick_inner else None)
         return self
+
+    def set_learning_rates(self, weights: float | None = None, picks: float | None = None) -> None:
+        """Sets the weights' and the picks' learning rates to these factors of their configured rates
+        (the rates of ``start_task``; None leaves a rate as it is; 0 stops that optimizer's updates)."""
+        self._check_started()
+        if weights is not None:
+            self.learning_rate.assign(weights * self._rates[0])
+        if picks is not None and self.pick_inner is not None:
+            self.pick_inner.learning_rate.assign(picks * self._rates[1])
+
+    @property
+    def pick_learning_rate(self):
+        """The picks' optimizer's learning rate (a variable), or None when the task does not pick."""
+        self._check_started()
+        return self.pick_inner.learning_rate if self.pick_inner is not None else None
 
     def freeze_picks(self) -> None:
         """Takes the picking masks out of ``trainable_variables`` for the rest of the task (a train step

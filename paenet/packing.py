@@ -19,7 +19,7 @@ import numpy as np
 
 from paenet.config import DEFAULT_METHOD
 from paenet.expansion import ExpansionPolicy, expand, masked_parameters, propose_widths
-from paenet.layers import MAX_TASKS
+from paenet.layers import MAX_TASKS, PICK_INIT
 from paenet.models.base import TaskSpec, keyed_variables, layer_key, variable_key
 from paenet.optim import ExactFreezingOptimizer
 from paenet.pruning import TaskPruner
@@ -180,6 +180,16 @@ class Packer:
         if self.pruner is None:
             self._begin_pruning(TaskPruner(self.model, self.active_task))
         return self.pruner.prune(sparsity)
+
+    def restart_picks(self, reinitialize: bool = True) -> None:
+        """Makes the active task's picks trainable again, with fresh optimizers for its weights and picks,
+        while its pruning stays as it is (CPG's retraining after pruning); with `reinitialize` the picks
+        start again from ``PICK_INIT``."""
+        task = self.check_active()
+        if reinitialize:
+            for picks in self.model.pick_variables(task):
+                picks.assign(np.full(picks.shape, PICK_INIT, np.float32))
+        self._activate(task)
 
     def _begin_pruning(self, pruner: TaskPruner) -> None:
         self.pruner = pruner

@@ -163,10 +163,11 @@ class Trainer:
         return self._batches[2]
 
     def train(self, dataset, steps: int, schedule: CubicSchedule | None = None, description: str = "train",
-              start: int = 0, on_step=None) -> float:
+              start: int = 0, on_step=None, stops=()) -> float:
         """Trains the active task on batches of `dataset` (repeated as needed) for steps `start` ..
         `steps` - 1, pruning where `schedule` says so; calls ``on_step(steps_done, loss)`` after each
-        step. Returns the mean loss of the phase (a resumed phase's earlier steps included). With no
+        step. A compiled call of several steps ends at every step count in `stops` (where the caller
+        changes something from ``on_step``, such as a learning rate) as at every pruning step. Returns the mean loss of the phase (a resumed phase's earlier steps included). With no
         `dataset` the steps only prune (an imported task with no training data is pruned without
         retraining)."""
         packer = self.packer
@@ -189,7 +190,8 @@ class Trainer:
                 if target is not None:
                     packer.prune(target)
                 end = min(steps, step + self.steps_per_call)
-                end = next((s for s in range(step + 1, end) if schedule and schedule.target(s) is not None), end)
+                end = next((s for s in range(step + 1, end)
+                            if s in stops or (schedule and schedule.target(s) is not None)), end)
                 for done, loss in enumerate(self._run(batches, end - step), step + 1):
                     self.phase_loss = [self.phase_loss[0] + loss, self.phase_loss[1] + 1]
                     if on_step is not None:

@@ -90,6 +90,37 @@ def test_the_rule_at_the_cap_keeps_earlier_tasks_exact_and_resumes_after_a_kill(
     assert record["metrics"]["chosen_sparsity"] == 0.6 and [r["sparsity"] for r in record["pruning"]] == [0.3, 0.5, 0.6]
 
 
+def test_cpg_resumes_after_kills_in_its_restart_after_growth_and_its_retraining(tmp_path, monkeypatch):
+    """Goal 1.0, missed. Task 1 trains, grows twice (each time from its start, which the checkpoint keeps)
+    up to the cap and goes through the reserve rounds; task 2, which picks, goes through them and retrains
+    its re-initialised picks. Task 1 killed after its first growth, task 2 in its retraining, each resumed:
+    the same end."""
+    plan = PackingPlan(train_steps=20, targets=(0.3,), steps_per_round=10, prune_steps=5, frequency=5,
+                       on_miss="reserve", reserve=0.5, expansion=ExpansionPolicy("uniform", 1.3, 2.0, 1))
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    summaries = [app.pack(_settings(straight, task, "cpg", plan=plan, goal=1.0))[1] for task in ("synth_a", "synth_b")]
+    assert len(summaries[0]["expansions"]) == 2 and any(h[0].startswith("retrain") for h in summaries[1]["history"])
+    for task, stop_at in (("synth_a", 25), ("synth_b", 42)):
+        settings = _settings(killed, task, "cpg", plan=plan, goal=1.0, checkpoint_every=2)
+        _kill_at(monkeypatch, stop_at, settings)
+        assert app.pack(settings)[0] == app.GOAL_MET
+    assert _packing(killed) == _packing(straight)
+
+
+def _kill_at(monkeypatch, stop_at, settings):
+    """Runs ``app.pack(settings)`` until it is killed right after training step `stop_at` (and its checkpoint)."""
+    original = WorkspaceObserver.on_step
+
+    def on_step(self, loop, loss):
+        original(self, loop, loss)
+        if self.global_step == stop_at:
+            raise _Killed
+    monkeypatch.setattr(WorkspaceObserver, "on_step", on_step)
+    with pytest.raises(_Killed):
+        app.pack(settings)
+    monkeypatch.undo()
+
+
 def _exact_and_resumable(tmp_path, monkeypatch, method, stops, **changes):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert app.pack(_settings(straight, "synth_a", method, **changes))[0] == app.GOAL_MET
@@ -106,16 +137,7 @@ def _exact_and_resumable(tmp_path, monkeypatch, method, stops, **changes):
 
     # Killed twice (in training, then in a pruning round), then resumed: the same end.
     for stop_at in stops:
-        original = WorkspaceObserver.on_step
-
-        def on_step(self, loop, loss, stop_at=stop_at):
-            original(self, loop, loss)
-            if self.global_step == stop_at:
-                raise _Killed
-        monkeypatch.setattr(WorkspaceObserver, "on_step", on_step)
-        with pytest.raises(_Killed):
-            app.pack(_settings(killed, "synth_b", method, **changes))
-        monkeypatch.undo()
+        _kill_at(monkeypatch, stop_at, _settings(killed, "synth_b", method, **changes))
     assert app.pack(_settings(killed, "synth_b", method, **changes))[0] == app.GOAL_MET
     resumed = _packing(killed)
     assert resumed["state"] == expected["state"]

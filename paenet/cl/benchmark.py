@@ -7,11 +7,12 @@ what; this module has no training loop of its own):
 
 * ``independent``: one fresh network per task: the accuracy ceiling, at k times the size. Each task
   trains ``BenchConfig.task_budget`` steps (at least as many as any packing method can spend on a task:
-  training, every expansion's retraining, every pruning round and the rounds of the rule at the cap),
-  validated every ``eval_every`` steps, ending on its best validated state. Its best validation accuracy
-  within one training phase (``train_steps``: ``phase_val_accuracy``) sets the packing methods' goals
-  (CPG's "avg" setting: that accuracy minus ``margin``, from individual models trained as long as CPG's own
-  training phase): a goal from the whole budget, up to five phases long, is out of a phase's reach.
+  training, every expansion's retraining, every pruning round, the rounds of the rule at the cap and
+  CPG's retraining after pruning), validated every ``eval_every`` steps, ending on its best validated
+  state. Its best validation accuracy within one training phase (``train_steps``: ``phase_val_accuracy``)
+  sets the packing methods' goals (CPG's "avg" setting: that accuracy minus ``margin``, from individual
+  models trained as long as CPG's own training phase): a goal from the whole budget, up to five phases
+  long, is out of a phase's reach.
 * ``independent_pruned``: the same networks' tasks, each in its own fresh network, pruned to its own
   turning point under the same goal (PackNet on one task): the size every method is compared with.
 * ``finetune``: one network trained task after task with nothing frozen (its packer,
@@ -24,6 +25,9 @@ what; this module has no training loop of its own):
   finished, pruned to keep at most 1/(remaining + 1) of the weights it claimed (CPG's
   ``ratio_allow_for_curr_task``), so every method has a full accuracy matrix and no miss starves the
   tasks after it.
+  ``cpg`` is CPG as ivclab/CPG runs it (``paenet.methods.cpg``): a restart from the task's start after
+  each growth, its pick learning-rate schedule, the sparsest passing round over all rounds, and its picks
+  re-initialised and retrained after pruning (kept where validation improves), steps the budget counts.
 * ``piggyback``: task 1 takes the whole network; every later task learns only a binary mask over it
   and its own BatchNorm and head, trained like the baselines (best validated state) for as many steps as
   a packing method that does not grow can spend on a task (``task_budget(0)``: it cannot grow),
@@ -101,9 +105,13 @@ class BenchConfig:
 
     def task_budget(self, expansions: int) -> int:
         """The most optimizer steps a packing method can spend on one task when the network can grow
-        `expansions` times: training and each expansion's retraining, and at most one pruning round more
-        than there are targets (the rule at the cap adds one round to its reserve)."""
-        return self.train_steps * (1 + expansions) + (len(self.targets) + 1) * self.steps_per_round
+        `expansions` times: training and each expansion's retraining, at most one pruning round more
+        than there are targets (the rule at the cap adds one round to its reserve), and the longest
+        retraining after pruning of any packing method (CPG's re-initialised picks)."""
+        plan = self.plan()
+        retraining = [r.steps for m in PACKING_METHODS.values() if (r := m().retraining(plan, picks=True))]
+        return (self.train_steps * (1 + expansions) + (len(self.targets) + 1) * self.steps_per_round
+                + max(retraining, default=0))
 
 
 @dataclasses.dataclass

@@ -1,6 +1,8 @@
 """The method seam: what a continual-learning method decides inside the task template."""
 from __future__ import annotations
 
+import dataclasses
+
 from paenet.packing import FineTuningPacker, Packer
 
 METHODS: dict[str, type["Method"]] = {}          # every method, the benchmark's baselines included
@@ -9,6 +11,23 @@ PACKING_METHODS: dict[str, type["Method"]] = {}  # the methods that pack one net
 MISS_ROLL_BACK = "roll_back"
 MISS_KEEP = "keep"
 MISS_RESERVE = "reserve"       # the plan's rule at the cap (paenet.goal): finished, pruned to a reserve
+
+ROUND_KEEP = "keep"            # a pruning round met the goal: keep it and go on
+ROUND_STOP = "stop"            # a round missed it: the turning point, the rounds end
+ROUND_NEXT = "next"            # a round missed it, but the next (sparser) round is still tried
+
+
+@dataclasses.dataclass(frozen=True)
+class Retraining:
+    """How a pruned task is retrained with re-initialised picks (``Method.retraining``): `steps` steps
+    at `learning_rate` and `pick_learning_rate` times the configured rates, validated every `every`
+    steps, stopped after `patience` validations without a gain; kept only where validation improves."""
+
+    steps: int
+    every: int
+    patience: int
+    learning_rate: float
+    pick_learning_rate: float
 
 
 class Method:
@@ -33,6 +52,8 @@ class Method:
         offers it.
       freezes: a finished task is frozen, bit-identical whatever follows; False only for fine-tuning, whose
         later tasks train every weight (the forgetting baseline; ``packer``).
+      restarts: after a growth the task trains again from its start (its own weights, BatchNorm, biases,
+        head and picks as they were when it started, in the wider network), not from its trained state.
     """
 
     name = ""
@@ -45,6 +66,7 @@ class Method:
     fresh_network = False
     packs = True
     freezes = True
+    restarts = False
 
     def start(self, packer, spec) -> int:
         """How a task starts in `packer` (hook): adds it, claiming the free weights and learning picks
@@ -71,6 +93,23 @@ class Method:
         if accuracy < target:
             return "expand" if can_retrain and self.expands else "miss"
         return "prune" if self.prunes else "finish"
+
+    def after_round(self, accuracy: float, target: float) -> str:
+        """What follows a pruning round that reached `accuracy` against `target` (hook): ``"keep"`` (keep
+        it, prune further), ``"stop"`` (the turning point: the kept round is the task's) or ``"next"``
+        (not kept, but the next round is tried)."""
+        return ROUND_KEEP if accuracy >= target else ROUND_STOP
+
+    def pick_schedule(self, steps: int, owns_weights: bool) -> list[tuple[int, float]]:
+        """How the picks' learning rate changes over a training phase of `steps` steps (hook): (step,
+        factor of the configured rate from that step on) pairs; `owns_weights`: the task owns kernel
+        weights of its own. None change by default."""
+        return []
+
+    def retraining(self, plan, picks: bool) -> Retraining | None:
+        """How a task is retrained after its pruning, its picks re-initialised (hook), or None: not
+        retrained. `picks`: the task picks."""
+        return None
 
     def miss_rule(self, plan_rule: str, override: str | None = None, can_retrain: bool = True) -> str:
         """What a task that misses its goal at its widest does (hook): `override` if given, else the
