@@ -37,10 +37,10 @@ class Scripted:
         return self.accuracy(self.loop.state.stage)
 
 
-def _run(packer, name, accuracy, method="cpg", goal=0.5, plan=PLAN, observer=None):
+def _run(packer, name, accuracy, method="cpg", goal=0.5, plan=PLAN, observer=None, steps_per_call=1):
     validate = Scripted(accuracy)
     loop = GoalLoop(packer, TaskSpec(name, 3), TRAIN, validate, Goal(absolute=goal), plan, method=method,
-                    observer=observer, progress=False)
+                    observer=observer, progress=False, steps_per_call=steps_per_call)
     validate.loop = loop
     return loop, loop.run()
 
@@ -91,6 +91,23 @@ def test_the_pick_learning_rate_drops_to_a_fifth_halfway_and_stops_at_seventy_pe
     # the rate each step leaves for the next one: steps 10..13 train at a fifth, 14.. not at all
     assert {step: np.float32(pick) for stage, step, _, pick in observer.seen if stage == "train"} == expected
     assert CPG().pick_schedule(100, owns_weights=False) == [(50, 0.2)]    # no room of its own: picks go on
+
+
+def test_several_steps_a_call_end_where_the_schedule_changes_the_pick_rate(monkeypatch):
+    """The benchmark's compiled calls of many steps end where the pick rate changes (steps 10 and 14 of
+    a 20-step phase), so every step trains at the rate one step a call would."""
+    import paenet.goal
+    calls = []
+
+    class Counting(paenet.goal.Trainer):
+        def _run(self, batches, count):
+            calls.append(count)
+            return super()._run(batches, count)
+
+    packer = _one_task_packer()
+    monkeypatch.setattr(paenet.goal, "Trainer", Counting)
+    _run(packer, "two", lambda stage: 0.9, steps_per_call=6)
+    assert calls[:4] == [6, 4, 4, 6]
 
 
 def _snapshot_values(packer):
