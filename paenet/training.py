@@ -92,10 +92,12 @@ def make_train_loop(model, optimizer, task: int, loss_fn=None, l2: float = 0.0):
 
 
 def _loop(step, iterator, n):
-    losses = tf.TensorArray(tf.float32, size=n)
-    for i in tf.range(n):
+    # An explicit while loop: it does not depend on AutoGraph converting this function.
+    def body(i, losses):
         x, y = next(iterator)
-        losses = losses.write(i, tf.cast(step(x, y), tf.float32))
+        return i + 1, losses.write(i, tf.cast(step(x, y), tf.float32))
+
+    _, losses = tf.while_loop(lambda i, _: i < n, body, (tf.constant(0), tf.TensorArray(tf.float32, size=n)))
     return losses.stack()
 
 
