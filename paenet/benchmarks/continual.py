@@ -1,8 +1,9 @@
 """The continual-learning benchmark's training loop against Keras's own: ``cl_train_step_vs_keras_fit``.
 
 Ours is what ``python -m paenet.cl_bench`` runs for every step of a packing method: ``Trainer.train`` of the
-active task of a ``Packer`` over permuted10's masked MLP (784-312-128, Adam, exact freezing), fed by a
-permuted-pixel ``TaskData`` pipeline. The reference is plain Keras ``fit`` of the same MLP built from stock
+active task of a ``Packer`` over permuted10's masked MLP (784-312-128, Adam, exact freezing), as many steps a
+compiled call as the benchmark runs (``BenchConfig.steps_per_call``), fed by a permuted-pixel ``TaskData``
+pipeline. The reference is plain Keras ``fit`` of the same MLP built from stock
 layers with ``steps_per_execution``, on the same pipeline. Images are random: the rate does not depend on
 them.
 """
@@ -13,6 +14,7 @@ import numpy as np
 
 from paenet.benchmarks.core import timing_for
 from paenet.benchmarks.timing import Rows, compare_rates, row
+from paenet.cl.benchmark import BenchConfig
 from paenet.cl.sequences import TaskData, permutations
 from paenet.models import MLP, TaskSpec
 from paenet.optim import ExactFreezingOptimizer
@@ -46,7 +48,7 @@ def _rows(quick: bool, wanted):
     packer = Packer(MLP(widths=widths, dense_units=8 if quick else 128, name="bench_mlp"),
                     ExactFreezingOptimizer(keras.optimizers.Adam(1e-3)))
     packer.start_task(TaskSpec("bench", CLASSES))
-    trainer = Trainer(packer, progress=False)
+    trainer = Trainer(packer, progress=False, steps_per_call=BenchConfig.steps_per_call)
     plain = plain_mlp(packer.model, CLASSES)
     plain.compile(keras.optimizers.Adam(1e-3), classification_loss(), steps_per_execution=per_execution)
     rates = compare_rates(lambda: trainer.train(data, steps),
@@ -54,6 +56,7 @@ def _rows(quick: bool, wanted):
                           steps * BATCH, **timing_for(quick))
     yield row("cl_train_step_vs_keras_fit", *rates, "images/s",
               config=f"MLP 784-{widths[0]}-{packer.model.dense_units} batch {BATCH}, Adam, {steps} steps a call "
+                     f"of Trainer.train, {trainer.steps_per_call} a compiled call, "
                      f"through the permuted-pixel pipeline; reference: Keras fit, steps_per_execution={per_execution}")
 
 
