@@ -4,7 +4,10 @@ Masking gradients is not enough (DESIGN §2, §9): Keras optimizers move entries
 (AdamW's decoupled weight decay acts on every entry; Adam, SGD with momentum and RMSprop keep moving an
 entry from slot state carried over from earlier steps). So after the inner optimizer's step, every
 masked-kernel entry that the active task does not own (older tasks' weights, pruned weights) is restored
-to its value from before the step. Weight decay therefore acts only on owned entries.
+to its value from before the step. Weight decay therefore acts only on owned entries. Gradients are masked
+too only where an entry's gradient can reach an owned entry's step, which is when the inner optimizer clips
+them (by norm or value); otherwise a non-owned entry's gradient moves only its own slots, whose steps are
+undone.
 
 The wrapper holds the inner optimizer's config, not its state: ``start_task`` builds a fresh inner
 optimizer, so slots never carry over from one task to the next, and one wrapper can serve many tasks.
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from paenet.layers.masked import owned_condition
 
 
 DEFAULT_PICK_LEARNING_RATE = 5e-4
@@ -50,6 +55,7 @@ class ExactFreezingOptimizer:
         self._masks = {}
         self._model = None
         self._rates = None
+        self._mask_gradients = True
 
     @property
     def config(self) -> dict:
@@ -89,6 +95,9 @@ class ExactFreezingOptimizer:
         self._masks = {} if every_weight else {id(layer.kernel): layer.mask for layer in layers}
         self._weights = [l.kernel for l in layers] + model.task_variables(task, trainable_only=True)
         self.inner.build(self._weights)
+        clipping = getattr(self.inner, "inner_optimizer", self.inner)
+        self._mask_gradients = any(getattr(clipping, name, None) is not None
+                                   for name in ("clipnorm", "clipvalue", "global_clipnorm"))
         self._picks = model.pick_variables(task)
         self.pick_inner = None
         if self._picks:
@@ -146,8 +155,9 @@ class ExactFreezingOptimizer:
                 continue
             mask = self._masks.get(id(var))
             if mask is not None:
-                owned = tf.equal(mask, tf.constant(self.task, tf.uint8))
-                grad = tf.where(owned, grad, tf.zeros([], grad.dtype))
+                owned = owned_condition(mask, self.task)
+                if self._mask_gradients:
+                    grad = tf.where(owned, grad, tf.zeros([], grad.dtype))
                 frozen.append((var, owned, tf.identity(var.value)))
             pairs.append((grad, var))
         self.inner.apply_gradients(pairs)

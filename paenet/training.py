@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from paenet.layers.masked import masks_read_once
 from paenet.pruning import CubicSchedule, round_schedules
 
 
@@ -87,17 +88,21 @@ def make_train_loop(model, optimizer, task: int, loss_fn=None, l2: float = 0.0):
     the per-call overhead costs more than a step's arithmetic. Refuses once `task` finished."""
     # A partial, not a closure: TensorFlow counts the traces of every function made from one code object
     # together, and a benchmark makes one loop per task (see inference_function).
-    loop = tf.function(functools.partial(_loop, _step_body(model, optimizer, task, loss_fn, l2, 1)))
+    step = _step_body(model, optimizer, task, loss_fn, l2, 1)
+    loop = tf.function(functools.partial(_loop, step, model.masked_layers(), task))
     return _refusing_once_finished(loop, model, task)
 
 
-def _loop(step, iterator, n):
-    # An explicit while loop: it does not depend on AutoGraph converting this function.
+def _loop(step, layers, task, iterator, n):
+    # An explicit while loop: it does not depend on AutoGraph converting this function. No mask changes
+    # within a call (the pruner runs between calls), so the masks are read once for all its steps.
     def body(i, losses):
         x, y = next(iterator)
         return i + 1, losses.write(i, tf.cast(step(x, y), tf.float32))
 
-    _, losses = tf.while_loop(lambda i, _: i < n, body, (tf.constant(0), tf.TensorArray(tf.float32, size=n)))
+    with masks_read_once(layers, task):
+        _, losses = tf.while_loop(lambda i, _: i < n, body,
+                                  (tf.constant(0), tf.TensorArray(tf.float32, size=n)))
     return losses.stack()
 
 

@@ -123,10 +123,21 @@ def test_task_batchnorm_updates_only_the_active_task():
 
 
 def test_task_batchnorm_dense_inputs_and_fresh_state():
-    bn = TaskBatchNorm(num_tasks=2)
-    x = RNG.normal(size=(8, 6)).astype(np.float32)
+    """Dense features (their own, unfused training path) normalise and update the moving statistics as
+    the 4-D path does: batch mean, unbiased batch variance."""
+    bn, image_bn = TaskBatchNorm(num_tasks=2, momentum=0.5), TaskBatchNorm(num_tasks=2, momentum=0.5)
+    x = RNG.normal(1.0, 2.0, size=(8, 6)).astype(np.float32)
     y = bn(x, task=1, training=True).numpy()
+    image_bn(x.reshape(8, 1, 1, 6), task=1, training=True)
     np.testing.assert_allclose(y, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-3), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bn.moving_mean_t1.numpy(), 0.5 * x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance_t1.numpy(), 0.5 + 0.5 * x.var(0, ddof=1), rtol=1e-5)
+    for a, b in zip(bn.task_variables(1), image_bn.task_variables(1)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5)
+    mixed = TaskBatchNorm(num_tasks=1, dtype="mixed_float16")
+    np.testing.assert_allclose(mixed(x, task=1, training=True).numpy(), y, atol=2e-3)   # float16 out
+    bn = TaskBatchNorm(num_tasks=2)
+    bn(x, task=1, training=True)
     assert np.all(bn.beta_t2.numpy() == 0) and np.all(bn.moving_mean_t2.numpy() == 0)
     assert np.all(bn.moving_variance_t2.numpy() == 1)
     assert bn.momentum == 0.995 and bn.epsilon == 1e-3 and not bn.scale

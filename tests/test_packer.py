@@ -105,3 +105,22 @@ def test_steps_per_call_runs_the_same_steps_in_calls_that_end_at_every_pruning_s
     assert seen_1 == seen_4 == [(step, True) for step in range(1, 15)]
     assert np.array_equal(next_1, next_4)           # as many batches drawn
     assert pruned_1 == pruned_4 and min(pruned_4) > 0.4
+
+
+def test_a_compiled_loop_reads_the_masks_at_each_call_so_that_no_entry_it_does_not_own_moves():
+    """Many steps a call (the masks compared with the task once a call, ``masks_read_once``): task 1's
+    entries stay bit-identical, and the entries pruned between two calls stay 0.0
+    through the next (they would move if a call reused the comparisons of the call before)."""
+    packer, x = _one_task_packer("fresh")
+    first = [(l.kernel.numpy(), l.mask.numpy() == 1) for l in packer.model.masked_layers()]
+    packer.start_task(TaskSpec("two", 2))
+    data = tf.data.Dataset.from_tensors((x, RNG.integers(0, 2, 8)))
+    trainer = Trainer(packer, progress=False, steps_per_call=4)
+    trainer.train(data, 4)
+    packer.prune(0.5)
+    trainer.train(data, 8, start=4)
+    for layer, (kernel, owned_by_one) in zip(packer.model.masked_layers(), first):
+        after, mask = layer.kernel.numpy(), layer.mask.numpy()
+        assert after[owned_by_one].tobytes() == kernel[owned_by_one].tobytes(), layer.name
+        assert np.any(mask == 0) and np.all(after[mask == 0] == 0.0), layer.name
+        assert np.any(after[mask == 2] != 0.0), layer.name

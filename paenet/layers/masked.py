@@ -92,6 +92,35 @@ def selection_at_run_time(zero):
         _RUN_TIME_ZERO.pop()
 
 
+_READ_ONCE = []         # the innermost masks_read_once's {id(mask variable): (task, effective, owned)}
+
+
+@contextlib.contextmanager
+def masks_read_once(layers, task: int):
+    """Within it, the masks of `layers` are compared with task `task` once, here: the entries the task
+    reads (``effective_condition``) and owns (``owned_condition``), which every step traced inside reuses.
+    For a compiled loop of training steps, during which no mask changes (the pruner runs between calls):
+    two uint8 comparisons a kernel a step fewer, the same values."""
+    _READ_ONCE.append({id(l.mask): (task, effective_condition(l.mask, task, l.sharing),
+                                     tf.equal(l.mask, tf.constant(task, tf.uint8))) for l in layers})
+    try:
+        yield
+    finally:
+        _READ_ONCE.pop()
+
+
+def _read_once(mask, task: int):
+    known = _READ_ONCE[-1].get(id(mask)) if _READ_ONCE else None
+    return known[1:] if known is not None and known[0] == task else None
+
+
+def owned_condition(mask, task: int):
+    """Boolean tensor of `mask`'s shape: the entries task `task` owns (``masks_read_once``'s when it holds
+    the mask)."""
+    known = _read_once(mask, task)
+    return known[1] if known is not None else tf.equal(mask, tf.constant(task, tf.uint8))
+
+
 def _owners(mask, task: int):
     """(`mask`, `task`) as tensors to compare: uint8, or int32 fed by the run-time zero."""
     mask = tf.convert_to_tensor(mask, tf.uint8)
@@ -246,6 +275,9 @@ class MaskedKernelLayer(keras.layers.Layer):
             picks = None if picks is None else tf.convert_to_tensor(picks)[leading(shape)]
         if picks is not None:
             return picked_kernel(kernel, mask, task, picks)
+        known = _read_once(mask, task)
+        if known is not None:
+            return tf.where(known[0], kernel, tf.zeros([], kernel.dtype))
         return effective_kernel(kernel, mask, task, self.sharing)
 
     def call(self, inputs, task: int, input_order=None):
