@@ -70,7 +70,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    from paenet.cl.benchmark import ALL_METHODS
+    from paenet.cl.benchmark import ALL_METHODS, GOAL_FROM
     from paenet.cl.sequences import SEQUENCES
     from paenet.data.idx import FASHION_MNIST_DIR
     flags.DEFINE_list("sequences", list(DEFAULT_SEQUENCES), f"Task sequences: {', '.join(SEQUENCES)}.")
@@ -94,6 +94,8 @@ def define_flags():
     flags.DEFINE_list("from_results", [], "Run nothing: read these results.json files (with --readme).")
     flags.DEFINE_string("readme", None, "Rewrite the generated table of this Markdown file from the results.")
     flags.DEFINE_bool("progress", True, "Progress bars.")
+    flags.DEFINE_enum("goal_from", "phase", GOAL_FROM, "Goals from independent's best validation accuracy within "
+                      "one training phase (phase) or within the whole budget it trains (budget).")
     flags.DEFINE_integer("jobs", min(2, os.cpu_count() or 1),
                          "Worker processes, each running one (sequence, seed) at a time; 1 runs in this process. "
                          "The results do not depend on it.")
@@ -251,7 +253,7 @@ def measure(save) -> dict:
             "results_path": os.path.join(FLAGS.output_dir, "results.json"), "seeds": seeds(), "configs": {},
             "jobs": FLAGS.jobs}
     overrides = dict(margin=FLAGS.margin, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-                     pick_learning_rate=FLAGS.pick_learning_rate)
+                     pick_learning_rate=FLAGS.pick_learning_rate, goal_from=FLAGS.goal_from)
     parallel = FLAGS.jobs > 1
     jobs = [Job(name, seed, tuple(FLAGS.methods), FLAGS.quick, FLAGS.steps_scale, FLAGS.width_scale, overrides,
                 FLAGS.fashion_mnist_dir, FLAGS.data_dir, FLAGS.progress and not parallel)

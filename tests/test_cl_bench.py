@@ -44,6 +44,9 @@ def test_quick_run_compares_every_method_on_split5(tmp_path):
     runs = {r["method"]: r for r in details["runs"]}
     assert len(details["runs"]) == len(ALL_METHODS) and len(runs["pae"]["accuracy"]) == 3
     budget = runs["independent"]["per_task"][0]["steps"]
+    margin = details["meta"]["configs"]["split5"]["margin"]   # goals: independent's one-phase validation - margin
+    assert [t["goal"] for t in runs["packnet"]["per_task"]] == [
+        max(0.0, t["phase_val_accuracy"] - margin) for t in runs["independent"]["per_task"]]
     assert {t["steps"] for t in runs["finetune"]["per_task"]} == {budget}
     # Fine-tuning: one unmasked network that task 1 takes whole, every later task training all of it.
     assert by_method["finetune"]["weights_x"] == 1.0 and by_method["finetune"]["free"] == 0.0
@@ -65,8 +68,21 @@ def test_quick_run_compares_every_method_on_split5(tmp_path):
         assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_goals_from_the_budget_are_independents_best_validated_state_minus_the_margin(tmp_path):
+    result = _run("--quick", "--sequences=split5", "--methods=independent,packnet", "--goal_from=budget",
+                  f"--output_dir={tmp_path}", "--noprogress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    details = json.loads((tmp_path / "results.json").read_text())
+    config = details["meta"]["configs"]["split5"]
+    independent, packnet = ([t for t in r["per_task"]] for r in details["runs"])
+    assert config["goal_from"] == "budget"
+    assert [t["val_accuracy"] for t in independent] == [max(a for _, a in t["val_curve"]) for t in independent]
+    assert [t["goal"] for t in packnet] == [max(0.0, t["val_accuracy"] - config["margin"]) for t in independent]
+
+
 def test_bad_flags_and_missing_data_are_one_line(tmp_path):
-    for args, words in ((["--methods=pae,magic"], "--methods: unknown ['magic']"),
+    for args, words in ((["--goal_from=test"], "--goal_from"),
+                        (["--methods=pae,magic"], "--methods: unknown ['magic']"),
                         (["--sequences=split9"], "--sequences: unknown ['split9']"),
                         (["--seeds=0,x"], "--seeds=0,x: must be a list of integers"),
                         (["--seeds=1,1"], "--seeds=1,1: must be distinct"),

@@ -12,7 +12,7 @@ what; this module has no training loop of its own):
   state. Its best validation accuracy within one training phase (``train_steps``: ``phase_val_accuracy``)
   sets the packing methods' goals (CPG's "avg" setting: that accuracy minus ``margin``, from individual
   models trained as long as CPG's own training phase): a goal from the whole budget, up to five phases
-  long, is out of a phase's reach.
+  long, is out of a phase's reach (``goal_from="budget"`` sets it so, to measure that rule).
 * ``independent_pruned``: the same networks' tasks, each in its own fresh network, pruned to its own
   turning point under the same goal (PackNet on one task): the size every method is compared with.
 * ``finetune``: one network trained task after task with nothing frozen (its packer,
@@ -70,6 +70,10 @@ PACKING = tuple(sorted(PACKING_METHODS))
 ALL_METHODS = (*BASELINES, *PACKING)
 
 
+# Where the goals come from: independent's best validation within one training phase, or within its budget.
+GOAL_FROM = ("phase", "budget")
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
     """Steps and optimisation, the same for every method. `train_steps` trains each task (and retrains
@@ -77,7 +81,9 @@ class BenchConfig:
     the first `prune_steps` every `prune_frequency`. The baselines validate every `eval_every` steps.
     Up to `steps_per_call` steps run in one compiled call (``paenet.training.make_train_loop``).
     Expansion widens by exactly the ratio (`expansion_multiple` 1): these networks are 16 to 300 units
-    wide, where rounding to multiples of 8 would change how much a round adds by up to half."""
+    wide, where rounding to multiples of 8 would change how much a round adds by up to half.
+    `goal_from` says which of independent's validation accuracies sets a goal: the best within one
+    training phase (``phase_accuracy``) or within the whole budget it trains (its best state's)."""
 
     train_steps: int = 600
     targets: tuple = (0.5, 0.75, 0.875, 0.95)
@@ -94,6 +100,11 @@ class BenchConfig:
     eval_batch_size: int = 1000
     eval_every: int = 100
     steps_per_call: int = 25
+    goal_from: str = "phase"
+
+    def __post_init__(self):
+        if self.goal_from not in GOAL_FROM:
+            raise ValueError(f"goal_from must be one of {', '.join(GOAL_FROM)}, got {self.goal_from!r}")
 
     def plan(self, reserve: float = 0.0) -> PackingPlan:
         """The goal loop's plan; a task that misses its goal at its widest releases `reserve` of its weights."""
@@ -334,7 +345,8 @@ def run_sequence(sequence: Sequence, methods, config: BenchConfig, progress: boo
     for t in independent.tasks:
         t["phase_val_accuracy"] = phase_accuracy(t, config)
     yield independent
-    goals = [max(0.0, t["phase_val_accuracy"] - config.margin) for t in independent.tasks]
+    source = "phase_val_accuracy" if config.goal_from == "phase" else "val_accuracy"   # its best state's
+    goals = [max(0.0, t[source] - config.margin) for t in independent.tasks]
     for method in ALL_METHODS[1:]:
         if method in methods:
             yield run_method(sequence, method, config, goals, budget, progress)
