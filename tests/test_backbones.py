@@ -140,7 +140,8 @@ def test_full_size_layer_shapes():
 @pytest.mark.parametrize("flags, named", [
     (["--base=resnet"], "--base=resnet: must be one of facenet, inception_resnet_v1, mlp, resnet18, small_cnn, "),
     (["--base=mlp", "--backbone_option=width_multiplier=2"], "--backbone_option=width_multiplier: --base=mlp has no "
-                                                            "such option (its options: batch_norm)"),
+                                                            "such option (its options: batch_norm, "
+                                                            "expand_features)"),
     (["--base=inception_resnet_v1", "--backbone_option=block_counts=1,x"], "--backbone_option=block_counts=1,x: "),
     (["--backbone_option=batch_norm"], "--backbone_option=batch_norm: must be NAME=VALUE"),
     (["--base=vgg16_bn", "--widths=4,8"], "--base=vgg16_bn: VGG16 has 13 convolutions; got 2 widths"),

@@ -156,6 +156,24 @@ def test_every_sequence_has_a_full_configuration_and_its_backbone_scales():
     assert cl_bench._scaled(SEQUENCES["cifar100_resnet18"].quick_backbone_kwargs, 2.0)["widths"] == (8, 8, 16, 16)
 
 
+def test_cpg_cifar_configuration_grows_vgg16_bn_fc2_included_to_1_5x_its_weights():
+    """CPG's growth (ivclab/CPG: sqrt(1.5)x every layer's filters, fc2's too): one round of cifar100_cpg20's
+    policy widens every layer of VGG16-BN and stays under the configuration's cap."""
+    import keras
+    from paenet import cl_bench
+    from paenet.expansion import masked_parameters
+    from paenet.models import VGG16BN, TaskSpec
+    from paenet.packing import Packer
+    packer = Packer(VGG16BN(name="vgg"), keras.optimizers.Adam())
+    packer.start_task(TaskSpec("one", 5))
+    before, base = packer.model.width_config(), masked_parameters(packer.model)
+    assert packer.expand(cl_bench.config_for("cifar100_cpg20", quick=False).plan().expansion) is not None
+    after = packer.model.width_config()
+    assert set(after) == {*(f"conv{i}" for i in range(1, 14)), "fc1", "fc2"}
+    assert all(after[k] > before[k] for k in before)
+    assert 1.5 < masked_parameters(packer.model) / base < 1.51
+
+
 def test_every_flag_file_the_code_and_readme_name_exists():
     import re
     texts = [p.read_text() for p in (REPO / "README.md", REPO / "paenet" / "cl_bench.py",

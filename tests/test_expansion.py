@@ -55,6 +55,31 @@ def test_expansion_keeps_old_tasks_bit_identical_and_frees_new_weights():
     assert clone.conv2.task_shapes == wide.conv2.task_shapes
 
 
+def test_a_widened_feature_layer_keeps_a_finished_task_bit_identical_through_a_reload(tmp_path):
+    """With ``expand_features`` the dense layer every head reads widens: task 1, finished at 8 features,
+    computes with its head's 8 rows as before, after a save and a load too; task 2 reads all of them."""
+    keras.utils.set_random_seed(0)
+    packer = Packer(SmallCNN(widths=(4,), dense_units=8, expand_features=True, input_shape=(16, 16, 3), name="m"),
+                    keras.optimizers.Adam(1e-2))
+    x = RNG.normal(size=(8, 16, 16, 3)).astype(np.float32)
+    data = array_dataset(x, np.arange(8) % 3, 8)
+    packer.start_task(TaskSpec("one", 3))
+    Trainer(packer, progress=False).train(data, 2)
+    record = packer.finish()
+    before = packer.model(x, task=1).numpy().tobytes()
+    head = packer.model.heads.kernel_t1.numpy()
+    packer.start_task(TaskSpec("two", 3))
+    packer.expand(ExpansionPolicy("uniform", ratio=4.0, cap=10.0, multiple=1))
+    Trainer(packer, progress=False).train(data, 2)
+    packer.finish()
+    save_packing(packer, tmp_path / "p")
+    for model in (packer.model, load_packing(tmp_path / "p").model):
+        assert model.width_config() == {"conv1": 8, "dense": 16}
+        assert model(x, task=1).numpy().tobytes() == before and task_digest(model, 1) == record.digest
+        assert model.task_values(1)["heads/kernel_t1"].tobytes() == head.tobytes()
+        assert model.task_values(2)["heads/kernel_t2"].shape == (16, 3) == model.heads.kernel_t1.shape
+
+
 def test_expansion_refuses_narrowing_and_unknown_layers():
     model = _two_task_model()
     with pytest.raises(ValueError, match="cannot narrow"):

@@ -5,16 +5,17 @@ from paenet.config import Settings
 from paenet.models import SmallCNN, get_backbone
 
 # A case per backbone (and a variant or two), as the app's settings: the smallest network that still has
-# every kind of layer the backbone has at full size.
+# every kind of layer the backbone has at full size. vgg16_bn (by default), mlp_bias and resnet18 widen the layer
+# their heads read when they expand (small_cnn's: tests/test_expansion.py).
 TINY = {
     "small_cnn": dict(image_size=16, widths=(4, 8), dense_units=16),
     "inception_resnet_v1": dict(image_size=80, dense_units=8,
                                 backbone_options={"width_multiplier": 0.125, "block_counts": (1, 1, 1)}),
     "mlp": dict(image_size=8, widths=(16, 8), dense_units=8),
     "mlp_bias": dict(base="mlp", image_size=8, widths=(12,), dense_units=6, dropout=0.25,
-                     backbone_options={"batch_norm": "false"}),
+                     backbone_options={"batch_norm": "false", "expand_features": "true"}),
     "vgg16_bn": dict(image_size=32, widths=(3, 4, 4, 5, 5, 6, 6, 6, 7, 7, 7, 8, 8), dense_units=8),
-    "resnet18": dict(image_size=8, widths=(4, 4, 8, 8)),
+    "resnet18": dict(image_size=8, widths=(4, 4, 8, 8), backbone_options={"expand_features": "true"}),
 }
 
 

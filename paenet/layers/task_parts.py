@@ -106,7 +106,8 @@ class TaskHeads(keras.layers.Layer):
     """One dense classifier head per task: ``num_classes[t - 1]`` logits for task t.
 
     A task with 0 classes has no head (a feature task such as face verification): its inputs pass
-    through unchanged.
+    through unchanged. A task finished before an expansion widened the feature layer gets its features
+    at its own, smaller width and reads the leading rows of its kernel: the shape it was trained with.
     """
 
     def __init__(self, num_classes=(), kernel_initializer="glorot_uniform", **kwargs):
@@ -140,7 +141,10 @@ class TaskHeads(keras.layers.Layer):
         check_task(task, self.num_tasks)
         if not self.num_classes[task - 1]:
             return inputs
-        return tf.matmul(inputs, getattr(self, f"kernel_t{task}")) + getattr(self, f"bias_t{task}")
+        kernel = getattr(self, f"kernel_t{task}")
+        if inputs.shape[-1] != kernel.shape[0]:
+            kernel = tf.convert_to_tensor(kernel)[: inputs.shape[-1]]
+        return tf.matmul(inputs, kernel) + getattr(self, f"bias_t{task}")
 
     def get_config(self):
         return {**super().get_config(), "num_classes": list(self.num_classes),

@@ -17,19 +17,21 @@ class MLP(PackableModel):
     a per-task bias) and ReLU; dropout; one head per task.
 
     The defaults are DEN's permuted-MNIST network, 784-312-128. The hidden layers are expandable (their
-    widths are the width config); ``dense`` keeps its width because every task's head reads it, as
-    SmallCNN's does.
+    widths are the width config), and ``dense`` with `expand_features` (a task finished narrower reads
+    the leading rows of its head); off by default, as SmallCNN's, so the benchmark's sequences grow as
+    they were measured.
     """
 
-    OPTIONS = {"batch_norm": True}
+    OPTIONS = {"batch_norm": True, "expand_features": False}
 
-    def __init__(self, widths=(312,), dense_units: int = 128, batch_norm: bool = True, dropout: float = 0.0,
-                 bn_momentum: float = 0.9, **kwargs):
+    def __init__(self, widths=(312,), dense_units: int = 128, batch_norm: bool = True,
+                 expand_features: bool = False, dropout: float = 0.0, bn_momentum: float = 0.9, **kwargs):
         kwargs.setdefault("input_shape", (784,))
         super().__init__(**kwargs)
         self.widths = tuple(int(w) for w in widths)
         self.dense_units = int(dense_units)
         self.batch_norm = bool(batch_norm)
+        self.expand_features = bool(expand_features)
         self.dropout_rate = float(dropout)
         self.bn_momentum = float(bn_momentum)
         self.features = math.prod(self.image_shape)
@@ -62,12 +64,14 @@ class MLP(PackableModel):
         return self.heads(x, task=task)
 
     def width_config(self) -> dict[str, int]:
-        return {f"hidden{i}": w for i, w in enumerate(self.widths, 1)}
+        widths = {f"hidden{i}": w for i, w in enumerate(self.widths, 1)}
+        return {**widths, "dense": self.dense_units} if self.expand_features else widths
 
     def with_width_config(self, widths, frozen_shapes) -> "MLP":
         return self.rebuild(widths=[widths[f"hidden{i}"] for i in range(1, len(self.widths) + 1)],
-                            frozen_shapes=frozen_shapes)
+                            dense_units=widths.get("dense", self.dense_units), frozen_shapes=frozen_shapes)
 
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "dense_units": self.dense_units,
-                "batch_norm": self.batch_norm, "dropout": self.dropout_rate, "bn_momentum": self.bn_momentum}
+                "batch_norm": self.batch_norm, "expand_features": self.expand_features,
+                "dropout": self.dropout_rate, "bn_momentum": self.bn_momentum}

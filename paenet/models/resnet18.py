@@ -23,12 +23,15 @@ class ResNet18(PackableModel):
 
     Expandable (``width_config``): each block's inner width (``layerS_B_conv1``) and the residual
     stream of stages 1-3, keyed by the layer that opens it (``conv1``, ``layer2_0_shortcut``,
-    ``layer3_0_shortcut``; every conv writing into that stream follows). Stage 4's stream keeps its
-    width because every head reads it. `inner_widths` (eight, one per block) default to their stage's.
+    ``layer3_0_shortcut``; every conv writing into that stream follows), and with `expand_features`
+    stage 4's (``layer4_0_shortcut``), which the heads read (a task finished narrower reads the leading
+    rows of its head). `inner_widths` (eight, one per block) default to their stage's.
     """
 
-    def __init__(self, widths=RESNET18_WIDTHS, inner_widths=None, dropout: float = 0.0, bn_momentum: float = 0.9,
-                 **kwargs):
+    OPTIONS = {"expand_features": False}
+
+    def __init__(self, widths=RESNET18_WIDTHS, inner_widths=None, expand_features: bool = False,
+                 dropout: float = 0.0, bn_momentum: float = 0.9, **kwargs):
         kwargs.setdefault("input_shape", (32, 32, 3))
         super().__init__(**kwargs)
         self.widths = tuple(int(w) for w in widths)
@@ -36,6 +39,7 @@ class ResNet18(PackableModel):
             raise ValueError(f"ResNet-18 has {len(STRIDES)} stages; got {len(self.widths)} widths {list(self.widths)}")
         inner = inner_widths or [w for w in self.widths for _ in range(BLOCKS)]
         self.inner_widths = tuple(int(w) for w in inner)
+        self.expand_features = bool(expand_features)
         if len(self.inner_widths) != len(STRIDES) * BLOCKS:
             raise ValueError(f"ResNet-18 has {len(STRIDES) * BLOCKS} blocks; got {len(self.inner_widths)} inner "
                              f"widths {list(self.inner_widths)}")
@@ -86,15 +90,18 @@ class ResNet18(PackableModel):
         return [f"layer{s}_{b}_conv1" for s in range(1, len(STRIDES) + 1) for b in range(BLOCKS)]
 
     def _stream_keys(self) -> list[str]:
-        return ["conv1", "layer2_0_shortcut", "layer3_0_shortcut"]
+        keys = ["conv1", "layer2_0_shortcut", "layer3_0_shortcut", "layer4_0_shortcut"]
+        return keys if self.expand_features else keys[:3]
 
     def width_config(self) -> dict[str, int]:
         return {**dict(zip(self._stream_keys(), self.widths)), **dict(zip(self._inner_keys(), self.inner_widths))}
 
     def with_width_config(self, widths, frozen_shapes) -> "ResNet18":
-        return self.rebuild(widths=[*(widths[k] for k in self._stream_keys()), self.widths[-1]],
+        streams = [widths[k] for k in self._stream_keys()]
+        return self.rebuild(widths=[*streams, *self.widths[len(streams):]],
                             inner_widths=[widths[k] for k in self._inner_keys()], frozen_shapes=frozen_shapes)
 
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "inner_widths": list(self.inner_widths),
+                "expand_features": self.expand_features,
                 "dropout": self.dropout_rate, "bn_momentum": self.bn_momentum}

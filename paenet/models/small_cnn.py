@@ -13,17 +13,22 @@ class SmallCNN(PackableModel):
     """``len(widths)`` blocks of 3x3 conv → BN → ReLU → 2x2 max-pool, global average pool, a dense
     feature layer with BN and ReLU, dropout, and one head per task.
 
-    Every conv and the dense layer are masked; BN and heads are per task (FaceNet's BN form).
+    Every conv and the dense layer are masked; BN and heads are per task (FaceNet's BN form). The convs
+    are expandable, and ``dense`` with `expand_features` (a task finished narrower reads the leading rows
+    of its head); off by default, so the benchmark's sequences grow as they were measured.
     """
 
-    def __init__(self, widths=(16, 32, 64), dense_units: int = 128, dropout: float = 0.0,
-                 bn_momentum: float = 0.9, **kwargs):
+    OPTIONS = {"expand_features": False}
+
+    def __init__(self, widths=(16, 32, 64), dense_units: int = 128, expand_features: bool = False,
+                 dropout: float = 0.0, bn_momentum: float = 0.9, **kwargs):
         super().__init__(**kwargs)
         self.widths = tuple(int(w) for w in widths)
         if min(self.image_shape[:2]) < 2 ** len(self.widths):
             raise ValueError(f"input size {min(self.image_shape[:2])} is halved once per layer of --widths "
                              f"({len(self.widths)}), so it needs at least {2 ** len(self.widths)}")
         self.dense_units = int(dense_units)
+        self.expand_features = bool(expand_features)
         self.dropout_rate = float(dropout)
         # Short CPU runs need faster-moving statistics than FaceNet's 0.995.
         self.bn_momentum = float(bn_momentum)
@@ -55,14 +60,16 @@ class SmallCNN(PackableModel):
         return self.heads(x, task=task)
 
     def width_config(self) -> dict[str, int]:
-        return {f"conv{i}": w for i, w in enumerate(self.widths, 1)}
+        widths = {f"conv{i}": w for i, w in enumerate(self.widths, 1)}
+        return {**widths, "dense": self.dense_units} if self.expand_features else widths
 
     def with_width_config(self, widths, frozen_shapes) -> "SmallCNN":
         return self.rebuild(widths=[widths[f"conv{i}"] for i in range(1, len(self.widths) + 1)],
-                            frozen_shapes=frozen_shapes)
+                            dense_units=widths.get("dense", self.dense_units), frozen_shapes=frozen_shapes)
 
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "dense_units": self.dense_units,
+                "expand_features": self.expand_features,
                 "dropout": self.dropout_rate, "bn_momentum": self.bn_momentum}
 
 

@@ -20,11 +20,14 @@ class VGG16BN(PackableModel):
 
     For CPG's 32x32 inputs the last pool leaves 1x1, so the average pool is CPG's flatten; for larger
     inputs it keeps ``fc1``'s rows tied to channels, which expansion needs. `widths` (13 filter counts,
-    VGG16's by default) and ``fc1`` are expandable; ``fc2`` keeps its width because every head reads it.
+    VGG16's by default), ``fc1`` and, with `expand_features` (the default, as CPG grows it), ``fc2`` are
+    expandable; a task finished narrower reads the leading rows of its head.
     """
 
-    def __init__(self, widths=VGG16_WIDTHS, dense_units: int = 4096, dropout: float = 0.0,
-                 bn_momentum: float = 0.9, **kwargs):
+    OPTIONS = {"expand_features": True}
+
+    def __init__(self, widths=VGG16_WIDTHS, dense_units: int = 4096, expand_features: bool = True,
+                 dropout: float = 0.0, bn_momentum: float = 0.9, **kwargs):
         kwargs.setdefault("input_shape", (32, 32, 3))
         super().__init__(**kwargs)
         self.widths = tuple(int(w) for w in widths)
@@ -35,6 +38,7 @@ class VGG16BN(PackableModel):
         if len(pair) != 2:
             raise ValueError(f"dense_units must be an int or a pair (fc1, fc2), got {dense_units!r}")
         self.dense_units = tuple(int(u) for u in pair)
+        self.expand_features = bool(expand_features)
         self.dropout_rate = float(dropout)
         self.bn_momentum = float(bn_momentum)
         shared = dict(num_tasks=self.num_tasks, sharing=self.sharing)
@@ -67,12 +71,15 @@ class VGG16BN(PackableModel):
         return self.heads(x, task=task)
 
     def width_config(self) -> dict[str, int]:
-        return {**{f"conv{i}": w for i, w in enumerate(self.widths, 1)}, "fc1": self.dense_units[0]}
+        widths = {**{f"conv{i}": w for i, w in enumerate(self.widths, 1)}, "fc1": self.dense_units[0]}
+        return {**widths, "fc2": self.dense_units[1]} if self.expand_features else widths
 
     def with_width_config(self, widths, frozen_shapes) -> "VGG16BN":
         return self.rebuild(widths=[widths[f"conv{i}"] for i in range(1, len(self.widths) + 1)],
-                            dense_units=[widths["fc1"], self.dense_units[1]], frozen_shapes=frozen_shapes)
+                            dense_units=[widths["fc1"], widths.get("fc2", self.dense_units[1])],
+                            frozen_shapes=frozen_shapes)
 
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "dense_units": list(self.dense_units),
+                "expand_features": self.expand_features,
                 "dropout": self.dropout_rate, "bn_momentum": self.bn_momentum}
