@@ -32,7 +32,7 @@ TINY = ["--task_module=tiny_tasks", "--goal=0.6", "--image_size=16", "--widths=4
         "--prune_frequency=1", "--checkpoint_every=4", "--noprogress"]
 
 
-# tiny_b missing its goal at every width: three expansion rounds within the cap, then rolled back (exit 2:
+# tiny_noise missing its goal at every width: three expansion rounds within the cap, then rolled back (exit 2:
 # --on_miss=method, PAE's own answer; the rule at the cap's reserve rounds have their own kill test).
 GROWING = [*TINY[:1], "--task_module=kill_at_step", "--goal=1.0", "--on_miss=method", *TINY[2:6], "--train_steps=3",
            "--targets=0.5", "--steps_per_round=4", "--prune_steps=2", "--prune_frequency=1", "--checkpoint_every=4",
@@ -50,16 +50,16 @@ def start(workspace, task: str, flags=TINY, env=None) -> subprocess.Popen:
 def expansion_kills(root: Path) -> tuple[str, str]:
     """The summary lines of an uninterrupted growing run and of one killed just before each of its
     expansion rounds in turn (each rerun resuming the last); raises if a kill missed its round."""
-    reference = start(root / "reference", "tiny_b", GROWING)
+    reference = start(root / "reference", "tiny_noise", GROWING)
     out, err = reference.communicate(timeout=900)
     if reference.returncode != 2:
         raise RuntimeError(f"the growing run ended {reference.returncode}, not 2 (rolled back): {err[-3000:]}")
     for round_ in range(1, GROWING_ROUNDS + 1):
-        killed = start(root / "killed", "tiny_b", GROWING, {"PAENET_KILL_AT_EXPANSION": str(round_)})
+        killed = start(root / "killed", "tiny_noise", GROWING, {"PAENET_KILL_AT_EXPANSION": str(round_)})
         _, err = killed.communicate(timeout=900)
         if killed.returncode != 9:
             raise RuntimeError(f"the run to kill before expansion {round_} ended {killed.returncode}: {err[-3000:]}")
-    resumed = start(root / "killed", "tiny_b", GROWING)
+    resumed = start(root / "killed", "tiny_noise", GROWING)
     last, err = resumed.communicate(timeout=900)
     if resumed.returncode != 2:
         raise RuntimeError(f"the resumed run ended {resumed.returncode}, not 2: {err[-3000:]}")

@@ -176,7 +176,8 @@ def test_turning_point_is_chosen_on_validation(grown):
     assert metrics["chosen_sparsity"] == (max(meeting) if meeting else 0.0)
     assert all(r["val_accuracy"] >= outcome.goal for r in pruning[:-1])
     sparsity = outcome.record.sparsity
-    assert all(abs(s - metrics["chosen_sparsity"]) <= 0.5 / outcome.record.space[k] for k, s in sparsity.items())
+    # Each layer within half an entry of it (a half rounds either way: 40.5 of 135 entries pruned is 41).
+    assert all(abs(s - metrics["chosen_sparsity"]) <= 0.5 / outcome.record.space[k] + 1e-12 for k, s in sparsity.items())
 
 
 def test_earlier_task_bit_identical_through_expansion_training_pruning_and_reload(grown, tmp_path):
