@@ -101,8 +101,8 @@ def masks_read_once(layers, task: int):
     reads (``effective_condition``) and owns (``owned_condition``), which every step traced inside reuses.
     For a compiled loop of training steps, during which no mask changes (the pruner runs between calls):
     two uint8 comparisons a kernel a step fewer, the same values."""
-    _READ_ONCE.append({id(l.mask): (task, effective_condition(l.mask, task, l.sharing),
-                                     tf.equal(l.mask, tf.constant(task, tf.uint8))) for l in layers})
+    _READ_ONCE.append({id(l.mask): (task, effective_condition(l.mask, task, l.sharing), owned_condition(l.mask, task))
+                       for l in layers})
     try:
         yield
     finally:
