@@ -22,6 +22,7 @@ from paenet import quiet  # noqa: F401  (first: before TensorFlow loads; see pae
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import subprocess
@@ -70,16 +71,19 @@ QUICK = dict(train_steps=12, steps_per_round=4, prune_steps=2, prune_frequency=1
 QUICK_TASKS = 3
 # The sequence on which fine-tuning must show forgetting (its tasks contradict each other's inputs).
 MUST_FORGET = ("permuted10",)
+# The methods in paenet.cl.benchmark's order (ALL_METHODS: its registry's) and the goals' sources
+# (GOAL_FROM), named here for the flags: a parallel run's main process never loads TensorFlow, which the
+# registry does, so that its workers start at once. A test holds them equal; every sequence has a FULL entry.
+METHODS = ("independent", "independent_pruned", "finetune", "cpg", "packnet", "pae", "piggyback")
+GOAL_FROM = ("phase", "budget")
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    from paenet.cl.benchmark import ALL_METHODS, GOAL_FROM
-    from paenet.cl.sequences import SEQUENCES
     from paenet.data.idx import FASHION_MNIST_DIR
-    flags.DEFINE_list("sequences", list(DEFAULT_SEQUENCES), f"Task sequences: {', '.join(SEQUENCES)}.")
-    flags.DEFINE_list("methods", list(ALL_METHODS), f"Methods: {', '.join(ALL_METHODS)}.")
+    flags.DEFINE_list("sequences", list(DEFAULT_SEQUENCES), f"Task sequences: {', '.join(FULL)}.")
+    flags.DEFINE_list("methods", list(METHODS), f"Methods: {', '.join(METHODS)}.")
     flags.DEFINE_string("fashion_mnist_dir", FASHION_MNIST_DIR, "Folder of Fashion-MNIST's four IDX files.")
     flags.DEFINE_string("data_dir", None, "TFDS data folder holding paenet_cifar100 (cifar100_cpg20 only).")
     flags.DEFINE_string("output_dir", "cl_bench_results", "Where results.json, results.md and plots go.")
@@ -139,9 +143,7 @@ def seeds() -> list[int]:
 
 
 def check_flags():
-    from paenet.cl.benchmark import ALL_METHODS
-    from paenet.cl.sequences import SEQUENCES
-    for name, known, values in (("sequences", SEQUENCES, FLAGS.sequences), ("methods", ALL_METHODS, FLAGS.methods)):
+    for name, known, values in (("sequences", FULL, FLAGS.sequences), ("methods", METHODS, FLAGS.methods)):
         unknown = [v for v in values if v not in known]
         if unknown or not values:
             raise ValueError(f"--{name}: unknown {unknown or 'none given'}; choose among {', '.join(known)}")
@@ -168,23 +170,25 @@ def _commit() -> str:
     return commit + ("+changes" if dirty else "")
 
 
-def _plots(name: str, results: dict, caption: str) -> None:
-    """The sequence's two plots, each method's figures averaged over the seeds."""
+def _plots(name: str, runs: dict, caption: str) -> None:
+    """The sequence's two plots from its runs (``MethodResult.to_dict``; method -> one per seed), each
+    method's figures averaged over the seeds."""
     import numpy as np
 
     from paenet import plots
-    first = next(iter(results.values()))[0]
-    plots.final_accuracy_per_task({m: np.mean([r.final() for r in rs], axis=0).tolist() for m, rs in results.items()},
-                                  first.matrix.task_names,
+    final = {m: np.mean([r["accuracy"][-1] for r in rs], axis=0) for m, rs in runs.items()}
+    plots.final_accuracy_per_task({m: f.tolist() for m, f in final.items()}, next(iter(runs.values()))[0]["tasks"],
                                   os.path.join(FLAGS.output_dir, f"{name}_final_accuracy.png"), caption)
-    plots.accuracy_against_size({m: (float(np.mean([r.size_mb for r in rs])), float(np.mean([r.final().mean() for r in rs])))
-                                 for m, rs in results.items()},
+    plots.accuracy_against_size({m: (float(np.mean([r["size_mb"] for r in rs])), float(final[m].mean()))
+                                 for m, rs in runs.items()},
                                 os.path.join(FLAGS.output_dir, f"{name}_accuracy_vs_size.png"), caption)
 
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One (sequence, seed) run of every method: what a worker process needs, nothing read from FLAGS."""
+    """Methods over one (sequence, seed): what a worker process needs, nothing read from FLAGS. With
+    `baselines` (``run_job``'s, of a job that ran ``independent`` on the same sequence and seed) the
+    goals and budgets come from them and independent does not run again."""
 
     sequence: str
     seed: int
@@ -196,65 +200,99 @@ class Job:
     fashion_mnist_dir: str
     data_dir: str | None
     progress: bool
+    baselines: bytes | None = None
+
+
+@functools.lru_cache(maxsize=8)
+def _sequence(name: str, directory: str, seed: int, quick: bool, data_dir: str | None, width_scale: float):
+    """The sequence as a job runs it, loaded once per process (a worker runs several jobs of one sequence)."""
+    from paenet.cl.sequences import load_sequence
+    sequence = load_sequence(name, directory, seed, quick, data_dir=data_dir)
+    return dataclasses.replace(sequence, backbone_kwargs=_scaled(sequence.backbone_kwargs, width_scale),
+                               tasks=sequence.tasks[:QUICK_TASKS] if quick else sequence.tasks)
 
 
 def run_job(job: Job) -> dict:
-    """Every method of `job` over its sequence and seed, each result checked (``BenchmarkFailure``
-    otherwise): the sequence's configuration and, in ``ALL_METHODS``' order, the MethodResults asked for."""
+    """The methods of `job` over its sequence and seed, each result checked (``BenchmarkFailure``
+    otherwise), as plain data: the sequence's configuration, the device, and in ``METHODS``' order each
+    method's row (``MethodResult.row``, against the baselines) and run (``MethodResult.to_dict``); and the
+    baselines (``independent``, ``independent_pruned``) pickled, which the main process passes on to the
+    job's other parts without loading what they are made of."""
+    import pickle
+
+    from paenet.benchmarks.timing import device_name
     from paenet.cl.benchmark import BASELINES, check, run_sequence
-    from paenet.cl.sequences import load_sequence
-    sequence = load_sequence(job.sequence, job.fashion_mnist_dir, job.seed, job.quick, data_dir=job.data_dir)
-    sequence = dataclasses.replace(sequence, backbone_kwargs=_scaled(sequence.backbone_kwargs, job.width_scale),
-                                   tasks=sequence.tasks[:QUICK_TASKS] if job.quick else sequence.tasks)
+    sequence = _sequence(job.sequence, job.fashion_mnist_dir, job.seed, job.quick, job.data_dir, job.width_scale)
     config = config_for(job.sequence, job.quick, job.steps_scale, **job.overrides)
-    baselines, results = {}, []
-    for result in run_sequence(sequence, job.methods, config, job.progress):
+    baselines, results = pickle.loads(job.baselines) if job.baselines else {}, []
+    for result in run_sequence(sequence, job.methods, config, job.progress, baselines.get("independent")):
         if result.method in BASELINES:
             baselines[result.method] = result
         check(result, must_forget=job.sequence in MUST_FORGET and not job.quick,
               independent=baselines.get("independent"))
         if result.method in job.methods:
             results.append(result)
+    device = device_name()
     return {"config": {**dataclasses.asdict(config), "backbone": sequence.backbone,
                        "backbone_kwargs": {k: list(v) if isinstance(v, tuple) else v
                                            for k, v in sequence.backbone_kwargs.items()}},
-            "results": results, "baselines": baselines}
+            "device": device, "rows": [r.row(baselines, device) for r in results],
+            "runs": [r.to_dict() for r in results], "baselines": pickle.dumps(baselines)}
 
 
 def run_jobs(jobs: list[Job], workers: int):
-    """Yields (index of the job in `jobs`, ``run_job(job)``) as each job finishes: in this process with one worker, else in
-    `workers` spawned processes (TensorFlow does not survive a fork), the longest sequences first.
-    Networks this small leave most of a core idle between TensorFlow's ops (the per-step work in Python
-    is single-threaded), so two processes on two cores do nearly twice the steps of one. Each worker keeps
-    TensorFlow's default threads, as one process has: a run's numbers do not depend on `workers`."""
-    if workers <= 1 or len(jobs) <= 1:
+    """Runs every job (each one (sequence, seed), its methods); yields (index of the job in `jobs`, what
+    ``run_job`` returned for some of its methods, whether that was the job's last part) as each part
+    finishes. With one worker each job runs whole, in this process. Otherwise the parts run in `workers`
+    spawned processes (TensorFlow does not survive a fork): first each job's ``independent`` (with
+    ``independent_pruned``), the longest sequences first, then each of its other methods apart, given
+    those baselines, so that the workers share the methods of a sequence rather than waiting on the
+    longest one. Networks this small leave most of a core idle between TensorFlow's ops (the per-step
+    work in Python is single-threaded), so two processes on two cores do nearly twice the steps of one.
+    Each worker keeps TensorFlow's default threads, as one process has, and every method starts from its
+    sequence's seed: a run's numbers do not depend on `workers`."""
+    if workers <= 1:
         for k, job in enumerate(jobs):
-            yield k, run_job(job)
+            yield k, run_job(job), True
         return
     import concurrent.futures
     import multiprocessing
+    first = ("independent", "independent_pruned")
     order = sorted(range(len(jobs)), key=lambda k: -(QUICK_COST if jobs[k].quick else COST).get(jobs[k].sequence, 1.0))
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, jobs[k]): k for k in order}
+        running, parts = {}, {}        # future -> (job index, its first part?); job index -> parts left
+        for k in order:
+            methods = tuple(m for m in jobs[k].methods if m in first)
+            running[pool.submit(run_job, dataclasses.replace(jobs[k], methods=methods))] = k, True
+            parts[k] = 1
         try:
-            for future in concurrent.futures.as_completed(futures):
-                yield futures[future], future.result()
+            while running:
+                finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    (k, is_first), outcome = running.pop(future), future.result()
+                    if is_first:
+                        rest = [m for m in jobs[k].methods if m not in first]
+                        for method in rest:
+                            part = dataclasses.replace(jobs[k], methods=(method,), baselines=outcome["baselines"])
+                            running[pool.submit(run_job, part)] = k, False
+                        parts[k] += len(rest)
+                    parts[k] -= 1
+                    if not running:
+                        pool.shutdown(wait=False)     # the workers exit while the last part's plots are drawn
+                    yield k, outcome, parts[k] == 0
         except BaseException:
-            for future in futures:
+            for future in running:
                 future.cancel()
             raise
 
 
 def measure(save) -> dict:
     """Every sequence x seed x method; the results file's contents, also handed to `save` after each
-    (sequence, seed) finishes (a long run leaves what it finished). The rows and runs are in the
+    part of a (sequence, seed) finishes (a long run leaves what it finished). The rows and runs are in the
     sequences', seeds' and methods' order, whatever order the jobs finish in."""
-    from paenet.benchmarks.timing import device_name
-    from paenet.cl.summary import summarise, validation_noise
     from tqdm import tqdm
-    device = device_name()
     meta = {"commit": _commit(), "command": " ".join(["python -m paenet.cl_bench", *sys.argv[1:]]),
-            "device": device, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "device": None, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "results_path": os.path.join(FLAGS.output_dir, "results.json"), "seeds": seeds(), "configs": {},
             "jobs": FLAGS.jobs}
     overrides = dict(margin=FLAGS.margin, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
@@ -263,29 +301,32 @@ def measure(save) -> dict:
     jobs = [Job(name, seed, tuple(FLAGS.methods), FLAGS.quick, FLAGS.steps_scale, FLAGS.width_scale, overrides,
                 FLAGS.fashion_mnist_dir, FLAGS.data_dir, FLAGS.progress and not parallel)
             for name in FLAGS.sequences for seed in seeds()]
-    done: dict = {}       # job index -> run_job's outcome
+    done: dict = {}       # job index -> its (row, run) pairs so far
+    finished = set()
     started = time.perf_counter()
 
     def contents():
-        rows, runs = [], []
-        for k in sorted(done):
-            rows += [r.row(done[k]["baselines"], device) for r in done[k]["results"]]
-            runs += [r.to_dict() for r in done[k]["results"]]
+        from paenet.cl.summary import summarise, validation_noise    # here: the workers start without waiting for SciPy
+        pairs = [pair for k in sorted(done) for pair in sorted(done[k], key=lambda p: METHODS.index(p[0]["method"]))]
         meta["wall_seconds"] = time.perf_counter() - started
+        rows, runs = [row for row, _ in pairs], [run for _, run in pairs]
         return {"meta": meta, "summary": summarise(rows), "noise": validation_noise(runs), "rows": rows, "runs": runs}
 
     bar = tqdm(total=len(jobs), desc="sequence x seed", disable=not (FLAGS.progress and parallel))
-    for k, outcome in run_jobs(jobs, FLAGS.jobs):
-        done[k] = outcome
-        meta["configs"][jobs[k].sequence] = outcome["config"]
-        for result in outcome["results"]:
-            print(json.dumps(result.row(outcome["baselines"], device)), flush=True)
-        bar.update()
-        same = [i for i, j in enumerate(jobs) if j.sequence == jobs[k].sequence]
-        if all(i in done for i in same):
-            results = [r for i in same for r in done[i]["results"]]
-            _plots(jobs[k].sequence, {m: [r for r in results if r.method == m] for m in dict.fromkeys(r.method for r in results)},
-                   f"{meta['command']}\ncommit {meta['commit']}, {device}, {meta['date']}")
+    for k, outcome, last in run_jobs(jobs, FLAGS.jobs):
+        done.setdefault(k, []).extend(zip(outcome["rows"], outcome["runs"]))
+        meta["configs"][jobs[k].sequence], meta["device"] = outcome["config"], outcome["device"]
+        for row in outcome["rows"]:
+            print(json.dumps(row), flush=True)
+        if last:
+            finished.add(k)
+            bar.update()
+            same = [i for i, j in enumerate(jobs) if j.sequence == jobs[k].sequence]
+            if all(i in finished for i in same):
+                runs = [run for i in same for _, run in done[i]]
+                _plots(jobs[k].sequence, {m: [r for r in runs if r["method"] == m] for m in METHODS
+                                          if any(r["method"] == m for r in runs)},
+                       f"{meta['command']}\ncommit {meta['commit']}, {meta['device']}, {meta['date']}")
         save(contents())
     bar.close()
     results = contents()
@@ -322,15 +363,20 @@ def run() -> int:
 
 
 def main(argv):
-    from paenet.cl.benchmark import BenchmarkFailure
     from paenet.data.idx import IdxError
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         sys.exit(run())
-    except (ValueError, BenchmarkFailure, IdxError, FileNotFoundError, KeyError) as e:
-        print(f"paenet.cl_bench: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    except (ValueError, IdxError, FileNotFoundError, KeyError) as e:
+        error = e
+    except RuntimeError as e:
+        from paenet.cl.benchmark import BenchmarkFailure     # loaded already where one was raised
+        if not isinstance(e, BenchmarkFailure):
+            raise
+        error = e
+    print(f"paenet.cl_bench: error: {error}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

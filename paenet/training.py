@@ -89,7 +89,7 @@ def make_train_loop(model, optimizer, task: int, loss_fn=None, l2: float = 0.0):
     # A partial, not a closure: TensorFlow counts the traces of every function made from one code object
     # together, and a benchmark makes one loop per task (see inference_function).
     step = _step_body(model, optimizer, task, loss_fn, l2, 1)
-    loop = tf.function(functools.partial(_loop, step, model.masked_layers(), task))
+    loop = tf.function(functools.partial(_loop, step, model.masked_layers(), task), autograph=False)
     return _refusing_once_finished(loop, model, task)
 
 
@@ -257,7 +257,7 @@ def inference_function(model, task: int, outputs: str | None = None):
         # A partial, not a lambda: TensorFlow counts the traces of every function made from one code object
         # together, so that tracing each of several models once (cl_bench's independent models) read as
         # one function retracing; a partial is counted on its own.
-        forward = tf.function(functools.partial(_inference, model, task, options),
+        forward = tf.function(functools.partial(_inference, model, task, options), autograph=False,
                               input_signature=[tf.TensorSpec([None, *model.image_shape], tf.float32)])
         made = functions[(task, outputs)] = (structure, forward)
     return made[1]

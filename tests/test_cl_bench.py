@@ -28,7 +28,8 @@ def test_quick_run_compares_every_method_on_split5(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     rows, summary = [l for l in lines if "seed" in l], [l for l in lines if "seeds" in l]
-    assert [r["method"] for r in rows] == [s["method"] for s in summary] == list(ALL_METHODS)
+    assert sorted(r["method"] for r in rows) == sorted(ALL_METHODS)       # printed as each finishes
+    assert [s["method"] for s in summary] == list(ALL_METHODS)
     by_method = {r["method"]: r for r in rows}
     for method in ("packnet", "pae", "cpg", "piggyback"):
         assert by_method[method]["bwt"] == 0.0 and by_method[method]["forgetting"] == 0.0
@@ -42,7 +43,8 @@ def test_quick_run_compares_every_method_on_split5(tmp_path):
     details = json.loads((tmp_path / "results.json").read_text())
     assert details["meta"]["seeds"] == [0] and details["meta"]["command"].startswith("python -m paenet.cl_bench")
     runs = {r["method"]: r for r in details["runs"]}
-    assert len(details["runs"]) == len(ALL_METHODS) and len(runs["pae"]["accuracy"]) == 3
+    assert [r["method"] for r in details["rows"]] == [r["method"] for r in details["runs"]] == list(ALL_METHODS)
+    assert len(runs["pae"]["accuracy"]) == 3
     budget = runs["independent"]["per_task"][0]["steps"]
     margin = details["meta"]["configs"]["split5"]["margin"]   # goals: independent's one-phase validation - margin
     assert [t["goal"] for t in runs["packnet"]["per_task"]] == [
@@ -78,6 +80,20 @@ def test_goals_from_the_budget_are_independents_best_validated_state_minus_the_m
     assert config["goal_from"] == "budget"
     assert [t["val_accuracy"] for t in independent] == [max(a for _, a in t["val_curve"]) for t in independent]
     assert [t["goal"] for t in packnet] == [max(0.0, t["val_accuracy"] - config["margin"]) for t in independent]
+
+
+def test_the_flags_name_the_benchmarks_methods_sequences_and_goal_sources_without_loading_tensorflow():
+    from paenet import cl_bench
+    from paenet.cl.benchmark import GOAL_FROM
+    from paenet.cl.sequences import SEQUENCES
+    assert cl_bench.METHODS == ALL_METHODS and cl_bench.GOAL_FROM == GOAL_FROM and list(cl_bench.FULL) == list(SEQUENCES)
+    # What a parallel run's main process loads: its workers start while it would otherwise be loading TensorFlow.
+    code = ("import sys; from absl import flags; from paenet import cl_bench, plots; from paenet.cl import summary; "
+            "cl_bench.define_flags(); flags.FLAGS(['cl_bench', '--quick']); cl_bench.check_flags(); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow loaded'")
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_bad_flags_and_missing_data_are_one_line(tmp_path):

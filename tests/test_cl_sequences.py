@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_prep.build import build
-from paenet.cl import TaskData, load_sequence, split_fashion_mnist
+from paenet.cl.sequences import TaskData, load_sequence, split_fashion_mnist
 from paenet.cl.sequences import QUICK_TEST_PER_CLASS, QUICK_TRAIN_PER_CLASS, permutations
 from paenet.data.idx import FASHION_MNIST_FILES
 from paenet.models import MLP, SmallCNN, VGG16BN, create_backbone

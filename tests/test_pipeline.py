@@ -6,7 +6,7 @@ from PIL import Image
 
 import archives
 from data_prep.build import build
-from paenet.cl import TaskData
+from paenet.cl.sequences import TaskData
 from paenet.data.arrays import array_dataset
 from paenet.data.pipeline import (class_counts, class_weights, evaluation_dataset, files, tfds_split,
                                   training_dataset, with_sample_weights)

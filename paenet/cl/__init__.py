@@ -1,6 +1,4 @@
-"""Continual learning on real data: task sequences over Fashion-MNIST and CIFAR-100, and their backbones."""
-from paenet.cl.sequences import (SEQUENCES, Sequence, SequenceSpec, SplitData, TaskData, load_sequence, split_cifar100,
-                                 split_fashion_mnist)
-
-__all__ = ["SEQUENCES", "Sequence", "SequenceSpec", "SplitData", "TaskData", "load_sequence", "split_cifar100",
-           "split_fashion_mnist"]
+"""Continual learning on real data: task sequences over Fashion-MNIST and CIFAR-100 and their backbones
+(``paenet.cl.sequences``), the benchmark over them (``paenet.cl.benchmark``) and its statistics
+(``paenet.cl.summary``). Nothing is imported here: the benchmark's main process reads the statistics
+without loading TensorFlow."""

@@ -47,13 +47,14 @@ packing method spent on it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from paenet.cl.sequences import Sequence
+from paenet.cl.sequences import Sequence, TaskData
 from paenet.evaluation.continual import AccuracyMatrix
 from paenet.evaluation.model_size import KERNEL_BYTES, MB, paper_accounting
 from paenet.expansion import ExpansionPolicy, masked_parameters
@@ -187,18 +188,24 @@ def _specs(sequence: Sequence) -> list[TaskSpec]:
     return [TaskSpec(t.name, t.num_classes) for t in sequence.tasks]
 
 
-def _test_sets(sequence: Sequence, config: BenchConfig) -> list[tf.data.Dataset]:
-    """Each task's test batches, prepared once and kept: the accuracy matrix reads every earlier task's
-    after every task."""
-    return [t.dataset("test", config.eval_batch_size).cache() for t in sequence.tasks]
+@functools.lru_cache(maxsize=48)       # two 20-task sequences' validation and test batches
+def _eval_batches(task: TaskData, split: str, batch_size: int) -> tuple:
+    """`task`'s `split` batches in order, read once per process and kept in memory: every method over the
+    sequence evaluates them (the accuracy matrix every earlier task's after each task), and a tuple of
+    tensors costs nothing to iterate where a tf.data pipeline is built and started each time."""
+    return tuple(task.dataset(split, batch_size))
+
+
+def _test_sets(sequence: Sequence, config: BenchConfig) -> list[tuple]:
+    return [_eval_batches(t, "test", config.eval_batch_size) for t in sequence.tasks]
 
 
 def _train_set(sequence: Sequence, task: int, config: BenchConfig) -> tf.data.Dataset:
     return sequence.tasks[task - 1].dataset("train", config.batch_size, training=True, seed=sequence.seed + task)
 
 
-def _val_set(sequence: Sequence, task: int, config: BenchConfig) -> tf.data.Dataset:
-    return sequence.tasks[task - 1].dataset("val", config.eval_batch_size)
+def _val_set(sequence: Sequence, task: int, config: BenchConfig) -> tuple:
+    return _eval_batches(sequence.tasks[task - 1], "val", config.eval_batch_size)
 
 
 def _seeded(sequence: Sequence) -> None:
@@ -336,15 +343,20 @@ def phase_accuracy(task: dict, config: BenchConfig) -> float:
     return max(within or [task["val_curve"][0][1]])
 
 
-def run_sequence(sequence: Sequence, methods, config: BenchConfig, progress: bool = False):
-    """Every method in `methods` over `sequence`, in ``ALL_METHODS``' order; ``independent`` runs always
-    (the goals, the budget's validation and GEM's random-network accuracies come from it) and is yielded
-    first. Yields each ``MethodResult`` as it finishes."""
-    budget = config.task_budget(max_expansions(sequence, config))
-    independent = run_method(sequence, "independent", config, [0.0] * len(sequence.tasks), budget, progress)
-    for t in independent.tasks:
-        t["phase_val_accuracy"] = phase_accuracy(t, config)
-    yield independent
+def run_sequence(sequence: Sequence, methods, config: BenchConfig, progress: bool = False,
+                 independent: MethodResult | None = None):
+    """Every method in `methods` over `sequence`, in ``ALL_METHODS``' order. ``independent`` comes first:
+    the goals, the budget's validation and GEM's random-network accuracies come from it. It runs and is
+    yielded first unless given: the result of an earlier call on the same sequence and seed, so that a
+    sequence's methods can run apart (in other processes) from one independent run. Yields each
+    ``MethodResult`` as it finishes."""
+    if independent is None:
+        budget = config.task_budget(max_expansions(sequence, config))
+        independent = run_method(sequence, "independent", config, [0.0] * len(sequence.tasks), budget, progress)
+        for t in independent.tasks:
+            t["phase_val_accuracy"] = phase_accuracy(t, config)
+        yield independent
+    budget = max(t["steps"] for t in independent.tasks)       # the baselines train each task as long
     source = "phase_val_accuracy" if config.goal_from == "phase" else "val_accuracy"   # its best state's
     goals = [max(0.0, t[source] - config.margin) for t in independent.tasks]
     for method in ALL_METHODS[1:]:
