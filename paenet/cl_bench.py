@@ -106,8 +106,8 @@ def define_flags():
     flags.DEFINE_enum("goal_from", "phase", GOAL_FROM, "Goals from independent's best validation accuracy within "
                       "one training phase (phase) or within the whole budget it trains (budget).")
     flags.DEFINE_integer("jobs", min(2, os.cpu_count() or 1),
-                         "Worker processes, each running one (sequence, seed) at a time; 1 runs in this process. "
-                         "The results do not depend on it.")
+                         "Worker processes sharing the methods of every (sequence, seed); 1 runs them all in this "
+                         "process. The results do not depend on it.")
 
 
 def config_for(sequence: str, quick: bool, steps_scale: float = 1.0, **overrides):
@@ -363,6 +363,8 @@ def run() -> int:
 
 
 def main(argv):
+    from concurrent.futures import BrokenExecutor
+
     from paenet.data.idx import IdxError
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -370,6 +372,9 @@ def main(argv):
         sys.exit(run())
     except (ValueError, IdxError, FileNotFoundError, KeyError) as e:
         error = e
+    except BrokenExecutor:
+        error = (f"a worker process ended abruptly (killed, or out of memory?); "
+                 f"{os.path.join(FLAGS.output_dir, 'results.json')} holds the parts that finished before")
     except RuntimeError as e:
         from paenet.cl.benchmark import BenchmarkFailure     # loaded already where one was raised
         if not isinstance(e, BenchmarkFailure):

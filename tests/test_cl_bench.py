@@ -3,8 +3,10 @@ guarantees it enforces."""
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +108,22 @@ def test_bad_flags_and_missing_data_are_one_line(tmp_path):
         result = _run("--quick", f"--output_dir={tmp_path / 'out'}", *args)
         assert result.returncode == 1 and words in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
+
+
+def test_a_killed_worker_is_one_line_and_the_finished_parts_stay(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    run = subprocess.Popen([sys.executable, "-m", "paenet.cl_bench", "--quick", "--sequences=split5,permuted10",
+                            "--methods=independent,packnet", f"--output_dir={tmp_path}", "--noprogress"],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Kill a worker once the first part has finished and been saved: later parts are still to run.
+    while not (tmp_path / "results.json").exists() and run.poll() is None:
+        time.sleep(0.2)
+    workers = subprocess.run(["pgrep", "-P", str(run.pid), "-f", "spawn_main"], capture_output=True, text=True)
+    os.kill(int(workers.stdout.split()[0]), signal.SIGKILL)
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 1 and "a worker process ended abruptly" in stderr and "Traceback" not in stderr, stderr
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["rows"] and all(row in [json.loads(l) for l in stdout.splitlines()] for row in saved["rows"])
 
 
 def _result(method, matrix_rows, steps=(10, 10, 10)):
