@@ -57,10 +57,10 @@ FULL = {
 }
 FULL["cifar100_resnet18"] = FULL["cifar100_cpg20"]
 # Each sequence's run time relative to split5's (seed 0, every method, the default configuration: 172, 495
-# and 641 s on the 2-core CPU, 2026-12-07): parallel workers take the longest first.
+# and 641 s on the 2-core CPU, 2026-12-07): parallel workers start the longest's first part first.
 COST = {"split5": 1.0, "permuted10": 2.9, "permuted20_small": 3.7}
 # The same in a --quick run, where tracing the networks dominates and the small CNN's costs most (29, 21 and 21 s
-# of its methods' time, 2026-12-07): split5 first lets one worker take it while the other runs the two others.
+# of its methods' time, 2026-12-07): split5's first part starts first.
 QUICK_COST = {"split5": 1.4, "permuted10": 1.0, "permuted20_small": 1.0}
 # The sequences a plain run measures (CIFAR-100 needs the user's download and a GPU).
 DEFAULT_SEQUENCES = ("split5", "permuted10", "permuted20_small")
