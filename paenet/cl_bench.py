@@ -373,8 +373,8 @@ def main(argv):
     except (ValueError, IdxError, FileNotFoundError, KeyError) as e:
         error = e
     except BrokenExecutor:
-        error = (f"a worker process ended abruptly (killed, or out of memory?); "
-                 f"{os.path.join(FLAGS.output_dir, 'results.json')} holds the parts that finished before")
+        error = (f"a worker process ended abruptly (killed, or out of memory?); the parts that finished before "
+                 f"it are in {os.path.join(FLAGS.output_dir, 'results.json')}, if any did")
     except RuntimeError as e:
         from paenet.cl.benchmark import BenchmarkFailure     # loaded already where one was raised
         if not isinstance(e, BenchmarkFailure):
