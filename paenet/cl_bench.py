@@ -237,7 +237,7 @@ def run_job(job: Job) -> dict:
                        "backbone_kwargs": {k: list(v) if isinstance(v, tuple) else v
                                            for k, v in sequence.backbone_kwargs.items()}},
             "device": device, "rows": [r.row(baselines, device) for r in results],
-            "runs": [r.to_dict() for r in results], "baselines": pickle.dumps(baselines)}
+            "runs": [r.to_dict() for r in results], "baselines": job.baselines or pickle.dumps(baselines)}
 
 
 def run_jobs(jobs: list[Job], workers: int):
